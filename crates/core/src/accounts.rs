@@ -1,0 +1,467 @@
+//! Accounts: sign-up, email verification, password reset and change, and the account's
+//! own view of itself. One-time tokens (verification, reset) are 256 random bits of which
+//! only a SHA-256 is stored; each is single use and expires.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::{one_time_tokens, users};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::mail::Mail;
+use crate::secrets::{new_token, token_hash};
+use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
+use crate::types::{Email, Password, Role};
+use crate::{Error, Gatehouse, Result};
+
+/// Longest display name accepted.
+const MAX_NAME_LENGTH: usize = 200;
+
+/// Proof that a sign-up request was handled. It says nothing about whether the address
+/// already had an account, so callers cannot leak that either.
+#[derive(Debug)]
+pub struct SignupReceipt(());
+
+/// An account as its owner sees it.
+#[derive(Debug, Serialize)]
+pub struct MeView {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<users::Model> for MeView {
+    fn from(u: users::Model) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            email_verified: u.email_verified_at.is_some(),
+            name: u.name,
+            role: Role::from_stored(&u.role),
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// What a one-time token proves.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::VerifyEmail => "verify_email",
+            Purpose::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// The fields of a new account, before hashing.
+struct NewAccount {
+    email: Email,
+    name: Option<String>,
+    role: Role,
+    verified: bool,
+}
+
+impl Gatehouse {
+    /// Creates an account and mails a verification link. If the address already has an
+    /// account, that address gets a notice instead, and the caller cannot tell.
+    pub async fn sign_up(
+        &self,
+        email: &str,
+        password: SecretString,
+        name: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<SignupReceipt> {
+        let email = Email::parse(email)?;
+        let password = Password::new_choice(password, &self.settings.password, "password")?;
+        let name = parse_name(name)?;
+        // Hash before looking anything up, so both outcomes cost the same.
+        let hash = self.hasher.hash(&password).await?;
+        let account = NewAccount {
+            email: email.clone(),
+            name,
+            role: Role::User,
+            verified: false,
+        };
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        match insert_account(&txn, account, hash, now).await {
+            Ok(user) => {
+                audit::record(&txn, now, meta, AuditEntry::by_user(AuditEvent::Signup, user.id)).await?;
+                let token = self.prepare_verification(&txn, &user, now).await?;
+                txn.commit().await?;
+                self.send_verification(&user, &token)?;
+            }
+            Err(Error::Conflict { .. }) => {
+                txn.rollback().await?;
+                let existing = self.find_by_email(&email).await?;
+                let entry = AuditEntry {
+                    event: AuditEvent::SignupExistingEmail,
+                    actor: None,
+                    subject: existing.map(|u| u.id),
+                    session: None,
+                    details: None,
+                };
+                audit::record(&self.db, now, meta, entry).await?;
+                self.mailer.send_in_background(&email, Mail::AccountExists);
+            }
+            Err(other) => return Err(other),
+        }
+        Ok(SignupReceipt(()))
+    }
+
+    /// Creates an account from the command line (the first admin, imported users).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: SecretString,
+        role: Role,
+        verified: bool,
+    ) -> Result<MeView> {
+        let email = Email::parse(email)?;
+        let password = Password::new_choice(password, &self.settings.password, "password")?;
+        let hash = self.hasher.hash(&password).await?;
+        let account = NewAccount {
+            email,
+            name: None,
+            role,
+            verified,
+        };
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let user = insert_account(&txn, account, hash, now).await?;
+        let entry = AuditEntry::by_user(AuditEvent::UserCreated, user.id);
+        audit::record(&txn, now, &RequestMeta::command_line(), entry).await?;
+        txn.commit().await?;
+        Ok(user.into())
+    }
+
+    /// Marks the address of the token's account as verified.
+    pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<()> {
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let claimed = claim_one_time_token(&txn, token, Purpose::VerifyEmail, now).await?;
+        let user = users::Entity::find_by_id(claimed.user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::InvalidOneTimeToken)?;
+        if user.email_verified_at.is_none() {
+            users::ActiveModel {
+                id: Set(user.id),
+                email_verified_at: Set(Some(now)),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .update(&txn)
+            .await?;
+        }
+        audit::record(&txn, now, meta, AuditEntry::by_user(AuditEvent::EmailVerified, user.id)).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Mails a new verification link, if the address has an unverified account.
+    /// The caller learns nothing either way.
+    pub async fn resend_verification(&self, email: &str, meta: &RequestMeta) -> Result<()> {
+        let email = Email::parse(email)?;
+        let now = self.clock.now();
+        if let Some(user) = self.find_by_email(&email).await?
+            && user.email_verified_at.is_none()
+            && user.disabled_at.is_none()
+            && !self.in_mail_cooldown(user.id, Purpose::VerifyEmail, now).await?
+        {
+            let txn = self.db.begin().await?;
+            let token = self.prepare_verification(&txn, &user, now).await?;
+            let entry = AuditEntry::by_user(AuditEvent::VerificationEmailRequested, user.id);
+            audit::record(&txn, now, meta, entry).await?;
+            txn.commit().await?;
+            self.send_verification(&user, &token)?;
+        }
+        Ok(())
+    }
+
+    /// Mails a password reset link, if the address has an active account. Earlier reset
+    /// links stop working. The caller learns nothing either way.
+    pub async fn forgot_password(&self, email: &str, meta: &RequestMeta) -> Result<()> {
+        let email = Email::parse(email)?;
+        let now = self.clock.now();
+        let Some(user) = self.find_by_email(&email).await? else {
+            return Ok(());
+        };
+        if user.disabled_at.is_some() || self.in_mail_cooldown(user.id, Purpose::ResetPassword, now).await? {
+            return Ok(());
+        }
+        let ttl = self.settings.tokens.password_reset_ttl;
+        let txn = self.db.begin().await?;
+        one_time_tokens::Entity::update_many()
+            .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
+            .filter(one_time_tokens::Column::UserId.eq(user.id))
+            .filter(one_time_tokens::Column::Purpose.eq(Purpose::ResetPassword.as_str()))
+            .filter(one_time_tokens::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await?;
+        let token = insert_one_time_token(&txn, user.id, Purpose::ResetPassword, ttl, now).await?;
+        audit::record(&txn, now, meta, AuditEntry::by_user(AuditEvent::PasswordResetRequested, user.id)).await?;
+        txn.commit().await?;
+        let mail = Mail::ResetPassword {
+            name: user.name.clone(),
+            link: self.link("reset-password", &token),
+            valid_for: ttl,
+        };
+        self.mailer.send_in_background(&email, mail);
+        Ok(())
+    }
+
+    /// Sets a new password with a reset token and ends every session of the account.
+    pub async fn reset_password(&self, token: &str, new_password: SecretString, meta: &RequestMeta) -> Result<()> {
+        let password = Password::new_choice(new_password, &self.settings.password, "password")?;
+        let now = self.clock.now();
+        // A cheap look first, so a dead link costs no hashing.
+        find_usable_one_time_token(&self.db, token, Purpose::ResetPassword, now).await?;
+        let hash = self.hasher.hash(&password).await?;
+
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let claimed = claim_one_time_token(&txn, token, Purpose::ResetPassword, now).await?;
+        let user = users::Entity::find_by_id(claimed.user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::InvalidOneTimeToken)?;
+        users::ActiveModel {
+            id: Set(user.id),
+            password_hash: Set(hash),
+            // The link arrived by mail: the address is proven.
+            email_verified_at: Set(Some(user.email_verified_at.unwrap_or(now))),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await?;
+        let revoked = revoke_user_sessions(&txn, user.id, None, RevokeReason::PasswordReset, now).await?;
+        let entry = AuditEntry::by_user(AuditEvent::PasswordResetCompleted, user.id)
+            .details(serde_json::json!({ "sessions_revoked": revoked }));
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Changes the caller's password and ends their other sessions.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current_password: SecretString,
+        new_password: SecretString,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let current = Password::presented(current_password, &self.settings.password, "current_password")?;
+        let new = Password::new_choice(new_password, &self.settings.password, "new_password")?;
+        let user = users::Entity::find_by_id(principal.user_id)
+            .one(&self.db)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if !self.hasher.verify(&current, Some(&user.password_hash)).await?.matches {
+            return Err(Error::InvalidCurrentPassword);
+        }
+        let hash = self.hasher.hash(&new).await?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        users::ActiveModel {
+            id: Set(user.id),
+            password_hash: Set(hash),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await?;
+        let revoked =
+            revoke_user_sessions(&txn, user.id, Some(principal.session_id), RevokeReason::PasswordChanged, now).await?;
+        let entry = AuditEntry::by_user(AuditEvent::PasswordChanged, user.id)
+            .session(principal.session_id)
+            .details(serde_json::json!({ "sessions_revoked": revoked }));
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The caller's own account.
+    pub async fn me(&self, principal: &Principal) -> Result<MeView> {
+        users::Entity::find_by_id(principal.user_id)
+            .one(&self.db)
+            .await?
+            .map(MeView::from)
+            .ok_or(Error::Unauthenticated)
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<users::Model>> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await?)
+    }
+
+    async fn prepare_verification(
+        &self,
+        conn: &impl ConnectionTrait,
+        user: &users::Model,
+        now: DateTime<Utc>,
+    ) -> Result<SecretString> {
+        let ttl = self.settings.tokens.email_verification_ttl;
+        insert_one_time_token(conn, user.id, Purpose::VerifyEmail, ttl, now).await
+    }
+
+    /// Mails the link of a verification token committed by [`Self::prepare_verification`].
+    fn send_verification(&self, user: &users::Model, token: &SecretString) -> Result<()> {
+        let email = Email::parse(&user.email)?;
+        let mail = Mail::VerifyEmail {
+            name: user.name.clone(),
+            link: self.link("verify-email", token),
+            valid_for: self.settings.tokens.email_verification_ttl,
+        };
+        self.mailer.send_in_background(&email, mail);
+        Ok(())
+    }
+
+    /// Whether a mail of this purpose went to the user too recently to send another.
+    async fn in_mail_cooldown(&self, user_id: Uuid, purpose: Purpose, now: DateTime<Utc>) -> Result<bool> {
+        let latest = one_time_tokens::Entity::find()
+            .filter(one_time_tokens::Column::UserId.eq(user_id))
+            .filter(one_time_tokens::Column::Purpose.eq(purpose.as_str()))
+            .order_by_desc(one_time_tokens::Column::CreatedAt)
+            .one(&self.db)
+            .await?;
+        let cooldown = chrono::Duration::from_std(self.settings.tokens.mail_cooldown).unwrap_or_default();
+        Ok(latest.is_some_and(|t| now - t.created_at < cooldown))
+    }
+
+    fn link(&self, page: &str, token: &SecretString) -> String {
+        format!(
+            "{}/{page}?token={}",
+            self.settings.issuer.trim_end_matches('/'),
+            token.expose_secret()
+        )
+    }
+}
+
+/// Inserts an account; `Conflict` if the address is taken.
+async fn insert_account(
+    conn: &impl ConnectionTrait,
+    account: NewAccount,
+    password_hash: String,
+    now: DateTime<Utc>,
+) -> Result<users::Model> {
+    let inserted = users::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(account.email.as_str().to_owned()),
+        name: Set(account.name),
+        password_hash: Set(password_hash),
+        role: Set(account.role.as_str().to_owned()),
+        email_verified_at: Set(account.verified.then_some(now)),
+        disabled_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(conn)
+    .await;
+    match inserted {
+        Ok(user) => Ok(user),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::Conflict {
+            code: "email_taken",
+            message: "an account with this email address already exists".to_owned(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn parse_name(name: Option<&str>) -> Result<Option<String>> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_NAME_LENGTH || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "invalid_name",
+            format!("name: at most {MAX_NAME_LENGTH} characters, no control characters"),
+        ));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+async fn insert_one_time_token(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    purpose: Purpose,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<SecretString> {
+    let (token, hash) = new_token()?;
+    one_time_tokens::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        purpose: Set(purpose.as_str().to_owned()),
+        token_hash: Set(hash),
+        created_at: Set(now),
+        expires_at: Set(now + chrono::Duration::from_std(ttl).unwrap_or_default()),
+        used_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(token)
+}
+
+/// Marks a usable token used and returns it. Of two concurrent claims, exactly one
+/// succeeds: the conditional update is the only check that counts.
+async fn claim_one_time_token(
+    conn: &impl ConnectionTrait,
+    token: &str,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+) -> Result<one_time_tokens::Model> {
+    let hash = token_hash(token);
+    let claimed = one_time_tokens::Entity::update_many()
+        .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
+        .filter(one_time_tokens::Column::TokenHash.eq(&hash))
+        .filter(one_time_tokens::Column::Purpose.eq(purpose.as_str()))
+        .filter(one_time_tokens::Column::UsedAt.is_null())
+        .filter(one_time_tokens::Column::ExpiresAt.gt(now))
+        .exec(conn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        return Err(Error::InvalidOneTimeToken);
+    }
+    one_time_tokens::Entity::find()
+        .filter(one_time_tokens::Column::TokenHash.eq(&hash))
+        .one(conn)
+        .await?
+        .ok_or(Error::InvalidOneTimeToken)
+}
+
+async fn find_usable_one_time_token(
+    conn: &impl ConnectionTrait,
+    token: &str,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+) -> Result<one_time_tokens::Model> {
+    one_time_tokens::Entity::find()
+        .filter(one_time_tokens::Column::TokenHash.eq(token_hash(token)))
+        .filter(one_time_tokens::Column::Purpose.eq(purpose.as_str()))
+        .filter(one_time_tokens::Column::UsedAt.is_null())
+        .filter(one_time_tokens::Column::ExpiresAt.gt(now))
+        .one(conn)
+        .await?
+        .ok_or(Error::InvalidOneTimeToken)
+}

@@ -1,0 +1,291 @@
+//! What administrators do: find and change accounts, end sessions, read the audit log.
+//! Every method checks that the caller is an admin, whatever the HTTP layer did.
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::{audit_events, sessions, users};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::audit::{self, AuditEntry, AuditEvent, AuditRecord, RequestMeta};
+use crate::sessions::{Principal, RevokeReason, SessionView, revoke_session, revoke_user_sessions};
+use crate::types::Role;
+use crate::{Error, Gatehouse, Result};
+
+/// Page size when none is asked for.
+const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Largest page size served.
+const MAX_PAGE_SIZE: u64 = 200;
+
+/// An account as an admin sees it.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<users::Model> for UserView {
+    fn from(u: users::Model) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            email_verified: u.email_verified_at.is_some(),
+            name: u.name,
+            role: Role::from_stored(&u.role),
+            disabled: u.disabled_at.is_some(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// Filters of the user list. `email` matches any part of the (lower-case) address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    pub email: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<Uuid>,
+}
+
+/// One page of users, oldest first; pass `next_cursor` back as `cursor` for the next.
+#[derive(Debug, Serialize)]
+pub struct UserPage {
+    pub users: Vec<UserView>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Events about this user (as subject) or by this user (as actor).
+    pub user_id: Option<Uuid>,
+    pub event: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<i64>,
+}
+
+/// One page of audit events, newest first.
+#[derive(Debug, Serialize)]
+pub struct AuditPage {
+    pub events: Vec<AuditRecord>,
+    pub next_cursor: Option<i64>,
+}
+
+fn page_size(limit: Option<u64>) -> Result<u64> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+        Some(_) => Err(Error::invalid(
+            "invalid_request",
+            format!("limit: must be between 1 and {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+impl Gatehouse {
+    /// Lists accounts, oldest first, by pages.
+    pub async fn admin_list_users(&self, admin: &Principal, query: UserQuery) -> Result<UserPage> {
+        admin.require_admin()?;
+        let limit = page_size(query.limit)?;
+        let mut select = users::Entity::find().order_by_asc(users::Column::Id);
+        if let Some(email) = query.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            select = select.filter(users::Column::Email.contains(email.to_lowercase()));
+        }
+        if let Some(cursor) = query.cursor {
+            select = select.filter(users::Column::Id.gt(cursor));
+        }
+        let mut rows = select.limit(limit + 1).all(&self.db).await?;
+        let next_cursor = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|u| u.id)
+        } else {
+            None
+        };
+        Ok(UserPage {
+            users: rows.into_iter().map(UserView::from).collect(),
+            next_cursor,
+        })
+    }
+
+    /// One account.
+    pub async fn admin_get_user(&self, admin: &Principal, user_id: Uuid) -> Result<UserView> {
+        admin.require_admin()?;
+        Ok(self.find_user(user_id).await?.into())
+    }
+
+    /// Changes role or disabled state. Disabling ends every session of the account.
+    /// Admins cannot demote or disable themselves, so the last admin cannot lock everyone out.
+    pub async fn admin_update_user(
+        &self,
+        admin: &Principal,
+        user_id: Uuid,
+        patch: UserPatch,
+        meta: &RequestMeta,
+    ) -> Result<UserView> {
+        admin.require_admin()?;
+        if user_id == admin.user_id && (patch.role == Some(Role::User) || patch.disabled == Some(true)) {
+            return Err(Error::Conflict {
+                code: "cannot_modify_self",
+                message: "admins cannot remove their own admin role or disable themselves".to_owned(),
+            });
+        }
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let user = users::Entity::find_by_id(user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        let mut change = users::ActiveModel {
+            id: Set(user.id),
+            ..Default::default()
+        };
+        let mut events = Vec::new();
+        if let Some(role) = patch.role
+            && role.as_str() != user.role
+        {
+            change.role = Set(role.as_str().to_owned());
+            events.push(AuditEntry {
+                event: AuditEvent::RoleChanged,
+                actor: Some(admin.user_id),
+                subject: Some(user.id),
+                session: None,
+                details: Some(serde_json::json!({ "from": user.role, "to": role.as_str() })),
+            });
+        }
+        if let Some(disabled) = patch.disabled
+            && disabled != user.disabled_at.is_some()
+        {
+            change.disabled_at = Set(disabled.then_some(now));
+            let mut details = serde_json::json!({});
+            if disabled {
+                let revoked = revoke_user_sessions(&txn, user.id, None, RevokeReason::AccountDisabled, now).await?;
+                details = serde_json::json!({ "sessions_revoked": revoked });
+            }
+            events.push(AuditEntry {
+                event: if disabled { AuditEvent::UserDisabled } else { AuditEvent::UserEnabled },
+                actor: Some(admin.user_id),
+                subject: Some(user.id),
+                session: None,
+                details: Some(details),
+            });
+        }
+        let user = if events.is_empty() {
+            user
+        } else {
+            change.updated_at = Set(now);
+            let updated = change.update(&txn).await?;
+            for entry in events {
+                audit::record(&txn, now, meta, entry).await?;
+            }
+            updated
+        };
+        txn.commit().await?;
+        Ok(user.into())
+    }
+
+    /// The live sessions of an account.
+    pub async fn admin_user_sessions(&self, admin: &Principal, user_id: Uuid) -> Result<Vec<SessionView>> {
+        admin.require_admin()?;
+        self.find_user(user_id).await?;
+        self.live_sessions(user_id, Some(admin.session_id)).await
+    }
+
+    /// Ends one session of any account.
+    pub async fn admin_revoke_session(&self, admin: &Principal, session_id: Uuid, meta: &RequestMeta) -> Result<()> {
+        admin.require_admin()?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let session = sessions::Entity::find_by_id(session_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("session"))?;
+        if revoke_session(&txn, session.id, RevokeReason::RevokedByAdmin, now).await? {
+            let entry = AuditEntry {
+                event: AuditEvent::SessionRevoked,
+                actor: Some(admin.user_id),
+                subject: Some(session.user_id),
+                session: Some(session.id),
+                details: None,
+            };
+            audit::record(&txn, now, meta, entry).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Ends every session of an account; returns how many were live.
+    pub async fn admin_revoke_user_sessions(&self, admin: &Principal, user_id: Uuid, meta: &RequestMeta) -> Result<u64> {
+        admin.require_admin()?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        users::Entity::find_by_id(user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        let revoked = revoke_user_sessions(&txn, user_id, None, RevokeReason::RevokedByAdmin, now).await?;
+        let entry = AuditEntry {
+            event: AuditEvent::SessionRevoked,
+            actor: Some(admin.user_id),
+            subject: Some(user_id),
+            session: None,
+            details: Some(serde_json::json!({ "sessions_revoked": revoked })),
+        };
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Reads the audit log, newest first, by pages.
+    pub async fn admin_audit(&self, admin: &Principal, query: AuditQuery) -> Result<AuditPage> {
+        admin.require_admin()?;
+        let limit = page_size(query.limit)?;
+        let mut select = audit_events::Entity::find().order_by_desc(audit_events::Column::Id);
+        if let Some(user_id) = query.user_id {
+            select = select.filter(
+                Condition::any()
+                    .add(audit_events::Column::SubjectUserId.eq(user_id))
+                    .add(audit_events::Column::ActorUserId.eq(user_id)),
+            );
+        }
+        if let Some(event) = query.event.as_deref().filter(|e| !e.is_empty()) {
+            select = select.filter(audit_events::Column::Event.eq(event));
+        }
+        if let Some(cursor) = query.cursor {
+            select = select.filter(audit_events::Column::Id.lt(cursor));
+        }
+        let mut rows = select.limit(limit + 1).all(&self.db).await?;
+        let next_cursor = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            events: rows.into_iter().map(AuditRecord::from).collect(),
+            next_cursor,
+        })
+    }
+
+    async fn find_user(&self, user_id: Uuid) -> Result<users::Model> {
+        users::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+}

@@ -1,0 +1,88 @@
+//! The Gatehouse domain: accounts, credentials, sessions, one-time tokens, signing keys,
+//! access tokens, mail and the audit log. It stores state through SeaORM and sends mail
+//! through lettre; it knows nothing of HTTP.
+//!
+//! [`Gatehouse`] is the one entry point: every business operation is a method on it and
+//! runs in one database transaction. Its methods live next to the rules they apply
+//! (`accounts`, `sessions`, `admin`, `maintenance`).
+
+mod accounts;
+mod admin;
+pub mod audit;
+pub mod clock;
+pub mod db;
+mod error;
+pub mod hashing;
+pub mod mail;
+mod maintenance;
+pub mod secrets;
+mod sessions;
+pub mod settings;
+pub mod signing;
+pub mod types;
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+pub use accounts::{MeView, SignupReceipt};
+pub use admin::UserView;
+pub use admin::{AuditPage, AuditQuery, UserPage, UserPatch, UserQuery};
+pub use audit::{AuditEvent, RequestMeta};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use maintenance::PurgeReport;
+pub use sessions::{Principal, SessionView, TokenPair};
+pub use settings::CoreSettings;
+pub use types::{Email, Password, Role};
+
+/// The identity service: one per process, shared by every request.
+#[derive(Clone)]
+pub struct Gatehouse {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    hasher: Arc<hashing::PasswordHasher>,
+    mailer: Arc<mail::Mailer>,
+    tokens: Arc<signing::AccessTokens>,
+    settings: Arc<CoreSettings>,
+}
+
+impl Gatehouse {
+    /// Builds the service from its collaborators. Signing keys are loaded (or created on
+    /// first start) by [`signing::AccessTokens::load_or_create`] beforehand.
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        hasher: Arc<hashing::PasswordHasher>,
+        mailer: Arc<mail::Mailer>,
+        tokens: Arc<signing::AccessTokens>,
+        settings: CoreSettings,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            hasher,
+            mailer,
+            tokens,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The database connection, for health checks.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The password hasher, whose counters operators and tests read.
+    pub fn hasher(&self) -> &hashing::PasswordHasher {
+        &self.hasher
+    }
+
+    /// Answers whether the database responds.
+    pub async fn database_ready(&self) -> Result<()> {
+        self.db.ping().await.map_err(|e| Error::Unavailable {
+            reason: "database_unreachable",
+            source: Some(Box::new(e)),
+        })
+    }
+}

@@ -1,0 +1,41 @@
+//! Periodic clean-up of rows nobody can use any more. Every statement is an idempotent
+//! `DELETE ... WHERE expired`, so any number of instances may run it at once.
+
+use gatehouse_entity::{one_time_tokens, sessions};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+
+use crate::{Gatehouse, Result};
+
+/// How many rows a purge removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub one_time_tokens: u64,
+    pub sessions: u64,
+}
+
+impl Gatehouse {
+    /// Deletes expired one-time tokens, and sessions (with their refresh tokens) that
+    /// expired, or were revoked longer ago than any access token of theirs can live.
+    pub async fn purge_expired(&self) -> Result<PurgeReport> {
+        let now = self.clock.now();
+        let one_time_tokens = one_time_tokens::Entity::delete_many()
+            .filter(one_time_tokens::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let access_ttl = chrono::Duration::from_std(self.settings.tokens.access_token_ttl).unwrap_or_default();
+        let sessions = sessions::Entity::delete_many()
+            .filter(
+                Condition::any()
+                    .add(sessions::Column::ExpiresAt.lte(now))
+                    .add(sessions::Column::RevokedAt.lte(now - access_ttl)),
+            )
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(PurgeReport {
+            one_time_tokens,
+            sessions,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! Random tokens, their hashes, and the master key that encrypts signing keys at rest.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{Error, Result};
+
+/// Bytes of entropy in every token this server hands out (256 bits).
+const TOKEN_BYTES: usize = 32;
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    aws_lc_rs::rand::fill(buf).map_err(|_| Error::internal("the system random generator failed"))
+}
+
+/// A new opaque token (256 random bits, base64url) and the hash to store for it.
+pub fn new_token() -> Result<(SecretString, String)> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    fill_random(&mut bytes)?;
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = token_hash(&token);
+    Ok((SecretString::from(token), hash))
+}
+
+/// The hex SHA-256 under which a token is stored and looked up. Tokens carry 256 bits of
+/// entropy, so a fast hash is the right protection; the hash is never logged either.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// The 256-bit key that encrypts signing keys at rest (AES-256-GCM).
+pub struct MasterKey(LessSafeKey);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// Why a master key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error("it is not valid base64")]
+    NotBase64,
+    #[error("it decodes to {0} bytes; 32 are needed")]
+    WrongLength(usize),
+}
+
+impl MasterKey {
+    /// Parses a base64 (standard alphabet) encoding of exactly 32 bytes.
+    pub fn from_base64(encoded: &SecretString) -> Result<Self, MasterKeyError> {
+        let bytes = STANDARD
+            .decode(encoded.expose_secret().trim())
+            .map_err(|_| MasterKeyError::NotBase64)?;
+        if bytes.len() != 32 {
+            return Err(MasterKeyError::WrongLength(bytes.len()));
+        }
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| MasterKeyError::WrongLength(bytes.len()))?;
+        Ok(Self(LessSafeKey::new(key)))
+    }
+
+    /// A fresh random key, base64-encoded, for development set-ups.
+    pub fn generate_base64() -> Result<SecretString> {
+        let mut bytes = [0u8; 32];
+        fill_random(&mut bytes)?;
+        Ok(SecretString::from(STANDARD.encode(bytes)))
+    }
+
+    /// Encrypts `plaintext`; the output is the nonce followed by ciphertext and tag.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let mut sealed = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut sealed)
+            .map_err(|_| Error::internal("encryption failed"))?;
+        let mut out = nonce.to_vec();
+        out.append(&mut sealed);
+        Ok(out)
+    }
+
+    /// Decrypts what [`MasterKey::seal`] produced with the same `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            return Err(Error::internal("sealed data too short"));
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::internal("bad nonce"))?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(context), &mut buf)
+            .map_err(|_| Error::internal("a signing key does not decrypt under the configured master key"))?;
+        Ok(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_and_hash_to_what_is_stored() {
+        let (a, hash_a) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(token_hash(a.expose_secret()), hash_a);
+        assert_eq!(a.expose_secret().len(), 43, "256 bits in base64url");
+    }
+
+    #[test]
+    fn sealed_data_opens_only_with_the_same_key_and_context() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        let other = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        let sealed = key.seal(b"private", b"kid-1").unwrap();
+        assert_eq!(key.open(&sealed, b"kid-1").unwrap(), b"private");
+        assert!(key.open(&sealed, b"kid-2").is_err());
+        assert!(other.open(&sealed, b"kid-1").is_err());
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes_of_base64() {
+        assert!(matches!(
+            MasterKey::from_base64(&SecretString::from("c2hvcnQ=")),
+            Err(MasterKeyError::WrongLength(5))
+        ));
+        assert!(matches!(
+            MasterKey::from_base64(&SecretString::from("not base64!")),
+            Err(MasterKeyError::NotBase64)
+        ));
+    }
+}

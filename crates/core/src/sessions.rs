@@ -1,0 +1,386 @@
+//! Sessions: one authenticated login of one user. Login opens one; the refresh token
+//! family and every access token point at it; revoking it ends all of them at once.
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::{refresh_tokens, sessions, users};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::secrets::{new_token, token_hash};
+use crate::types::{Email, Password, Role};
+use crate::{Error, Gatehouse, Result};
+
+/// What a successful login or refresh hands to the app.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub session_id: Uuid,
+}
+
+/// The user behind a valid access token of a live session.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    /// The role as stored now, not as it was when the token was issued.
+    pub role: Role,
+}
+
+impl Principal {
+    pub(crate) fn require_admin(&self) -> Result<()> {
+        if self.role == Role::Admin { Ok(()) } else { Err(Error::Forbidden) }
+    }
+}
+
+/// A session as its owner or an admin sees it.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The session of the access token that asked.
+    pub current: bool,
+}
+
+/// Why a session ended; stored on the row and shown in the audit log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RevokeReason {
+    Logout,
+    RevokedByUser,
+    RevokedByAdmin,
+    PasswordReset,
+    PasswordChanged,
+    AccountDisabled,
+    RefreshTokenReuse,
+}
+
+impl RevokeReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::RevokedByUser => "revoked_by_user",
+            RevokeReason::RevokedByAdmin => "revoked_by_admin",
+            RevokeReason::PasswordReset => "password_reset",
+            RevokeReason::PasswordChanged => "password_changed",
+            RevokeReason::AccountDisabled => "account_disabled",
+            RevokeReason::RefreshTokenReuse => "refresh_token_reuse",
+        }
+    }
+}
+
+impl Gatehouse {
+    /// Checks email and password and opens a session.
+    pub async fn log_in(&self, email: &str, password: SecretString, meta: &RequestMeta) -> Result<TokenPair> {
+        let email = Email::parse(email)?;
+        let password = Password::presented(password, &self.settings.password, "password")?;
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await?;
+        // Unknown accounts are checked against a dummy hash: the same work either way.
+        let verification = self
+            .hasher
+            .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let now = self.clock.now();
+        let user = match user {
+            Some(user) if verification.matches => user,
+            user => {
+                let subject = user.map(|u| u.id);
+                let entry = AuditEntry {
+                    event: AuditEvent::LoginFailed,
+                    actor: subject,
+                    subject,
+                    session: None,
+                    details: Some(serde_json::json!({ "reason": "invalid_credentials" })),
+                };
+                audit::record(&self.db, now, meta, entry).await?;
+                return Err(Error::InvalidCredentials);
+            }
+        };
+        let refusal = if user.disabled_at.is_some() {
+            Some((Error::AccountDisabled, "account_disabled"))
+        } else if self.settings.auth.require_verified_email && user.email_verified_at.is_none() {
+            Some((Error::EmailNotVerified, "email_not_verified"))
+        } else {
+            None
+        };
+        if let Some((error, reason)) = refusal {
+            let entry = AuditEntry::by_user(AuditEvent::LoginFailed, user.id)
+                .details(serde_json::json!({ "reason": reason }));
+            audit::record(&self.db, now, meta, entry).await?;
+            return Err(error);
+        }
+        let upgraded_hash = if verification.needs_rehash {
+            Some(self.hasher.hash(&password).await?)
+        } else {
+            None
+        };
+
+        let txn = self.db.begin().await?;
+        let session_id = Uuid::now_v7();
+        let expires_at = now + chrono::Duration::from_std(self.settings.sessions.lifetime).unwrap_or(chrono::Duration::MAX);
+        sessions::ActiveModel {
+            id: Set(session_id),
+            user_id: Set(user.id),
+            created_at: Set(now),
+            last_seen_at: Set(now),
+            expires_at: Set(expires_at),
+            ip: Set(meta.ip.clone()),
+            user_agent: Set(meta.user_agent_stored()),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        let refresh_token = insert_refresh_token(&txn, session_id, now).await?;
+        if let Some(hash) = upgraded_hash {
+            users::ActiveModel {
+                id: Set(user.id),
+                password_hash: Set(hash),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .update(&txn)
+            .await?;
+        }
+        let mut entry = AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
+        if verification.needs_rehash {
+            entry = entry.details(serde_json::json!({ "password_hash_upgraded": true }));
+        }
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+
+        self.token_pair(&user, session_id, refresh_token)
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token.
+    ///
+    /// A token already exchanged is accepted again within `tokens.refresh_reuse_grace` of
+    /// its rotation (a retried request, a second tab); presented later it is taken as
+    /// stolen and the whole session is revoked.
+    pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<TokenPair> {
+        let hash = token_hash(refresh_token);
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        // Claim the token first: the first statement writes, so concurrent refreshes of
+        // one token queue here and exactly one of them sees it unrotated.
+        let claimed = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(now))
+            .filter(refresh_tokens::Column::TokenHash.eq(&hash))
+            .filter(refresh_tokens::Column::RotatedAt.is_null())
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        let Some((token, Some(session))) = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(&hash))
+            .find_also_related(sessions::Entity)
+            .one(&txn)
+            .await?
+        else {
+            return Err(Error::InvalidRefreshToken);
+        };
+        if !self.session_is_live(&session, now) {
+            return Err(Error::InvalidRefreshToken);
+        }
+        if !claimed {
+            let rotated_at = token.rotated_at.unwrap_or(now);
+            let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace).unwrap_or_default();
+            if now - rotated_at > grace {
+                revoke_session(&txn, session.id, RevokeReason::RefreshTokenReuse, now).await?;
+                let entry = AuditEntry {
+                    event: AuditEvent::RefreshTokenReused,
+                    actor: None,
+                    subject: Some(session.user_id),
+                    session: Some(session.id),
+                    details: None,
+                };
+                audit::record(&txn, now, meta, entry).await?;
+                txn.commit().await?;
+                tracing::warn!(session_id = %session.id, "refresh token reused after rotation; session revoked");
+                return Err(Error::InvalidRefreshToken);
+            }
+        }
+        let user = users::Entity::find_by_id(session.user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::InvalidRefreshToken)?;
+        if user.disabled_at.is_some() {
+            return Err(Error::InvalidRefreshToken);
+        }
+        let refresh_token = insert_refresh_token(&txn, session.id, now).await?;
+        sessions::ActiveModel {
+            id: Set(session.id),
+            last_seen_at: Set(now),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await?;
+        txn.commit().await?;
+        self.token_pair(&user, session.id, refresh_token)
+    }
+
+    /// The principal behind an access token, if its session still stands.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
+        let claims = self.tokens.verify(access_token).await?;
+        let Some((session, Some(user))) = sessions::Entity::find_by_id(claims.sid)
+            .find_also_related(users::Entity)
+            .one(&self.db)
+            .await?
+        else {
+            return Err(Error::Unauthenticated);
+        };
+        let now = self.clock.now();
+        if session.user_id.to_string() != claims.sub
+            || session.revoked_at.is_some()
+            || session.expires_at <= now
+            || user.disabled_at.is_some()
+        {
+            return Err(Error::Unauthenticated);
+        }
+        Ok(Principal {
+            user_id: user.id,
+            session_id: session.id,
+            role: Role::from_stored(&user.role),
+        })
+    }
+
+    /// Ends the session of the access token used.
+    pub async fn log_out(&self, principal: &Principal, meta: &RequestMeta) -> Result<()> {
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        revoke_session(&txn, principal.session_id, RevokeReason::Logout, now).await?;
+        let entry = AuditEntry::by_user(AuditEvent::Logout, principal.user_id).session(principal.session_id);
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn list_own_sessions(&self, principal: &Principal) -> Result<Vec<SessionView>> {
+        self.live_sessions(principal.user_id, Some(principal.session_id)).await
+    }
+
+    /// Ends one of the caller's own sessions. Another user's session is "not found".
+    pub async fn revoke_own_session(&self, principal: &Principal, session_id: Uuid, meta: &RequestMeta) -> Result<()> {
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let session = sessions::Entity::find_by_id(session_id)
+            .filter(sessions::Column::UserId.eq(principal.user_id))
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("session"))?;
+        if revoke_session(&txn, session.id, RevokeReason::RevokedByUser, now).await? {
+            let entry = AuditEntry::by_user(AuditEvent::SessionRevoked, principal.user_id).session(session.id);
+            audit::record(&txn, now, meta, entry).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn live_sessions(&self, user_id: Uuid, current: Option<Uuid>) -> Result<Vec<SessionView>> {
+        let now = self.clock.now();
+        let rows = sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .order_by_desc(sessions::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|s| self.session_is_live(s, now))
+            .map(|s| SessionView {
+                current: Some(s.id) == current,
+                id: s.id,
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                expires_at: s.expires_at,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect())
+    }
+
+    fn session_is_live(&self, session: &sessions::Model, now: DateTime<Utc>) -> bool {
+        let idle = chrono::Duration::from_std(self.settings.sessions.idle_timeout).unwrap_or(chrono::Duration::MAX);
+        session.revoked_at.is_none()
+            && session.expires_at > now
+            && session.last_seen_at.checked_add_signed(idle).is_none_or(|limit| limit > now)
+    }
+
+    fn token_pair(&self, user: &users::Model, session_id: Uuid, refresh_token: SecretString) -> Result<TokenPair> {
+        Ok(TokenPair {
+            access_token: self.tokens.issue(user.id, session_id, &user.role)?,
+            token_type: "Bearer",
+            expires_in: self.tokens.ttl().as_secs(),
+            refresh_token: refresh_token.expose_secret().to_owned(),
+            session_id,
+        })
+    }
+}
+
+async fn insert_refresh_token(conn: &impl ConnectionTrait, session_id: Uuid, now: DateTime<Utc>) -> Result<SecretString> {
+    let (token, hash) = new_token()?;
+    refresh_tokens::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        session_id: Set(session_id),
+        token_hash: Set(hash),
+        created_at: Set(now),
+        rotated_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(token)
+}
+
+/// Revokes one session; false if it was already revoked.
+pub(crate) async fn revoke_session(
+    conn: &impl ConnectionTrait,
+    session_id: Uuid,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let result = sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+        .col_expr(sessions::Column::RevokedReason, Expr::value(reason.as_str()))
+        .filter(sessions::Column::Id.eq(session_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Revokes every live session of a user, except `keep`; returns how many.
+pub(crate) async fn revoke_user_sessions(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let mut update = sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+        .col_expr(sessions::Column::RevokedReason, Expr::value(reason.as_str()))
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now));
+    if let Some(keep) = keep {
+        update = update.filter(sessions::Column::Id.ne(keep));
+    }
+    Ok(update.exec(conn).await?.rows_affected)
+}

@@ -1,0 +1,118 @@
+//! The settings the domain needs, as they appear in the configuration file (one section
+//! each). Every field is documented in `config/default.toml`, which is also where every
+//! default lives: these types have no defaults of their own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything `gatehouse-core` is configured with.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// Public base URL; the `iss` of every token and the base of every emailed link.
+    pub issuer: String,
+    pub auth: AuthSettings,
+    pub password: PasswordSettings,
+    pub sessions: SessionSettings,
+    pub tokens: TokenSettings,
+}
+
+/// `[auth]`: login rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Refuse logins until the email address is verified.
+    pub require_verified_email: bool,
+}
+
+/// `[password]`: password rules and the cost and concurrency of hashing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSettings {
+    /// Fewest characters (Unicode scalar values) a new password may have.
+    pub min_length: usize,
+    /// Most characters a password may have; longer ones are refused before hashing.
+    pub max_length: usize,
+    /// argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id time cost (passes).
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; 0 means one per CPU core.
+    pub max_concurrent_hashes: usize,
+    /// Requests allowed to wait for a hashing slot; beyond that they get 503.
+    pub max_queued_hashes: usize,
+    /// The `Retry-After` sent with that 503.
+    #[serde(with = "humantime_serde")]
+    pub overload_retry_after: Duration,
+}
+
+/// `[sessions]`: how long a login lasts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Absolute lifetime of a session from login.
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// A session not refreshed for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+/// `[tokens]`: access, refresh and one-time token rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Lifetime of an access token.
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// How long an already-rotated refresh token is still accepted.
+    #[serde(with = "humantime_serde")]
+    pub refresh_reuse_grace: Duration,
+    /// Lifetime of an email verification link.
+    #[serde(with = "humantime_serde")]
+    pub email_verification_ttl: Duration,
+    /// Lifetime of a password reset link.
+    #[serde(with = "humantime_serde")]
+    pub password_reset_ttl: Duration,
+    /// Fewest time between two verification or reset mails to one address.
+    #[serde(with = "humantime_serde")]
+    pub mail_cooldown: Duration,
+    /// The `aud` of access tokens.
+    pub default_audience: String,
+}
+
+/// How mail leaves the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransportKind {
+    /// Write each mail to the log (development only: the log then holds the links).
+    Log,
+    /// Send through an SMTP server.
+    Smtp,
+    /// Write each mail as an `.eml` file into `mail.file_dir`.
+    File,
+}
+
+/// `[mail]`: outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    pub transport: MailTransportKind,
+    /// `smtp://host:port` (plain, or `?tls=required` for STARTTLS), `smtps://user:pass@host:465`.
+    pub smtp_url: SecretString,
+    /// A file holding the SMTP URL, read instead of `smtp_url` when set.
+    pub smtp_url_file: Option<PathBuf>,
+    /// The `From` mailbox, e.g. `Gatehouse <no-reply@example.com>`.
+    pub from: String,
+    /// Folder for the `file` transport.
+    pub file_dir: PathBuf,
+    /// Give up on one SMTP delivery after this long.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The product name used in mail texts.
+    pub product_name: String,
+}

@@ -1,0 +1,9 @@
+//! SeaORM entities of Gatehouse, one module per table. Data only: the rules live in
+//! `gatehouse-core`, the schema in `gatehouse-migration`.
+
+pub mod audit_events;
+pub mod one_time_tokens;
+pub mod refresh_tokens;
+pub mod sessions;
+pub mod signing_keys;
+pub mod users;

@@ -1,0 +1,156 @@
+//! Putting the server together: the domain service from the configuration, then the
+//! actix-web application around it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, Service as _};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
+use gatehouse_core::db::{self, DatabaseOptions};
+use gatehouse_core::hashing::PasswordHasher;
+use gatehouse_core::mail::Mailer;
+use gatehouse_core::signing::AccessTokens;
+use gatehouse_core::{Clock, Gatehouse};
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::extract::TrustForwardedHeaders;
+use crate::routes;
+use crate::telemetry::RequestSpan;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Core(#[from] gatehouse_core::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects to the database (migrating it when `database.auto_migrate`), loads or creates
+/// the signing key, and builds the domain service.
+pub async fn build_gatehouse(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehouse, StartupError> {
+    let db = db::connect(&database_options(config)).await?;
+    if config.database.auto_migrate {
+        db::migrate(&db).await?;
+    }
+    let master_key = config.master_key()?;
+    let settings = config.core_settings();
+    let hasher = PasswordHasher::new(&config.password)?;
+    let mailer = Mailer::new(&config.mail, &settings.issuer)?;
+    let tokens = AccessTokens::load_or_create(
+        db.clone(),
+        clock.clone(),
+        &master_key,
+        settings.issuer.clone(),
+        config.tokens.default_audience.clone(),
+        config.tokens.access_token_ttl,
+    )
+    .await?;
+    Ok(Gatehouse::new(
+        db,
+        clock,
+        Arc::new(hasher),
+        Arc::new(mailer),
+        Arc::new(tokens),
+        settings,
+    ))
+}
+
+/// The database options of a configuration.
+pub fn database_options(config: &Config) -> DatabaseOptions {
+    DatabaseOptions {
+        url: config.database.url.clone(),
+        max_connections: config.database.max_connections,
+        connect_timeout: config.database.connect_timeout,
+    }
+}
+
+/// The HTTP server on an already bound listener; run it by awaiting it.
+pub fn http_server(config: &Config, gatehouse: Gatehouse, listener: TcpListener) -> Result<Server, StartupError> {
+    let gatehouse = web::Data::new(gatehouse);
+    let trust = web::Data::new(TrustForwardedHeaders(config.server.trust_forwarded_headers));
+    let body_limit = config.server.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(gatehouse.clone())
+            .app_data(trust.clone())
+            .app_data(json_config(body_limit))
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
+                ApiError::InvalidRequest(format!("query string: {e}")).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|_: PathError, _| ApiError::NotFound.into()))
+            .configure(routes::configure)
+            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::CACHE_CONTROL, "no-store"))
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::REFERRER_POLICY, "no-referrer")),
+            )
+            .wrap_fn(|req, service| {
+                let request_id = req.extensions().get::<RequestId>().copied();
+                let response = service.call(req);
+                async move {
+                    let mut response = response.await?;
+                    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+                        response
+                            .headers_mut()
+                            .insert(HeaderName::from_static("x-request-id"), value);
+                    }
+                    Ok(response)
+                }
+            })
+            .wrap(TracingLogger::<RequestSpan>::new())
+    })
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs());
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |e: JsonPayloadError, _| {
+            let error = match e {
+                JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::PayloadTooLarge { limit }
+                }
+                JsonPayloadError::ContentType => {
+                    ApiError::InvalidRequest("the body must be JSON (Content-Type: application/json)".to_owned())
+                }
+                JsonPayloadError::Deserialize(e) => ApiError::InvalidRequest(format!("invalid JSON body: {e}")),
+                other => ApiError::InvalidRequest(format!("unreadable body: {other}")),
+            };
+            error.into()
+        })
+}
+
+/// Deletes expired rows every `maintenance.purge_interval`, for as long as the process runs.
+pub fn spawn_maintenance(gatehouse: Gatehouse, config: &Config) -> tokio::task::JoinHandle<()> {
+    let period = config.maintenance.purge_interval;
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match gatehouse.purge_expired().await {
+                Ok(report) => tracing::info!(
+                    one_time_tokens = report.one_time_tokens,
+                    sessions = report.sessions,
+                    "purged expired rows"
+                ),
+                Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,250 @@
+//! Configuration: built-in defaults (`config/default.toml`, compiled in), then an optional
+//! file (`--config` or `GATEHOUSE_CONFIG`), then `GATEHOUSE__SECTION__KEY` environment
+//! variables. Unknown keys are an error. Loaded and checked once, in `main`, then passed in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use gatehouse_core::settings::{
+    AuthSettings, MailSettings, MailTransportKind, PasswordSettings, SessionSettings, TokenSettings,
+};
+use gatehouse_core::{CoreSettings, secrets::MasterKey};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults: every setting, each with a comment. Kept in the repository as
+/// `config/default.toml` so that operators read the same file the binary uses.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+
+/// Prefix of environment variables that override settings (`GATEHOUSE__SERVER__BIND`).
+pub const ENV_PREFIX: &str = "GATEHOUSE__";
+
+/// How strict the server is about its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Convenient defaults: a generated master key, mail to the log.
+    Development,
+    /// Refuses to start with an unsafe configuration.
+    Production,
+}
+
+/// The whole configuration. Field documentation lives in `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub issuer: String,
+    pub mode: Mode,
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub secrets: SecretSettings,
+    pub mail: MailSettings,
+    pub auth: AuthSettings,
+    pub password: PasswordSettings,
+    pub sessions: SessionSettings,
+    pub tokens: TokenSettings,
+    pub maintenance: MaintenanceSettings,
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub trust_forwarded_headers: bool,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub auto_migrate: bool,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSettings {
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `[maintenance]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    #[serde(with = "humantime_serde")]
+    pub purge_interval: Duration,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub filter: String,
+    pub json: bool,
+}
+
+/// Why the configuration cannot be used. Each problem is one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("{}", .0.join("\n"))]
+    Unsafe(Vec<String>),
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, None)
+    }
+
+    /// Like [`Config::load`], with TOML text applied after the file and before the
+    /// environment (tests use it to set up one server).
+    pub fn load_with(file: Option<&Path>, overrides: Option<&str>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Load(format!("the file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        if let Some(overrides) = overrides {
+            figment = figment.merge(Toml::string(overrides));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let mut config: Config = figment.extract().map_err(|e| {
+            ConfigError::Load(e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        config.read_secret_files()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.secrets.master_key_file {
+            self.secrets.master_key = Some(read_secret(path, "secrets.master_key_file")?);
+        }
+        if let Some(path) = &self.mail.smtp_url_file {
+            self.mail.smtp_url = read_secret(path, "mail.smtp_url_file")?;
+        }
+        Ok(())
+    }
+
+    /// The rules every mode enforces, and in production the rules that keep it safe.
+    fn check(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.password.min_length < 1 || self.password.max_length < self.password.min_length {
+            problems.push("password.min_length / password.max_length: need 1 <= min_length <= max_length".to_owned());
+        }
+        if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://")) {
+            problems.push("issuer: must be an http:// or https:// URL, e.g. https://auth.example.com".to_owned());
+        }
+        if self.mode == Mode::Production {
+            match &self.secrets.master_key {
+                None => problems.push(
+                    "secrets.master_key: missing; generate one with `openssl rand -base64 32` and set \
+                     GATEHOUSE__SECRETS__MASTER_KEY or secrets.master_key_file"
+                        .to_owned(),
+                ),
+                Some(key) => {
+                    if let Err(e) = MasterKey::from_base64(key) {
+                        problems.push(format!(
+                            "secrets.master_key: unusable ({e}); it must be 32 random bytes in base64, \
+                             e.g. from `openssl rand -base64 32`"
+                        ));
+                    }
+                }
+            }
+            if !self.issuer.starts_with("https://") {
+                problems.push(format!(
+                    "issuer: `{}` is not https; production tokens and links must use an https:// URL",
+                    self.issuer
+                ));
+            }
+            if self.mail.transport == MailTransportKind::Log {
+                problems.push(
+                    "mail.transport: `log` writes verification and reset links to the log; use `smtp` in production"
+                        .to_owned(),
+                );
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Unsafe(problems)) }
+    }
+
+    /// The master key: configured, or in development generated once into the data folder.
+    pub fn master_key(&self) -> Result<MasterKey, ConfigError> {
+        let encoded = match (&self.secrets.master_key, self.mode) {
+            (Some(key), _) => key.clone(),
+            (None, Mode::Production) => {
+                return Err(ConfigError::Unsafe(vec!["secrets.master_key: missing".to_owned()]));
+            }
+            (None, Mode::Development) => self.development_master_key()?,
+        };
+        MasterKey::from_base64(&encoded).map_err(|e| ConfigError::Unsafe(vec![format!("secrets.master_key: {e}")]))
+    }
+
+    fn development_master_key(&self) -> Result<SecretString, ConfigError> {
+        let path = self.data_dir.join("master.key");
+        if path.is_file() {
+            return read_secret(&path, "data_dir/master.key");
+        }
+        let key = MasterKey::generate_base64().map_err(|e| ConfigError::Load(e.to_string()))?;
+        std::fs::create_dir_all(&self.data_dir)
+            .and_then(|()| write_private_file(&path, key.expose_secret()))
+            .map_err(|e| ConfigError::Load(format!("writing {}: {e}", path.display())))?;
+        tracing::warn!(
+            path = %path.display(),
+            "no secrets.master_key configured: generated one for development; production refuses to start without one"
+        );
+        Ok(key)
+    }
+
+    /// The settings of the domain layer.
+    pub fn core_settings(&self) -> CoreSettings {
+        CoreSettings {
+            issuer: self.issuer.trim_end_matches('/').to_owned(),
+            auth: self.auth.clone(),
+            password: self.password.clone(),
+            sessions: self.sessions.clone(),
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+fn read_secret(path: &Path, setting: &str) -> Result<SecretString, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| SecretString::from(s.trim().to_owned()))
+        .map_err(|e| ConfigError::Load(format!("{setting}: cannot read {}: {e}", path.display())))
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}

@@ -1,0 +1,9 @@
+//! The `gatehouse` server: configuration, start-up, and the actix-web application.
+//! The binary (`main.rs`) adds the command line; tests start the same server in-process.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod telemetry;

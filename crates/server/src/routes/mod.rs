@@ -1,0 +1,14 @@
+//! HTTP routes, grouped by area. Handlers parse the request into domain values, make one
+//! call into `gatehouse-core`, and shape the answer; nothing else.
+
+pub mod admin;
+pub mod api;
+pub mod health;
+
+use actix_web::web;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::configure)
+        .service(web::scope("/api/v1").configure(api::configure).configure(admin::configure));
+}

@@ -1,0 +1,18 @@
+//! Schema migrations. One file per change, named by date; a released file is never edited.
+//! Migrations describe tables with `sea-query` only and never import the entity crate:
+//! entities move on, migrations stay as they were run.
+
+pub use sea_orm_migration::MigrationStatus;
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial_schema;
+
+/// Every migration of Gatehouse, in the order they run.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial_schema::Migration)]
+    }
+}
