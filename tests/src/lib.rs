@@ -1,1 +1,386 @@
+#![expect(
+    clippy::expect_used,
+    reason = "test support: a set-up that fails must fail the test loudly"
+)]
 
+//! Test support: the real Gatehouse server on an ephemeral port against a fresh database
+//! (SQLite always, PostgreSQL when `GATEHOUSE_TEST_POSTGRES` is set), a real SMTP listener
+//! that captures mail, an HTTP client, and a clock the test moves.
+
+pub mod logs;
+pub mod mail;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use base64::Engine;
+use gatehouse_core::{Gatehouse, ManualClock, Role};
+use gatehouse_server::app;
+use gatehouse_server::config::Config;
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub use mail::{CapturedMail, MailCatcher};
+
+/// Environment variable naming a PostgreSQL server (URL of any database on it) on which
+/// each test creates and drops a database of its own.
+pub const POSTGRES_ENV: &str = "GATEHOUSE_TEST_POSTGRES";
+
+/// Which database a test server uses.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL, when the environment names a server.
+    pub fn postgres() -> Option<Self> {
+        match std::env::var(POSTGRES_ENV) {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                eprintln!("{POSTGRES_ENV} is not set: this test ran on SQLite only");
+                None
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn name(backend: Backend)` as two tests: `name::sqlite` and
+/// `name::postgres` (the latter only does work when `GATEHOUSE_TEST_POSTGRES` is set).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(backend) = $crate::Backend::postgres() {
+                        super::$name(backend).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// Cheap argon2 parameters for the suite; one test runs the defaults.
+pub const FAST_HASHING: &str = "[password]\nargon2_memory_kib = 256\nargon2_iterations = 1\n";
+
+/// A database made for one test and dropped after it.
+enum TestDatabase {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { admin_url, name } = self {
+            let (admin_url, database) = (admin_url.clone(), name.clone());
+            // Drop runs outside any runtime guarantee: use a thread with its own runtime.
+            let dropped = std::thread::spawn(move || {
+                let name = database;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let db = sea_orm::Database::connect(&admin_url)
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    use sea_orm::ConnectionTrait;
+                    db.execute_unprepared(&format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(())
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test database {name}");
+            }
+        }
+    }
+}
+
+/// A running server and everything a test needs to talk to it.
+pub struct TestServer {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub gatehouse: Gatehouse,
+    pub clock: Arc<ManualClock>,
+    pub mail: MailCatcher,
+    pub config: Config,
+    handle: ServerHandle,
+    _data_dir: tempfile::TempDir,
+    _database: TestDatabase,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Sends the stop command now; nothing needs to wait for it.
+        drop(self.handle.stop(false));
+    }
+}
+
+impl TestServer {
+    /// A server with the suite's defaults (fast hashing).
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[FAST_HASHING]).await
+    }
+
+    /// A server with extra TOML settings applied after the suite's own.
+    pub async fn start_with(backend: Backend, overrides: &[&str]) -> Self {
+        logs::capture();
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mail = MailCatcher::start();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (database, database_url) = match backend {
+            Backend::Sqlite => (
+                TestDatabase::Sqlite,
+                format!(
+                    "sqlite://{}/gatehouse.db?mode=rwc",
+                    data_dir.path().display()
+                ),
+            ),
+            Backend::Postgres(url) => create_postgres_database(&url).await,
+        };
+        let master_key = base64::engine::general_purpose::STANDARD.encode(rand_bytes());
+        let base = format!(
+            r#"
+issuer = "http://127.0.0.1:{port}"
+data_dir = "{data_dir}"
+[server]
+bind = "127.0.0.1:{port}"
+workers = 1
+[database]
+url = "{database_url}"
+max_connections = 5
+[secrets]
+master_key = "{master_key}"
+[mail]
+transport = "smtp"
+smtp_url = "smtp://127.0.0.1:{smtp_port}"
+from = "Gatehouse <no-reply@gatehouse.test>"
+"#,
+            data_dir = data_dir.path().display(),
+            smtp_port = mail.port(),
+        );
+        let mut layers = vec![base.as_str()];
+        layers.extend_from_slice(overrides);
+        let config = Config::load_with(None, &layers).expect("test configuration");
+        let clock = Arc::new(ManualClock::default());
+        let gatehouse = app::build_gatehouse(&config, clock.clone())
+            .await
+            .expect("server starts");
+        let server = app::http_server(&config, gatehouse.clone(), listener).expect("http server");
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+            gatehouse,
+            clock,
+            mail,
+            config,
+            handle,
+            _data_dir: data_dir,
+            _database: database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POSTs a JSON body with a Bearer token.
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// GETs with a Bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// DELETEs with a Bearer token.
+    pub async fn delete_as(&self, token: &str, path: &str) -> Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// PATCHes a JSON body with a Bearer token.
+    pub async fn patch_as(&self, token: &str, path: &str, body: Value) -> Response {
+        self.http
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Signs up and returns the link from the verification mail.
+    pub async fn sign_up(&self, email: &str, password: &str) -> String {
+        let response = self
+            .post(
+                "/api/v1/signup",
+                json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        self.mail.wait_for(email, "Confirm your email").await.link()
+    }
+
+    /// Signs up, follows the verification link, and logs in.
+    pub async fn verified_user(&self, email: &str, password: &str) -> Tokens {
+        let link = self.sign_up(email, password).await;
+        let response = self
+            .post("/api/v1/email/verify", json!({ "token": token_of(&link) }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        self.log_in(email, password).await
+    }
+
+    /// Logs in, expecting success.
+    pub async fn log_in(&self, email: &str, password: &str) -> Tokens {
+        let response = self
+            .post(
+                "/api/v1/login",
+                json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+        Tokens::from(response.json::<Value>().await.expect("json"))
+    }
+
+    /// Creates an admin the way `gatehouse user create --role admin --verified` does, and
+    /// logs in as them.
+    pub async fn admin(&self, email: &str) -> Tokens {
+        let password = "admin password 1";
+        self.gatehouse
+            .create_user(email, SecretString::from(password), Role::Admin, true)
+            .await
+            .expect("admin created");
+        self.log_in(email, password).await
+    }
+
+    /// Moves the server's clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
+/// What a successful login or refresh returned.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: Uuid,
+    pub body: Value,
+}
+
+impl From<Value> for Tokens {
+    fn from(body: Value) -> Self {
+        Self {
+            access: body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
+            session_id: body["session_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("session_id"),
+            body,
+        }
+    }
+}
+
+/// The `token` query parameter of a link from a mail.
+pub fn token_of(link: &str) -> String {
+    link.split_once("token=")
+        .map(|(_, t)| t.split('&').next().unwrap_or(t).to_owned())
+        .expect("link has a token")
+}
+
+/// Reads an error body and returns its `error` code, checking the shape on the way.
+pub async fn error_code(response: Response) -> String {
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without message: {body}"
+    );
+    body["error"].as_str().expect("error code").to_owned()
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    gatehouse_core::secrets::fill_random(&mut bytes).expect("random");
+    bytes
+}
+
+async fn create_postgres_database(admin_url: &str) -> (TestDatabase, String) {
+    use sea_orm::ConnectionTrait;
+    let name = format!("gatehouse_test_{}", Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(admin_url)
+        .await
+        .expect("PostgreSQL answers");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("URL with a database name");
+    let url = format!("{base}/{name}");
+    (
+        TestDatabase::Postgres {
+            admin_url: admin_url.to_owned(),
+            name,
+        },
+        url,
+    )
+}

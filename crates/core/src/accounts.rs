@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{one_time_tokens, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    SqlErr, TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -103,7 +103,13 @@ impl Gatehouse {
         let txn = self.db.begin().await?;
         match insert_account(&txn, account, hash, now).await {
             Ok(user) => {
-                audit::record(&txn, now, meta, AuditEntry::by_user(AuditEvent::Signup, user.id)).await?;
+                audit::record(
+                    &txn,
+                    now,
+                    meta,
+                    AuditEntry::by_user(AuditEvent::Signup, user.id),
+                )
+                .await?;
                 let token = self.prepare_verification(&txn, &user, now).await?;
                 txn.commit().await?;
                 self.send_verification(&user, &token)?;
@@ -171,7 +177,13 @@ impl Gatehouse {
             .update(&txn)
             .await?;
         }
-        audit::record(&txn, now, meta, AuditEntry::by_user(AuditEvent::EmailVerified, user.id)).await?;
+        audit::record(
+            &txn,
+            now,
+            meta,
+            AuditEntry::by_user(AuditEvent::EmailVerified, user.id),
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -184,7 +196,9 @@ impl Gatehouse {
         if let Some(user) = self.find_by_email(&email).await?
             && user.email_verified_at.is_none()
             && user.disabled_at.is_none()
-            && !self.in_mail_cooldown(user.id, Purpose::VerifyEmail, now).await?
+            && !self
+                .in_mail_cooldown(user.id, Purpose::VerifyEmail, now)
+                .await?
         {
             let txn = self.db.begin().await?;
             let token = self.prepare_verification(&txn, &user, now).await?;
@@ -204,7 +218,11 @@ impl Gatehouse {
         let Some(user) = self.find_by_email(&email).await? else {
             return Ok(());
         };
-        if user.disabled_at.is_some() || self.in_mail_cooldown(user.id, Purpose::ResetPassword, now).await? {
+        if user.disabled_at.is_some()
+            || self
+                .in_mail_cooldown(user.id, Purpose::ResetPassword, now)
+                .await?
+        {
             return Ok(());
         }
         let ttl = self.settings.tokens.password_reset_ttl;
@@ -217,7 +235,13 @@ impl Gatehouse {
             .exec(&txn)
             .await?;
         let token = insert_one_time_token(&txn, user.id, Purpose::ResetPassword, ttl, now).await?;
-        audit::record(&txn, now, meta, AuditEntry::by_user(AuditEvent::PasswordResetRequested, user.id)).await?;
+        audit::record(
+            &txn,
+            now,
+            meta,
+            AuditEntry::by_user(AuditEvent::PasswordResetRequested, user.id),
+        )
+        .await?;
         txn.commit().await?;
         let mail = Mail::ResetPassword {
             name: user.name.clone(),
@@ -229,7 +253,12 @@ impl Gatehouse {
     }
 
     /// Sets a new password with a reset token and ends every session of the account.
-    pub async fn reset_password(&self, token: &str, new_password: SecretString, meta: &RequestMeta) -> Result<()> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: SecretString,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         let password = Password::new_choice(new_password, &self.settings.password, "password")?;
         let now = self.clock.now();
         // A cheap look first, so a dead link costs no hashing.
@@ -253,7 +282,8 @@ impl Gatehouse {
         }
         .update(&txn)
         .await?;
-        let revoked = revoke_user_sessions(&txn, user.id, None, RevokeReason::PasswordReset, now).await?;
+        let revoked =
+            revoke_user_sessions(&txn, user.id, None, RevokeReason::PasswordReset, now).await?;
         let entry = AuditEntry::by_user(AuditEvent::PasswordResetCompleted, user.id)
             .details(serde_json::json!({ "sessions_revoked": revoked }));
         audit::record(&txn, now, meta, entry).await?;
@@ -269,13 +299,22 @@ impl Gatehouse {
         new_password: SecretString,
         meta: &RequestMeta,
     ) -> Result<()> {
-        let current = Password::presented(current_password, &self.settings.password, "current_password")?;
+        let current = Password::presented(
+            current_password,
+            &self.settings.password,
+            "current_password",
+        )?;
         let new = Password::new_choice(new_password, &self.settings.password, "new_password")?;
         let user = users::Entity::find_by_id(principal.user_id)
             .one(&self.db)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        if !self.hasher.verify(&current, Some(&user.password_hash)).await?.matches {
+        if !self
+            .hasher
+            .verify(&current, Some(&user.password_hash))
+            .await?
+            .matches
+        {
             return Err(Error::InvalidCurrentPassword);
         }
         let hash = self.hasher.hash(&new).await?;
@@ -289,8 +328,14 @@ impl Gatehouse {
         }
         .update(&txn)
         .await?;
-        let revoked =
-            revoke_user_sessions(&txn, user.id, Some(principal.session_id), RevokeReason::PasswordChanged, now).await?;
+        let revoked = revoke_user_sessions(
+            &txn,
+            user.id,
+            Some(principal.session_id),
+            RevokeReason::PasswordChanged,
+            now,
+        )
+        .await?;
         let entry = AuditEntry::by_user(AuditEvent::PasswordChanged, user.id)
             .session(principal.session_id)
             .details(serde_json::json!({ "sessions_revoked": revoked }));
@@ -338,14 +383,20 @@ impl Gatehouse {
     }
 
     /// Whether a mail of this purpose went to the user too recently to send another.
-    async fn in_mail_cooldown(&self, user_id: Uuid, purpose: Purpose, now: DateTime<Utc>) -> Result<bool> {
+    async fn in_mail_cooldown(
+        &self,
+        user_id: Uuid,
+        purpose: Purpose,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let latest = one_time_tokens::Entity::find()
             .filter(one_time_tokens::Column::UserId.eq(user_id))
             .filter(one_time_tokens::Column::Purpose.eq(purpose.as_str()))
             .order_by_desc(one_time_tokens::Column::CreatedAt)
             .one(&self.db)
             .await?;
-        let cooldown = chrono::Duration::from_std(self.settings.tokens.mail_cooldown).unwrap_or_default();
+        let cooldown =
+            chrono::Duration::from_std(self.settings.tokens.mail_cooldown).unwrap_or_default();
         Ok(latest.is_some_and(|t| now - t.created_at < cooldown))
     }
 
@@ -380,10 +431,12 @@ async fn insert_account(
     .await;
     match inserted {
         Ok(user) => Ok(user),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::Conflict {
-            code: "email_taken",
-            message: "an account with this email address already exists".to_owned(),
-        }),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(Error::Conflict {
+                code: "email_taken",
+                message: "an account with this email address already exists".to_owned(),
+            })
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{audit_events, sessions, users};
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -104,7 +107,12 @@ impl Gatehouse {
         admin.require_admin()?;
         let limit = page_size(query.limit)?;
         let mut select = users::Entity::find().order_by_asc(users::Column::Id);
-        if let Some(email) = query.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        if let Some(email) = query
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             select = select.filter(users::Column::Email.contains(email.to_lowercase()));
         }
         if let Some(cursor) = query.cursor {
@@ -139,10 +147,13 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<UserView> {
         admin.require_admin()?;
-        if user_id == admin.user_id && (patch.role == Some(Role::User) || patch.disabled == Some(true)) {
+        if user_id == admin.user_id
+            && (patch.role == Some(Role::User) || patch.disabled == Some(true))
+        {
             return Err(Error::Conflict {
                 code: "cannot_modify_self",
-                message: "admins cannot remove their own admin role or disable themselves".to_owned(),
+                message: "admins cannot remove their own admin role or disable themselves"
+                    .to_owned(),
             });
         }
         let now = self.clock.now();
@@ -174,11 +185,17 @@ impl Gatehouse {
             change.disabled_at = Set(disabled.then_some(now));
             let mut details = serde_json::json!({});
             if disabled {
-                let revoked = revoke_user_sessions(&txn, user.id, None, RevokeReason::AccountDisabled, now).await?;
+                let revoked =
+                    revoke_user_sessions(&txn, user.id, None, RevokeReason::AccountDisabled, now)
+                        .await?;
                 details = serde_json::json!({ "sessions_revoked": revoked });
             }
             events.push(AuditEntry {
-                event: if disabled { AuditEvent::UserDisabled } else { AuditEvent::UserEnabled },
+                event: if disabled {
+                    AuditEvent::UserDisabled
+                } else {
+                    AuditEvent::UserEnabled
+                },
                 actor: Some(admin.user_id),
                 subject: Some(user.id),
                 session: None,
@@ -200,14 +217,23 @@ impl Gatehouse {
     }
 
     /// The live sessions of an account.
-    pub async fn admin_user_sessions(&self, admin: &Principal, user_id: Uuid) -> Result<Vec<SessionView>> {
+    pub async fn admin_user_sessions(
+        &self,
+        admin: &Principal,
+        user_id: Uuid,
+    ) -> Result<Vec<SessionView>> {
         admin.require_admin()?;
         self.find_user(user_id).await?;
         self.live_sessions(user_id, Some(admin.session_id)).await
     }
 
     /// Ends one session of any account.
-    pub async fn admin_revoke_session(&self, admin: &Principal, session_id: Uuid, meta: &RequestMeta) -> Result<()> {
+    pub async fn admin_revoke_session(
+        &self,
+        admin: &Principal,
+        session_id: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         admin.require_admin()?;
         let now = self.clock.now();
         let txn = self.db.begin().await?;
@@ -230,7 +256,12 @@ impl Gatehouse {
     }
 
     /// Ends every session of an account; returns how many were live.
-    pub async fn admin_revoke_user_sessions(&self, admin: &Principal, user_id: Uuid, meta: &RequestMeta) -> Result<u64> {
+    pub async fn admin_revoke_user_sessions(
+        &self,
+        admin: &Principal,
+        user_id: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<u64> {
         admin.require_admin()?;
         let now = self.clock.now();
         let txn = self.db.begin().await?;
@@ -238,7 +269,8 @@ impl Gatehouse {
             .one(&txn)
             .await?
             .ok_or(Error::NotFound("user"))?;
-        let revoked = revoke_user_sessions(&txn, user_id, None, RevokeReason::RevokedByAdmin, now).await?;
+        let revoked =
+            revoke_user_sessions(&txn, user_id, None, RevokeReason::RevokedByAdmin, now).await?;
         let entry = AuditEntry {
             event: AuditEvent::SessionRevoked,
             actor: Some(admin.user_id),

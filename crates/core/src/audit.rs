@@ -27,7 +27,9 @@ impl RequestMeta {
 
     /// The user agent, cut to what the database keeps.
     pub(crate) fn user_agent_stored(&self) -> Option<String> {
-        self.user_agent.as_ref().map(|ua| ua.chars().take(512).collect())
+        self.user_agent
+            .as_ref()
+            .map(|ua| ua.chars().take(512).collect())
     }
 }
 

@@ -21,7 +21,8 @@ pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
         && let Some(dir) = std::path::Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
     }
     let mut connect = ConnectOptions::new(options.url.clone());
     connect
@@ -37,28 +38,39 @@ pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
                 .foreign_keys(true)
                 .create_if_missing(true)
         });
-    Database::connect(connect).await.map_err(|e| Error::Unavailable {
-        reason: "database_unreachable",
-        source: Some(Box::new(e)),
-    })
+    Database::connect(connect)
+        .await
+        .map_err(|e| Error::Unavailable {
+            reason: "database_unreachable",
+            source: Some(Box::new(e)),
+        })
 }
 
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
-    Migrator::up(db, None).await.map_err(|e| Error::internal(e))
+    Migrator::up(db, None).await.map_err(Error::internal)
 }
 
 /// One line per migration: its name and whether it is applied.
 pub async fn migration_status(db: &DatabaseConnection) -> Result<Vec<(String, bool)>> {
-    let migrations = Migrator::get_migration_with_status(db).await.map_err(|e| Error::internal(e))?;
+    let migrations = Migrator::get_migration_with_status(db)
+        .await
+        .map_err(Error::internal)?;
     Ok(migrations
         .into_iter()
-        .map(|m| (m.name().to_owned(), matches!(m.status(), gatehouse_migration::MigrationStatus::Applied)))
+        .map(|m| {
+            (
+                m.name().to_owned(),
+                matches!(m.status(), gatehouse_migration::MigrationStatus::Applied),
+            )
+        })
         .collect())
 }
 
 fn sqlite_file(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
 }

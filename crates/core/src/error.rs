@@ -14,10 +14,7 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 pub enum Error {
     /// Input that does not make sense, before any rule is applied.
     #[error("{message}")]
-    InvalidInput {
-        code: &'static str,
-        message: String,
-    },
+    InvalidInput { code: &'static str, message: String },
     /// Wrong email or password; the same for both.
     #[error("the email or password is wrong")]
     InvalidCredentials,
@@ -47,10 +44,7 @@ pub enum Error {
     NotFound(&'static str),
     /// The request conflicts with the current state.
     #[error("{message}")]
-    Conflict {
-        code: &'static str,
-        message: String,
-    },
+    Conflict { code: &'static str, message: String },
     /// Too much work queued: try again after the given delay.
     #[error("the server is busy; try again shortly")]
     Overloaded { retry_after: Duration },

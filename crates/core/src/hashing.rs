@@ -30,6 +30,7 @@ pub struct PasswordHasher {
     argon2: Argon2<'static>,
     params: Params,
     slots: Arc<Semaphore>,
+    slot_count: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
     retry_after: Duration,
@@ -78,6 +79,7 @@ impl PasswordHasher {
             argon2,
             params,
             slots: Arc::new(Semaphore::new(slots)),
+            slot_count: slots,
             waiting: AtomicUsize::new(0),
             max_waiting: settings.max_queued_hashes,
             retry_after: settings.overload_retry_after,
@@ -90,7 +92,8 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String> {
         let argon2 = self.argon2.clone();
         let password = password.clone();
-        self.run(move || hash_with(&argon2, password.expose())).await?
+        self.run(move || hash_with(&argon2, password.expose()))
+            .await?
     }
 
     /// Checks `password` against `stored` (argon2 or bcrypt PHC string), or against the
@@ -100,7 +103,9 @@ impl PasswordHasher {
         let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.clone();
         let current = self.params.clone();
-        let verification = self.run(move || verify_with(password.expose(), &stored, &current)).await?;
+        let verification = self
+            .run(move || verify_with(password.expose(), &stored, &current))
+            .await?;
         Ok(Verification {
             matches: known && verification.matches,
             needs_rehash: known && verification.needs_rehash,
@@ -110,6 +115,11 @@ impl PasswordHasher {
     /// How many hashing operations have completed since start (hash and verify alike).
     pub fn completed_operations(&self) -> u64 {
         self.completed.load(Ordering::SeqCst)
+    }
+
+    /// How many hashes are being computed right now.
+    pub fn hashes_in_progress(&self) -> usize {
+        self.slot_count - self.slots.available_permits()
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -127,7 +137,7 @@ impl PasswordHasher {
                     .clone()
                     .acquire_owned()
                     .await
-                    .map_err(|e| Error::internal(e))?
+                    .map_err(Error::internal)?
             }
         };
         let output = tokio::task::spawn_blocking(move || {
@@ -136,7 +146,7 @@ impl PasswordHasher {
             output
         })
         .await
-        .map_err(|e| Error::internal(e))?;
+        .map_err(Error::internal)?;
         self.completed.fetch_add(1, Ordering::SeqCst);
         Ok(output)
     }
@@ -170,10 +180,14 @@ fn verify_with(password: &str, stored: &str, current: &Params) -> Verification {
     let outdated = parsed.algorithm != argon2::ARGON2ID_IDENT
         || parsed.version != Some(Version::V0x13.into())
         || Params::try_from(&parsed).map_or(true, |p| {
-            p.m_cost() != current.m_cost() || p.t_cost() != current.t_cost() || p.p_cost() != current.p_cost()
+            p.m_cost() != current.m_cost()
+                || p.t_cost() != current.t_cost()
+                || p.p_cost() != current.p_cost()
         });
     // The parameters of the stored hash are used to verify it, whatever the current ones.
-    let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+    let matches = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
     Verification {
         matches,
         needs_rehash: outdated,
@@ -207,9 +221,21 @@ mod tests {
         let hasher = PasswordHasher::new(&settings(64)).unwrap();
         let hash = hasher.hash(&password("correct horse")).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        let good = hasher.verify(&password("correct horse"), Some(&hash)).await.unwrap();
-        assert_eq!(good, Verification { matches: true, needs_rehash: false });
-        let bad = hasher.verify(&password("battery staple"), Some(&hash)).await.unwrap();
+        let good = hasher
+            .verify(&password("correct horse"), Some(&hash))
+            .await
+            .unwrap();
+        assert_eq!(
+            good,
+            Verification {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        let bad = hasher
+            .verify(&password("battery staple"), Some(&hash))
+            .await
+            .unwrap();
         assert!(!bad.matches);
     }
 
@@ -218,13 +244,34 @@ mod tests {
         let old = PasswordHasher::new(&settings(32)).unwrap();
         let hash = old.hash(&password("correct horse")).await.unwrap();
         let current = PasswordHasher::new(&settings(64)).unwrap();
-        let v = current.verify(&password("correct horse"), Some(&hash)).await.unwrap();
-        assert_eq!(v, Verification { matches: true, needs_rehash: true });
+        let v = current
+            .verify(&password("correct horse"), Some(&hash))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
 
         let bcrypt_hash = bcrypt::hash("correct horse", 4).unwrap();
-        let v = current.verify(&password("correct horse"), Some(&bcrypt_hash)).await.unwrap();
-        assert_eq!(v, Verification { matches: true, needs_rehash: true });
-        let v = current.verify(&password("wrong horse"), Some(&bcrypt_hash)).await.unwrap();
+        let v = current
+            .verify(&password("correct horse"), Some(&bcrypt_hash))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        let v = current
+            .verify(&password("wrong horse"), Some(&bcrypt_hash))
+            .await
+            .unwrap();
         assert!(!v.matches);
     }
 
@@ -232,7 +279,10 @@ mod tests {
     async fn an_unknown_account_costs_one_hash_and_never_matches() {
         let hasher = PasswordHasher::new(&settings(64)).unwrap();
         let before = hasher.completed_operations();
-        let v = hasher.verify(&password("anything at all"), None).await.unwrap();
+        let v = hasher
+            .verify(&password("anything at all"), None)
+            .await
+            .unwrap();
         assert!(!v.matches);
         assert_eq!(hasher.completed_operations(), before + 1);
     }

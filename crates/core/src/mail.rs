@@ -19,11 +19,19 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub enum Mail {
     /// Confirm the address of a new account.
-    VerifyEmail { name: Option<String>, link: String, valid_for: Duration },
+    VerifyEmail {
+        name: Option<String>,
+        link: String,
+        valid_for: Duration,
+    },
     /// Someone tried to sign up with an address that has an account.
     AccountExists,
     /// A link to choose a new password.
-    ResetPassword { name: Option<String>, link: String, valid_for: Duration },
+    ResetPassword {
+        name: Option<String>,
+        link: String,
+        valid_for: Duration,
+    },
 }
 
 impl Mail {
@@ -61,7 +69,9 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer").field("from", &self.from).finish_non_exhaustive()
+        f.debug_struct("Mailer")
+            .field("from", &self.from)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,22 +85,27 @@ impl Mailer {
         let transport = match settings.transport {
             MailTransportKind::Log => Transport::Log,
             MailTransportKind::Smtp => {
-                let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp_url.expose_secret())
-                    .map_err(|_| {
-                        Error::invalid(
-                            "invalid_config",
-                            "mail.smtp_url: not a valid smtp:// or smtps:// URL",
-                        )
-                    })?
-                    .timeout(Some(settings.timeout))
-                    .build();
+                let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(
+                    settings.smtp_url.expose_secret(),
+                )
+                .map_err(|_| {
+                    Error::invalid(
+                        "invalid_config",
+                        "mail.smtp_url: not a valid smtp:// or smtps:// URL",
+                    )
+                })?
+                .timeout(Some(settings.timeout))
+                .build();
                 Transport::Smtp(smtp)
             }
             MailTransportKind::File => {
                 std::fs::create_dir_all(&settings.file_dir).map_err(|e| {
                     Error::invalid(
                         "invalid_config",
-                        format!("mail.file_dir: cannot create {}: {e}", settings.file_dir.display()),
+                        format!(
+                            "mail.file_dir: cannot create {}: {e}",
+                            settings.file_dir.display()
+                        ),
                     )
                 })?;
                 Transport::File(AsyncFileTransport::new(&settings.file_dir))
@@ -137,10 +152,10 @@ impl Mailer {
                 );
             }
             Transport::Smtp(smtp) => {
-                smtp.send(message).await.map_err(|e| Error::internal(e))?;
+                smtp.send(message).await.map_err(Error::internal)?;
             }
             Transport::File(file) => {
-                file.send(message).await.map_err(|e| Error::internal(e))?;
+                file.send(message).await.map_err(Error::internal)?;
             }
         }
         tracing::info!(mail = mail.template(), "mail sent");
@@ -159,16 +174,25 @@ impl Mailer {
             .to(to)
             .subject(mail.subject(&self.product))
             .multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(|e| Error::internal(e))
+            .map_err(Error::internal)
     }
 
     fn render_part(&self, mail: &Mail, extension: &str) -> Result<String> {
         let template = self
             .templates
             .get_template(&format!("{}.{extension}", mail.template()))
-            .map_err(|e| Error::internal(e))?;
+            .map_err(Error::internal)?;
         let ctx = match mail {
-            Mail::VerifyEmail { name, link, valid_for } | Mail::ResetPassword { name, link, valid_for } => {
+            Mail::VerifyEmail {
+                name,
+                link,
+                valid_for,
+            }
+            | Mail::ResetPassword {
+                name,
+                link,
+                valid_for,
+            } => {
                 context! {
                     product => self.product,
                     issuer => self.issuer,
@@ -179,28 +203,50 @@ impl Mailer {
             }
             Mail::AccountExists => context! { product => self.product, issuer => self.issuer },
         };
-        template.render(ctx).map_err(|e| Error::internal(e))
+        template.render(ctx).map_err(Error::internal)
     }
 }
 
 const TEMPLATES: [(&str, &str); 6] = [
-    ("verify_email.txt", include_str!("../templates/mail/verify_email.txt")),
-    ("verify_email.html", include_str!("../templates/mail/verify_email.html")),
-    ("account_exists.txt", include_str!("../templates/mail/account_exists.txt")),
-    ("account_exists.html", include_str!("../templates/mail/account_exists.html")),
-    ("reset_password.txt", include_str!("../templates/mail/reset_password.txt")),
-    ("reset_password.html", include_str!("../templates/mail/reset_password.html")),
+    (
+        "verify_email.txt",
+        include_str!("../templates/mail/verify_email.txt"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("../templates/mail/verify_email.html"),
+    ),
+    (
+        "account_exists.txt",
+        include_str!("../templates/mail/account_exists.txt"),
+    ),
+    (
+        "account_exists.html",
+        include_str!("../templates/mail/account_exists.html"),
+    ),
+    (
+        "reset_password.txt",
+        include_str!("../templates/mail/reset_password.txt"),
+    ),
+    (
+        "reset_password.html",
+        include_str!("../templates/mail/reset_password.html"),
+    ),
 ];
 
 /// "24 hours", "1 hour", "30 minutes": how long a link lasts, in words.
 fn plain_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    let (n, unit) = if secs >= 3600 && secs % 3600 == 0 {
+    let (n, unit) = if secs >= 3600 && secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
     } else if secs >= 60 {
         (secs / 60, "minute")
     } else {
         (secs, "second")
     };
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }

@@ -23,7 +23,8 @@ impl Gatehouse {
             .exec(&self.db)
             .await?
             .rows_affected;
-        let access_ttl = chrono::Duration::from_std(self.settings.tokens.access_token_ttl).unwrap_or_default();
+        let access_ttl =
+            chrono::Duration::from_std(self.settings.tokens.access_token_ttl).unwrap_or_default();
         let sessions = sessions::Entity::delete_many()
             .filter(
                 Condition::any()

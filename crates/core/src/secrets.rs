@@ -64,7 +64,8 @@ impl MasterKey {
         if bytes.len() != 32 {
             return Err(MasterKeyError::WrongLength(bytes.len()));
         }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| MasterKeyError::WrongLength(bytes.len()))?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| MasterKeyError::WrongLength(bytes.len()))?;
         Ok(Self(LessSafeKey::new(key)))
     }
 
@@ -81,7 +82,11 @@ impl MasterKey {
         fill_random(&mut nonce)?;
         let mut sealed = plaintext.to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut sealed)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context),
+                &mut sealed,
+            )
             .map_err(|_| Error::internal("encryption failed"))?;
         let mut out = nonce.to_vec();
         out.append(&mut sealed);
@@ -94,12 +99,15 @@ impl MasterKey {
             return Err(Error::internal("sealed data too short"));
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::internal("bad nonce"))?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::internal("bad nonce"))?;
         let mut buf = ciphertext.to_vec();
         let plain = self
             .0
             .open_in_place(nonce, Aad::from(context), &mut buf)
-            .map_err(|_| Error::internal("a signing key does not decrypt under the configured master key"))?;
+            .map_err(|_| {
+                Error::internal("a signing key does not decrypt under the configured master key")
+            })?;
         Ok(plain.to_vec())
     }
 }

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{refresh_tokens, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -38,7 +39,11 @@ pub struct Principal {
 
 impl Principal {
     pub(crate) fn require_admin(&self) -> Result<()> {
-        if self.role == Role::Admin { Ok(()) } else { Err(Error::Forbidden) }
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
     }
 }
 
@@ -83,7 +88,12 @@ impl RevokeReason {
 
 impl Gatehouse {
     /// Checks email and password and opens a session.
-    pub async fn log_in(&self, email: &str, password: SecretString, meta: &RequestMeta) -> Result<TokenPair> {
+    pub async fn log_in(
+        &self,
+        email: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> Result<TokenPair> {
         let email = Email::parse(email)?;
         let password = Password::presented(password, &self.settings.password, "password")?;
         let user = users::Entity::find()
@@ -132,7 +142,9 @@ impl Gatehouse {
 
         let txn = self.db.begin().await?;
         let session_id = Uuid::now_v7();
-        let expires_at = now + chrono::Duration::from_std(self.settings.sessions.lifetime).unwrap_or(chrono::Duration::MAX);
+        let expires_at = now
+            + chrono::Duration::from_std(self.settings.sessions.lifetime)
+                .unwrap_or(chrono::Duration::MAX);
         sessions::ActiveModel {
             id: Set(session_id),
             user_id: Set(user.id),
@@ -157,7 +169,8 @@ impl Gatehouse {
             .update(&txn)
             .await?;
         }
-        let mut entry = AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
+        let mut entry =
+            AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
         if verification.needs_rehash {
             entry = entry.details(serde_json::json!({ "password_hash_upgraded": true }));
         }
@@ -199,7 +212,8 @@ impl Gatehouse {
         }
         if !claimed {
             let rotated_at = token.rotated_at.unwrap_or(now);
-            let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace).unwrap_or_default();
+            let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace)
+                .unwrap_or_default();
             if now - rotated_at > grace {
                 revoke_session(&txn, session.id, RevokeReason::RefreshTokenReuse, now).await?;
                 let entry = AuditEntry {
@@ -264,7 +278,8 @@ impl Gatehouse {
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         revoke_session(&txn, principal.session_id, RevokeReason::Logout, now).await?;
-        let entry = AuditEntry::by_user(AuditEvent::Logout, principal.user_id).session(principal.session_id);
+        let entry = AuditEntry::by_user(AuditEvent::Logout, principal.user_id)
+            .session(principal.session_id);
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
         Ok(())
@@ -272,11 +287,17 @@ impl Gatehouse {
 
     /// The caller's live sessions, newest first.
     pub async fn list_own_sessions(&self, principal: &Principal) -> Result<Vec<SessionView>> {
-        self.live_sessions(principal.user_id, Some(principal.session_id)).await
+        self.live_sessions(principal.user_id, Some(principal.session_id))
+            .await
     }
 
     /// Ends one of the caller's own sessions. Another user's session is "not found".
-    pub async fn revoke_own_session(&self, principal: &Principal, session_id: Uuid, meta: &RequestMeta) -> Result<()> {
+    pub async fn revoke_own_session(
+        &self,
+        principal: &Principal,
+        session_id: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         let session = sessions::Entity::find_by_id(session_id)
@@ -285,14 +306,19 @@ impl Gatehouse {
             .await?
             .ok_or(Error::NotFound("session"))?;
         if revoke_session(&txn, session.id, RevokeReason::RevokedByUser, now).await? {
-            let entry = AuditEntry::by_user(AuditEvent::SessionRevoked, principal.user_id).session(session.id);
+            let entry = AuditEntry::by_user(AuditEvent::SessionRevoked, principal.user_id)
+                .session(session.id);
             audit::record(&txn, now, meta, entry).await?;
         }
         txn.commit().await?;
         Ok(())
     }
 
-    pub(crate) async fn live_sessions(&self, user_id: Uuid, current: Option<Uuid>) -> Result<Vec<SessionView>> {
+    pub(crate) async fn live_sessions(
+        &self,
+        user_id: Uuid,
+        current: Option<Uuid>,
+    ) -> Result<Vec<SessionView>> {
         let now = self.clock.now();
         let rows = sessions::Entity::find()
             .filter(sessions::Column::UserId.eq(user_id))
@@ -317,13 +343,22 @@ impl Gatehouse {
     }
 
     fn session_is_live(&self, session: &sessions::Model, now: DateTime<Utc>) -> bool {
-        let idle = chrono::Duration::from_std(self.settings.sessions.idle_timeout).unwrap_or(chrono::Duration::MAX);
+        let idle = chrono::Duration::from_std(self.settings.sessions.idle_timeout)
+            .unwrap_or(chrono::Duration::MAX);
         session.revoked_at.is_none()
             && session.expires_at > now
-            && session.last_seen_at.checked_add_signed(idle).is_none_or(|limit| limit > now)
+            && session
+                .last_seen_at
+                .checked_add_signed(idle)
+                .is_none_or(|limit| limit > now)
     }
 
-    fn token_pair(&self, user: &users::Model, session_id: Uuid, refresh_token: SecretString) -> Result<TokenPair> {
+    fn token_pair(
+        &self,
+        user: &users::Model,
+        session_id: Uuid,
+        refresh_token: SecretString,
+    ) -> Result<TokenPair> {
         Ok(TokenPair {
             access_token: self.tokens.issue(user.id, session_id, &user.role)?,
             token_type: "Bearer",
@@ -334,7 +369,11 @@ impl Gatehouse {
     }
 }
 
-async fn insert_refresh_token(conn: &impl ConnectionTrait, session_id: Uuid, now: DateTime<Utc>) -> Result<SecretString> {
+async fn insert_refresh_token(
+    conn: &impl ConnectionTrait,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<SecretString> {
     let (token, hash) = new_token()?;
     refresh_tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -357,7 +396,10 @@ pub(crate) async fn revoke_session(
 ) -> Result<bool> {
     let result = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-        .col_expr(sessions::Column::RevokedReason, Expr::value(reason.as_str()))
+        .col_expr(
+            sessions::Column::RevokedReason,
+            Expr::value(reason.as_str()),
+        )
         .filter(sessions::Column::Id.eq(session_id))
         .filter(sessions::Column::RevokedAt.is_null())
         .exec(conn)
@@ -375,7 +417,10 @@ pub(crate) async fn revoke_user_sessions(
 ) -> Result<u64> {
     let mut update = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-        .col_expr(sessions::Column::RevokedReason, Expr::value(reason.as_str()))
+        .col_expr(
+            sessions::Column::RevokedReason,
+            Expr::value(reason.as_str()),
+        )
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::ExpiresAt.gt(now));

@@ -82,7 +82,9 @@ impl AccessTokens {
             keys = load_keys(&db).await?;
         }
         // The oldest key signs, so instances that started together agree on it.
-        let first = keys.first().ok_or_else(|| Error::internal("no signing key after creating one"))?;
+        let first = keys
+            .first()
+            .ok_or_else(|| Error::internal("no signing key after creating one"))?;
         let pkcs8 = master_key.open(&first.private_key_encrypted, first.kid.as_bytes())?;
         let active = ActiveKey {
             kid: first.kid.clone(),
@@ -125,7 +127,7 @@ impl AccessTokens {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(self.active.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.active.encoding).map_err(|e| Error::internal(e))
+        jsonwebtoken::encode(&header, &claims, &self.active.encoding).map_err(Error::internal)
     }
 
     /// Checks signature, type, issuer, audience and lifetime; returns the claims.
@@ -169,7 +171,9 @@ impl AccessTokens {
         let now = self.clock.now();
         {
             let keys = self.verifying.read().unwrap_or_else(|p| p.into_inner());
-            if now - keys.loaded_at < chrono::Duration::from_std(KEY_RELOAD_INTERVAL).unwrap_or_default() {
+            if now - keys.loaded_at
+                < chrono::Duration::from_std(KEY_RELOAD_INTERVAL).unwrap_or_default()
+            {
                 return Ok(());
             }
         }
@@ -199,7 +203,8 @@ fn decoding_keys(keys: &[signing_keys::Model]) -> HashMap<String, DecodingKey> {
 fn generate_key(master_key: &MasterKey, now: DateTime<Utc>) -> Result<signing_keys::ActiveModel> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
         .map_err(|_| Error::internal("key generation failed"))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| Error::internal("key generation failed"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| Error::internal("key generation failed"))?;
     let public_key = pair.public_key().as_ref().to_vec();
     let kid = ed25519_thumbprint(&public_key);
     let private_key_encrypted = master_key.seal(pkcs8.as_ref(), kid.as_bytes())?;
@@ -228,7 +233,12 @@ mod tests {
     #[test]
     fn thumbprint_matches_rfc_8037_example() {
         // RFC 8037 appendix A.3: the thumbprint of the example Ed25519 key.
-        let x = URL_SAFE_NO_PAD.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
-        assert_eq!(ed25519_thumbprint(&x), "kPrK_qmxVWaYVA9wPBJTRuDH9D3FcU9ojlEk9YY3oxU");
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        assert_eq!(
+            ed25519_thumbprint(&x),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 }

@@ -23,7 +23,10 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self> {
         let normalised = raw.trim().to_lowercase();
         if normalised.len() > MAX_EMAIL_LENGTH {
-            return Err(Error::invalid("invalid_email", "email: the address is too long"));
+            return Err(Error::invalid(
+                "invalid_email",
+                "email: the address is too long",
+            ));
         }
         let valid = email_address::EmailAddress::parse_with_options(
             &normalised,
@@ -38,7 +41,10 @@ impl Email {
             .rsplit_once('@')
             .is_some_and(|(_, domain)| domain.contains('.') && !domain.ends_with('.'));
         if !valid || !has_dotted_domain {
-            return Err(Error::invalid("invalid_email", "email: not a valid email address"));
+            return Err(Error::invalid(
+                "invalid_email",
+                "email: not a valid email address",
+            ));
         }
         Ok(Self(normalised))
     }
@@ -72,7 +78,10 @@ impl Password {
         if length < rules.min_length {
             return Err(Error::invalid(
                 "password_too_short",
-                format!("{field}: must have at least {} characters", rules.min_length),
+                format!(
+                    "{field}: must have at least {} characters",
+                    rules.min_length
+                ),
             ));
         }
         Self::presented(raw, rules, field)
@@ -113,7 +122,11 @@ impl Role {
     }
 
     pub(crate) fn from_stored(stored: &str) -> Self {
-        if stored == "admin" { Role::Admin } else { Role::User }
+        if stored == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
     }
 }
 
@@ -123,7 +136,10 @@ impl std::str::FromStr for Role {
         match s {
             "user" => Ok(Role::User),
             "admin" => Ok(Role::Admin),
-            _ => Err(Error::invalid("invalid_role", "role: must be `user` or `admin`")),
+            _ => Err(Error::invalid(
+                "invalid_role",
+                "role: must be `user` or `admin`",
+            )),
         }
     }
 }
@@ -134,12 +150,23 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_lower_cased() {
-        assert_eq!(Email::parse("  Ann.Lee+x@Example.COM ").unwrap().as_str(), "ann.lee+x@example.com");
+        assert_eq!(
+            Email::parse("  Ann.Lee+x@Example.COM ").unwrap().as_str(),
+            "ann.lee+x@example.com"
+        );
     }
 
     #[test]
     fn malformed_emails_are_refused() {
-        for bad in ["", "ann", "ann@", "@example.com", "ann@localhost", "a b@example.com", "Ann <ann@example.com>"] {
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@localhost",
+            "a b@example.com",
+            "Ann <ann@example.com>",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
         }
         let long = format!("{}@example.com", "a".repeat(250));

@@ -35,7 +35,10 @@ pub enum StartupError {
 
 /// Connects to the database (migrating it when `database.auto_migrate`), loads or creates
 /// the signing key, and builds the domain service.
-pub async fn build_gatehouse(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehouse, StartupError> {
+pub async fn build_gatehouse(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Gatehouse, StartupError> {
     let db = db::connect(&database_options(config)).await?;
     if config.database.auto_migrate {
         db::migrate(&db).await?;
@@ -73,7 +76,11 @@ pub fn database_options(config: &Config) -> DatabaseOptions {
 }
 
 /// The HTTP server on an already bound listener; run it by awaiting it.
-pub fn http_server(config: &Config, gatehouse: Gatehouse, listener: TcpListener) -> Result<Server, StartupError> {
+pub fn http_server(
+    config: &Config,
+    gatehouse: Gatehouse,
+    listener: TcpListener,
+) -> Result<Server, StartupError> {
     let gatehouse = web::Data::new(gatehouse);
     let trust = web::Data::new(TrustForwardedHeaders(config.server.trust_forwarded_headers));
     let body_limit = config.server.max_body_bytes;
@@ -83,12 +90,19 @@ pub fn http_server(config: &Config, gatehouse: Gatehouse, listener: TcpListener)
             .app_data(trust.clone())
             .app_data(json_config(body_limit))
             .app_data(web::PayloadConfig::new(body_limit))
-            .app_data(web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
-                ApiError::InvalidRequest(format!("query string: {e}")).into()
-            }))
-            .app_data(web::PathConfig::default().error_handler(|_: PathError, _| ApiError::NotFound.into()))
+            .app_data(
+                web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
+                    ApiError::InvalidRequest(format!("query string: {e}")).into()
+                }),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|_: PathError, _| ApiError::NotFound.into()),
+            )
             .configure(routes::configure)
-            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::NotFound)
+            }))
             .wrap(
                 DefaultHeaders::new()
                     .add((header::CACHE_CONTROL, "no-store"))
@@ -100,7 +114,9 @@ pub fn http_server(config: &Config, gatehouse: Gatehouse, listener: TcpListener)
                 let response = service.call(req);
                 async move {
                     let mut response = response.await?;
-                    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+                    if let Some(value) =
+                        request_id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok())
+                    {
                         response
                             .headers_mut()
                             .insert(HeaderName::from_static("x-request-id"), value);
@@ -122,13 +138,16 @@ fn json_config(limit: usize) -> web::JsonConfig {
         .limit(limit)
         .error_handler(move |e: JsonPayloadError, _| {
             let error = match e {
-                JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
                     ApiError::PayloadTooLarge { limit }
                 }
-                JsonPayloadError::ContentType => {
-                    ApiError::InvalidRequest("the body must be JSON (Content-Type: application/json)".to_owned())
+                JsonPayloadError::ContentType => ApiError::InvalidRequest(
+                    "the body must be JSON (Content-Type: application/json)".to_owned(),
+                ),
+                JsonPayloadError::Deserialize(e) => {
+                    ApiError::InvalidRequest(format!("invalid JSON body: {e}"))
                 }
-                JsonPayloadError::Deserialize(e) => ApiError::InvalidRequest(format!("invalid JSON body: {e}")),
                 other => ApiError::InvalidRequest(format!("unreadable body: {other}")),
             };
             error.into()

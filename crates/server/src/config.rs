@@ -110,25 +110,33 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_with(file, None)
+        Self::load_with(file, &[])
     }
 
-    /// Like [`Config::load`], with TOML text applied after the file and before the
-    /// environment (tests use it to set up one server).
-    pub fn load_with(file: Option<&Path>, overrides: Option<&str>) -> Result<Self, ConfigError> {
+    /// Like [`Config::load`], with TOML texts applied in order after the file and before
+    /// the environment (tests use them to set up one server).
+    pub fn load_with(file: Option<&Path>, overrides: &[&str]) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
         if let Some(file) = file {
             if !file.is_file() {
-                return Err(ConfigError::Load(format!("the file {} does not exist", file.display())));
+                return Err(ConfigError::Load(format!(
+                    "the file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file(file));
         }
-        if let Some(overrides) = overrides {
-            figment = figment.merge(Toml::string(overrides));
+        for text in overrides {
+            figment = figment.merge(Toml::string(text));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
         let mut config: Config = figment.extract().map_err(|e| {
-            ConfigError::Load(e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+            ConfigError::Load(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
         config.read_secret_files()?;
         config.check()?;
@@ -149,10 +157,16 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if self.password.min_length < 1 || self.password.max_length < self.password.min_length {
-            problems.push("password.min_length / password.max_length: need 1 <= min_length <= max_length".to_owned());
+            problems.push(
+                "password.min_length / password.max_length: need 1 <= min_length <= max_length"
+                    .to_owned(),
+            );
         }
         if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://")) {
-            problems.push("issuer: must be an http:// or https:// URL, e.g. https://auth.example.com".to_owned());
+            problems.push(
+                "issuer: must be an http:// or https:// URL, e.g. https://auth.example.com"
+                    .to_owned(),
+            );
         }
         if self.mode == Mode::Production {
             match &self.secrets.master_key {
@@ -183,7 +197,11 @@ impl Config {
                 );
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Unsafe(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Unsafe(problems))
+        }
     }
 
     /// The master key: configured, or in development generated once into the data folder.
@@ -191,11 +209,14 @@ impl Config {
         let encoded = match (&self.secrets.master_key, self.mode) {
             (Some(key), _) => key.clone(),
             (None, Mode::Production) => {
-                return Err(ConfigError::Unsafe(vec!["secrets.master_key: missing".to_owned()]));
+                return Err(ConfigError::Unsafe(vec![
+                    "secrets.master_key: missing".to_owned(),
+                ]));
             }
             (None, Mode::Development) => self.development_master_key()?,
         };
-        MasterKey::from_base64(&encoded).map_err(|e| ConfigError::Unsafe(vec![format!("secrets.master_key: {e}")]))
+        MasterKey::from_base64(&encoded)
+            .map_err(|e| ConfigError::Unsafe(vec![format!("secrets.master_key: {e}")]))
     }
 
     fn development_master_key(&self) -> Result<SecretString, ConfigError> {

@@ -61,18 +61,20 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Core(e) => match e {
-                CoreError::InvalidInput { .. } | CoreError::InvalidOneTimeToken | CoreError::InvalidCurrentPassword => {
-                    StatusCode::BAD_REQUEST
-                }
-                CoreError::InvalidCredentials | CoreError::InvalidRefreshToken | CoreError::Unauthenticated => {
-                    StatusCode::UNAUTHORIZED
-                }
+                CoreError::InvalidInput { .. }
+                | CoreError::InvalidOneTimeToken
+                | CoreError::InvalidCurrentPassword => StatusCode::BAD_REQUEST,
+                CoreError::InvalidCredentials
+                | CoreError::InvalidRefreshToken
+                | CoreError::Unauthenticated => StatusCode::UNAUTHORIZED,
                 CoreError::EmailNotVerified | CoreError::AccountDisabled | CoreError::Forbidden => {
                     StatusCode::FORBIDDEN
                 }
                 CoreError::NotFound(_) => StatusCode::NOT_FOUND,
                 CoreError::Conflict { .. } => StatusCode::CONFLICT,
-                CoreError::Overloaded { .. } | CoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                CoreError::Overloaded { .. } | CoreError::Unavailable { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -92,7 +94,8 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         match self {
             ApiError::Core(CoreError::Unauthenticated) => {
-                response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
             }
             ApiError::Core(CoreError::Overloaded { retry_after }) => {
                 let seconds = retry_after.as_secs().max(1).to_string();

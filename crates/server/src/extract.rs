@@ -23,7 +23,8 @@ impl FromRequest for Authenticated {
         let gatehouse = req.app_data::<web::Data<Gatehouse>>().cloned();
         Box::pin(async move {
             let token = token.ok_or(CoreError::Unauthenticated)?;
-            let gatehouse = gatehouse.ok_or_else(|| CoreError::Internal("Gatehouse is not registered".into()))?;
+            let gatehouse = gatehouse
+                .ok_or_else(|| CoreError::Internal("Gatehouse is not registered".into()))?;
             Ok(Authenticated(gatehouse.authenticate(&token).await?))
         })
     }
@@ -32,7 +33,10 @@ impl FromRequest for Authenticated {
 fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether to believe `Forwarded` / `X-Forwarded-For` for the client address.
@@ -51,7 +55,9 @@ impl FromRequest for ClientMeta {
             .app_data::<web::Data<TrustForwardedHeaders>>()
             .is_some_and(|t| t.0);
         let ip = if trust {
-            req.connection_info().realip_remote_addr().map(|addr| strip_port(addr).to_owned())
+            req.connection_info()
+                .realip_remote_addr()
+                .map(|addr| strip_port(addr).to_owned())
         } else {
             req.peer_addr().map(|addr| addr.ip().to_string())
         };
@@ -66,7 +72,9 @@ impl FromRequest for ClientMeta {
 
 fn strip_port(addr: &str) -> &str {
     match addr.parse::<std::net::SocketAddr>() {
-        Ok(_) => addr.rsplit_once(':').map_or(addr, |(ip, _)| ip.trim_matches(['[', ']'])),
+        Ok(_) => addr
+            .rsplit_once(':')
+            .map_or(addr, |(ip, _)| ip.trim_matches(['[', ']'])),
         Err(_) => addr,
     }
 }

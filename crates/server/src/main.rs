@@ -1,4 +1,8 @@
 //! `gatehouse`: the identity server and its administration commands.
+#![expect(
+    clippy::print_stdout,
+    reason = "the command line prints its results on standard output"
+)]
 
 use std::io::{BufRead, IsTerminal};
 use std::net::TcpListener;
@@ -77,7 +81,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("gatehouse: cannot start the async runtime: {e}");
@@ -87,9 +94,16 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
-            Command::Migrate { action } => migrate(config, action.unwrap_or(MigrateAction::Up)).await,
+            Command::Migrate { action } => {
+                migrate(config, action.unwrap_or(MigrateAction::Up)).await
+            }
             Command::User {
-                action: UserAction::Create { email, role, verified },
+                action:
+                    UserAction::Create {
+                        email,
+                        role,
+                        verified,
+                    },
             } => create_user(config, &email, role, verified).await,
         }
     });
@@ -129,11 +143,19 @@ async fn migrate(config: Config, action: MigrateAction) -> Result<(), StartupErr
     Ok(())
 }
 
-async fn create_user(config: Config, email: &str, role: Role, verified: bool) -> Result<(), StartupError> {
+async fn create_user(
+    config: Config,
+    email: &str,
+    role: Role,
+    verified: bool,
+) -> Result<(), StartupError> {
     let password = read_password()?;
     let gatehouse = app::build_gatehouse(&config, Arc::new(SystemClock)).await?;
-    let user = gatehouse.create_user(email, password, role, verified).await?;
-    let json = serde_json::to_string(&user).map_err(|e| StartupError::Io(std::io::Error::other(e)))?;
+    let user = gatehouse
+        .create_user(email, password, role, verified)
+        .await?;
+    let json =
+        serde_json::to_string(&user).map_err(|e| StartupError::Io(std::io::Error::other(e)))?;
     println!("{json}");
     Ok(())
 }
@@ -146,5 +168,7 @@ fn read_password() -> Result<SecretString, StartupError> {
     }
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    Ok(SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()))
+    Ok(SecretString::from(
+        line.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
 }

@@ -27,7 +27,11 @@ async fn list_users(
     Authenticated(admin): Authenticated,
     query: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(gatehouse.admin_list_users(&admin, query.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(
+        gatehouse
+            .admin_list_users(&admin, query.into_inner())
+            .await?,
+    ))
 }
 
 #[get("/users/{id}")]
@@ -69,7 +73,9 @@ async fn revoke_user_sessions(
     ClientMeta(meta): ClientMeta,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let revoked = gatehouse.admin_revoke_user_sessions(&admin, *id, &meta).await?;
+    let revoked = gatehouse
+        .admin_revoke_user_sessions(&admin, *id, &meta)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
 }
 

@@ -48,7 +48,9 @@ async fn signup(
     gatehouse
         .sign_up(&body.email, body.password, body.name.as_deref(), &meta)
         .await?;
-    Ok(accepted("check your inbox: we sent a message to confirm the address"))
+    Ok(accepted(
+        "check your inbox: we sent a message to confirm the address",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -63,7 +65,9 @@ async fn verify_email(
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     use secrecy::ExposeSecret;
-    gatehouse.verify_email(body.token.expose_secret(), &meta).await?;
+    gatehouse
+        .verify_email(body.token.expose_secret(), &meta)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "email_verified": true })))
 }
 
@@ -79,7 +83,9 @@ async fn resend_verification(
     body: web::Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
     gatehouse.resend_verification(&body.email, &meta).await?;
-    Ok(accepted("if the address has an unverified account, a new link is on its way"))
+    Ok(accepted(
+        "if the address has an unverified account, a new link is on its way",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -111,7 +117,9 @@ async fn refresh(
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     use secrecy::ExposeSecret;
-    let tokens = gatehouse.refresh(body.refresh_token.expose_secret(), &meta).await?;
+    let tokens = gatehouse
+        .refresh(body.refresh_token.expose_secret(), &meta)
+        .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -126,7 +134,10 @@ async fn logout(
 }
 
 #[get("/me")]
-async fn me(gatehouse: web::Data<Gatehouse>, Authenticated(principal): Authenticated) -> Result<HttpResponse, ApiError> {
+async fn me(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.me(&principal).await?))
 }
 
@@ -156,7 +167,9 @@ async fn forgot_password(
     body: web::Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
     gatehouse.forgot_password(&body.email, &meta).await?;
-    Ok(accepted("if the address has an account, a reset link is on its way"))
+    Ok(accepted(
+        "if the address has an account, a reset link is on its way",
+    ))
 }
 
 #[derive(Deserialize)]
@@ -176,7 +189,8 @@ async fn reset_password(
     gatehouse
         .reset_password(body.token.expose_secret(), body.password, &meta)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "message": "password changed; every session was signed out" })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "message": "password changed; every session was signed out" })))
 }
 
 #[derive(Deserialize)]
@@ -196,5 +210,6 @@ async fn change_password(
     gatehouse
         .change_password(&principal, body.current_password, body.new_password, &meta)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "message": "password changed; your other sessions were signed out" })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "message": "password changed; your other sessions were signed out" })))
 }

@@ -9,6 +9,9 @@ use actix_web::web;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(health::configure)
-        .service(web::scope("/api/v1").configure(api::configure).configure(admin::configure));
+    cfg.configure(health::configure).service(
+        web::scope("/api/v1")
+            .configure(api::configure)
+            .configure(admin::configure),
+    );
 }

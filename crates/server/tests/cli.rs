@@ -1,0 +1,206 @@
+//! The compiled `gatehouse` binary: help, configuration refusals, `user create` reading
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
+//! the password from stdin, `migrate status`, then `serve` answering over HTTP.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+fn gatehouse(config: &std::path::Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.arg("--config").arg(config).env("RUST_LOG", "info");
+    // Settings come from the file alone, whatever the developer's shell exports.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("GATEHOUSE_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn help_documents_every_command() {
+    let output = Command::new(BINARY).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for word in ["serve", "migrate", "user", "--config"] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    let user_help = Command::new(BINARY)
+        .args(["user", "create", "--help"])
+        .output()
+        .unwrap();
+    let user_help = String::from_utf8(user_help.stdout).unwrap();
+    for word in ["--email", "--role", "--verified", "standard input"] {
+        assert!(
+            user_help.contains(word),
+            "{word} missing from:\n{user_help}"
+        );
+    }
+}
+
+#[test]
+fn production_refuses_an_unsafe_configuration_naming_each_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "mode = \"production\"\nissuer = \"http://auth.example.com\"\n",
+    )
+    .unwrap();
+    let output = gatehouse(&config).arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let problems: Vec<&str> = stderr.lines().skip(1).collect();
+    assert_eq!(problems.len(), 3, "one line per problem:\n{stderr}");
+    assert!(
+        problems[0].starts_with("secrets.master_key: missing"),
+        "{stderr}"
+    );
+    assert!(problems[1].starts_with("issuer: "), "{stderr}");
+    assert!(problems[2].starts_with("mail.transport: "), "{stderr}");
+
+    std::fs::write(
+        &config,
+        "mode = \"production\"\nissuer = \"https://auth.example.com\"\n[secrets]\nmaster_key = \"c2hvcnQ=\"\n[mail]\ntransport = \"smtp\"\n",
+    )
+    .unwrap();
+    let output = gatehouse(&config).arg("serve").output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("secrets.master_key: unusable (it decodes to 5 bytes; 32 are needed)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_settings_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, "[server]\nbnid = \"127.0.0.1:1\"\n").unwrap();
+    let output = gatehouse(&config).arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("bnid"), "{stderr}");
+}
+
+#[test]
+fn create_an_admin_then_serve_and_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"http://127.0.0.1:{port}\"\ndata_dir = \"{data}\"\n[server]\nbind = \"127.0.0.1:{port}\"\nworkers = 1\n[database]\nurl = \"sqlite://{data}/db/gatehouse.db?mode=rwc\"\n",
+            data = dir.path().display()
+        ),
+    )
+    .unwrap();
+
+    let mut create = gatehouse(&config)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "Root@Example.com",
+            "--role",
+            "admin",
+            "--verified",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    create
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"root password 1\n")
+        .unwrap();
+    let created = create.wait_with_output().unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let user: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(user["email"], "root@example.com");
+    assert_eq!(user["role"], "admin");
+    assert_eq!(user["email_verified"], true);
+    assert!(
+        dir.path().join("master.key").is_file(),
+        "development master key generated"
+    );
+
+    let status = gatehouse(&config)
+        .args(["migrate", "status"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        status.starts_with("applied\tm20261123_000001_initial_schema"),
+        "{status}"
+    );
+
+    let mut server = gatehouse(&config)
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("gatehouse listening") {
+        line.clear();
+        assert!(
+            log.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+    }
+    // Keep reading the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(async {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let login: serde_json::Value = http
+            .post(format!("{base}/api/v1/login"))
+            .json(
+                &serde_json::json!({ "email": "root@example.com", "password": "root password 1" }),
+            )
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = login["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let users = http
+            .get(format!("{base}/api/v1/admin/users"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        Ok::<_, reqwest::Error>((users.status(), users.json::<serde_json::Value>().await?))
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (status, users) = outcome.unwrap();
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(users["users"][0]["email"], "root@example.com");
+}

@@ -1,0 +1,217 @@
+//! Logging in: the same refusal for a wrong email or a wrong password, disabled and
+//! unverified accounts, and imported password hashes upgraded on the way.
+
+use gatehouse_core::hashing::PasswordHasher;
+use gatehouse_entity::users;
+use gatehouse_tests::{Backend, FAST_HASHING, TestServer, error_code, on_both_databases};
+use reqwest::StatusCode;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde_json::json;
+
+on_both_databases!(
+    wrong_email_and_wrong_password_are_refused_alike,
+    unknown_email_costs_one_hash_like_a_known_one,
+    bcrypt_and_outdated_argon2_hashes_are_upgraded_at_login,
+    disabled_account_is_refused,
+    unverified_login_allowed_when_not_required,
+);
+
+async fn wrong_email_and_wrong_password_are_refused_alike(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .verified_user("gu@example.com", "gu password 1")
+        .await;
+    let wrong_password = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "gu@example.com", "password": "not the password" }),
+        )
+        .await;
+    let wrong_email = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "nobody@example.com", "password": "gu password 1" }),
+        )
+        .await;
+    assert_eq!(wrong_password.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong_email.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong_password.text().await.unwrap(),
+        wrong_email.text().await.unwrap()
+    );
+}
+
+async fn unknown_email_costs_one_hash_like_a_known_one(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .verified_user("ha@example.com", "ha password 1")
+        .await;
+    let hashes = || server.gatehouse.hasher().completed_operations();
+
+    let before = hashes();
+    server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "ha@example.com", "password": "wrong password" }),
+        )
+        .await;
+    let known = hashes() - before;
+
+    let before = hashes();
+    server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "nobody@example.com", "password": "wrong password" }),
+        )
+        .await;
+    let unknown = hashes() - before;
+    assert_eq!(known, 1);
+    assert_eq!(
+        unknown, known,
+        "an unknown account is checked against a dummy hash"
+    );
+}
+
+async fn bcrypt_and_outdated_argon2_hashes_are_upgraded_at_login(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let stored_hash = |email: &'static str| {
+        let db = server.gatehouse.db().clone();
+        async move {
+            users::Entity::find()
+                .filter(users::Column::Email.eq(email))
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let import = |email: &'static str, hash: String| {
+        let db = server.gatehouse.db().clone();
+        let gatehouse = server.gatehouse.clone();
+        async move {
+            gatehouse
+                .create_user(
+                    email,
+                    "placeholder pw".to_owned().into(),
+                    gatehouse_core::Role::User,
+                    true,
+                )
+                .await
+                .unwrap();
+            let user = users::Entity::find()
+                .filter(users::Column::Email.eq(email))
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap();
+            users::ActiveModel {
+                id: Set(user.id),
+                password_hash: Set(hash),
+                ..Default::default()
+            }
+            .update(&db)
+            .await
+            .unwrap();
+        }
+    };
+
+    for prefix in ["$2b$", "$2a$", "$2y$"] {
+        let email: &'static str =
+            Box::leak(format!("legacy{}@example.com", &prefix[2..3]).into_boxed_str());
+        let hash = bcrypt::hash("imported password", 4)
+            .unwrap()
+            .replacen("$2b$", prefix, 1);
+        import(email, hash).await;
+        let wrong = server
+            .post(
+                "/api/v1/login",
+                json!({ "email": email, "password": "wrong password" }),
+            )
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            stored_hash(email).await.password_hash.starts_with(prefix),
+            "no upgrade on failure"
+        );
+        server.log_in(email, "imported password").await;
+        let upgraded = stored_hash(email).await.password_hash;
+        assert!(
+            upgraded.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+            "{upgraded}"
+        );
+        server.log_in(email, "imported password").await;
+    }
+
+    let old_params = FAST_HASHING.replace("argon2_memory_kib = 256", "argon2_memory_kib = 128");
+    let old_settings = gatehouse_server::config::Config::load_with(None, &[&old_params])
+        .unwrap()
+        .password;
+    let old_hasher = PasswordHasher::new(&old_settings).unwrap();
+    let password =
+        gatehouse_core::Password::presented("older password".to_owned().into(), &old_settings, "p")
+            .unwrap();
+    import(
+        "argon@example.com",
+        old_hasher.hash(&password).await.unwrap(),
+    )
+    .await;
+    server.log_in("argon@example.com", "older password").await;
+    let upgraded = stored_hash("argon@example.com").await.password_hash;
+    assert!(
+        upgraded.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+        "{upgraded}"
+    );
+}
+
+async fn disabled_account_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    let user = server
+        .verified_user("ia@example.com", "ia password 1")
+        .await;
+    let me: serde_json::Value = server
+        .get_as(&user.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = me["id"].as_str().unwrap();
+    let patched = server
+        .patch_as(
+            &admin.access,
+            &format!("/api/v1/admin/users/{id}"),
+            json!({ "disabled": true }),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+
+    let refused = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "ia@example.com", "password": "ia password 1" }),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(refused).await, "account_disabled");
+    let wrong = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "ia@example.com", "password": "wrong password" }),
+        )
+        .await;
+    assert_eq!(
+        error_code(wrong).await,
+        "invalid_credentials",
+        "disabled state shown only with the right password"
+    );
+}
+
+async fn unverified_login_allowed_when_not_required(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &[FAST_HASHING, "[auth]\nrequire_verified_email = false\n"],
+    )
+    .await;
+    server.sign_up("ja@example.com", "ja password 1").await;
+    server.log_in("ja@example.com", "ja password 1").await;
+}

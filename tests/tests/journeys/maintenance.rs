@@ -1,0 +1,66 @@
+//! The periodic purge removes what nobody can use any more, and only that.
+
+use std::time::Duration;
+
+use gatehouse_entity::{one_time_tokens, refresh_tokens, sessions};
+use gatehouse_tests::{Backend, TestServer, on_both_databases};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::json;
+
+on_both_databases!(purge_removes_expired_tokens_and_sessions);
+
+async fn purge_removes_expired_tokens_and_sessions(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = server.gatehouse.db();
+    let kept = server
+        .verified_user("ma@example.com", "ma password 1")
+        .await;
+    let ended = server.log_in("ma@example.com", "ma password 1").await;
+    server
+        .post_as(&ended.access, "/api/v1/logout", json!({}))
+        .await;
+    server
+        .post(
+            "/api/v1/password/forgot",
+            json!({ "email": "ma@example.com" }),
+        )
+        .await;
+    server.mail.wait_for("ma@example.com", "Reset your").await;
+
+    let nothing_yet = server.gatehouse.purge_expired().await.unwrap();
+    assert_eq!(
+        nothing_yet.sessions, 0,
+        "a revoked session stays while its access tokens live"
+    );
+    assert_eq!(nothing_yet.one_time_tokens, 0);
+
+    // Past the reset link's hour and the access token's ten minutes.
+    server.advance(Duration::from_secs(3601));
+    let report = server.gatehouse.purge_expired().await.unwrap();
+    assert_eq!(report.sessions, 1);
+    assert_eq!(
+        report.one_time_tokens, 1,
+        "the reset token; the used verification token lives 24 h"
+    );
+    assert_eq!(sessions::Entity::find().count(db).await.unwrap(), 1);
+    assert_eq!(one_time_tokens::Entity::find().count(db).await.unwrap(), 1);
+    let kept_refresh = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": kept.refresh }),
+        )
+        .await;
+    assert_eq!(
+        kept_refresh.status(),
+        reqwest::StatusCode::OK,
+        "live sessions are untouched"
+    );
+    assert_eq!(
+        refresh_tokens::Entity::find().count(db).await.unwrap(),
+        2,
+        "rotated and current of the live session"
+    );
+
+    // Twice in a row (as several instances would) is harmless.
+    assert_eq!(server.gatehouse.purge_expired().await.unwrap().sessions, 0);
+}

@@ -1,0 +1,235 @@
+//! Access and refresh tokens: claims, expiry, tampering, rotation and reuse detection.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_tests::{Backend, TestServer, error_code, on_both_databases};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_both_databases!(
+    access_token_carries_the_documented_claims,
+    access_token_expires_and_tampering_is_refused,
+    refresh_rotates_and_old_token_works_only_within_grace,
+    concurrent_refreshes_of_one_token_all_succeed_within_grace,
+    idle_and_absolute_session_limits_end_refresh,
+);
+
+fn decode_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+async fn access_token_carries_the_documented_claims(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let tokens = server
+        .verified_user("ka@example.com", "ka password 1")
+        .await;
+    let header = decode_part(&tokens.access, 0);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "EdDSA");
+    assert!(header["kid"].as_str().is_some());
+    let claims = decode_part(&tokens.access, 1);
+    assert_eq!(claims["iss"], server.base_url.as_str());
+    assert_eq!(claims["aud"], "gatehouse");
+    assert_eq!(claims["sid"], tokens.session_id.to_string());
+    assert_eq!(claims["role"], "user");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+    for claim in ["sub", "jti", "nbf"] {
+        assert!(!claims[claim].is_null(), "{claim} missing");
+    }
+    let me: Value = server
+        .get_as(&tokens.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claims["sub"], me["id"]);
+}
+
+async fn access_token_expires_and_tampering_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let tokens = server
+        .verified_user("la@example.com", "la password 1")
+        .await;
+
+    let mut parts: Vec<String> = tokens.access.split('.').map(str::to_owned).collect();
+    let mut claims = decode_part(&tokens.access, 1);
+    claims["role"] = json!("admin");
+    parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let tampered = parts.join(".");
+    let header_none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#);
+    let unsigned = format!("{header_none}.{}.", parts[1]);
+    for bad in [tampered.as_str(), unsigned.as_str(), "not.a.token", ""] {
+        let response = server.get_as(bad, "/api/v1/me").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        assert_eq!(error_code(response).await, "unauthenticated");
+    }
+    let missing = server
+        .http
+        .get(server.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+
+    // A token from another Gatehouse (another signing key) is refused.
+    let other = TestServer::start(Backend::Sqlite).await;
+    let foreign = other.verified_user("la@example.com", "la password 1").await;
+    assert_eq!(
+        server.get_as(&foreign.access, "/api/v1/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert_eq!(
+        server.get_as(&tokens.access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+    server.advance(Duration::from_secs(601));
+    let expired = server.get_as(&tokens.access, "/api/v1/me").await;
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn refresh_rotates_and_old_token_works_only_within_grace(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let first = server
+        .verified_user("ma@example.com", "ma password 1")
+        .await;
+
+    let response = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": first.refresh }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let second = gatehouse_tests::Tokens::from(response.json::<Value>().await.unwrap());
+    assert_ne!(second.refresh, first.refresh, "rotated");
+    assert_eq!(second.session_id, first.session_id);
+    assert_eq!(
+        server.get_as(&second.access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+
+    // A retry within the grace window still works.
+    server.advance(Duration::from_secs(5));
+    let retry = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": first.refresh }),
+        )
+        .await;
+    assert_eq!(retry.status(), StatusCode::OK);
+
+    // Later, the old token is taken as stolen: the whole session ends.
+    server.advance(Duration::from_secs(6));
+    let reuse = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": first.refresh }),
+        )
+        .await;
+    assert_eq!(reuse.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(reuse).await, "invalid_refresh_token");
+    let newest = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": second.refresh }),
+        )
+        .await;
+    assert_eq!(
+        newest.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session's other refresh tokens die too"
+    );
+    assert_eq!(
+        server.get_as(&second.access, "/api/v1/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let garbage = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": "garbage" }),
+        )
+        .await;
+    assert_eq!(garbage.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn concurrent_refreshes_of_one_token_all_succeed_within_grace(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let tokens = server
+        .verified_user("na@example.com", "na password 1")
+        .await;
+    let attempts = (0..5).map(|_| {
+        server.post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": tokens.refresh }),
+        )
+    });
+    let responses = futures_util::future::join_all(attempts).await;
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        server.get_as(&tokens.access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn idle_and_absolute_session_limits_end_refresh(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let busy = server
+        .verified_user("oa@example.com", "oa password 1")
+        .await;
+    let forgotten = server.log_in("oa@example.com", "oa password 1").await;
+    let refresh = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .post("/api/v1/token/refresh", json!({ "refresh_token": token }))
+                .await
+        }
+    };
+
+    // Day 6: both sessions are within the 7-day idle timeout; only `busy` is used.
+    server.advance(Duration::from_secs(6 * 24 * 3600));
+    let response = refresh(busy.refresh.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut busy_refresh =
+        gatehouse_tests::Tokens::from(response.json::<Value>().await.unwrap()).refresh;
+
+    // Day 12: `forgotten` was idle for 12 days.
+    server.advance(Duration::from_secs(6 * 24 * 3600));
+    assert_eq!(
+        refresh(forgotten.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // `busy` lives on through days 12, 18 and 24, and ends at day 30 (absolute lifetime).
+    for day in [12, 18, 24] {
+        if day != 12 {
+            server.advance(Duration::from_secs(6 * 24 * 3600));
+        }
+        let response = refresh(busy_refresh).await;
+        assert_eq!(response.status(), StatusCode::OK, "day {day}");
+        busy_refresh =
+            gatehouse_tests::Tokens::from(response.json::<Value>().await.unwrap()).refresh;
+    }
+    server.advance(Duration::from_secs(6 * 24 * 3600));
+    assert_eq!(
+        refresh(busy_refresh).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "day 30"
+    );
+}
