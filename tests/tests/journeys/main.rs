@@ -9,6 +9,7 @@ mod hashing;
 mod health;
 mod logging;
 mod login;
+mod mail_transports;
 mod maintenance;
 mod passwords;
 mod sessions;

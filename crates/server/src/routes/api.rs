@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use gatehouse_core::Gatehouse;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -64,7 +64,6 @@ async fn verify_email(
     ClientMeta(meta): ClientMeta,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    use secrecy::ExposeSecret;
     gatehouse
         .verify_email(body.token.expose_secret(), &meta)
         .await?;
@@ -116,7 +115,6 @@ async fn refresh(
     ClientMeta(meta): ClientMeta,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    use secrecy::ExposeSecret;
     let tokens = gatehouse
         .refresh(body.refresh_token.expose_secret(), &meta)
         .await?;
@@ -184,7 +182,6 @@ async fn reset_password(
     ClientMeta(meta): ClientMeta,
     body: web::Json<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    use secrecy::ExposeSecret;
     let body = body.into_inner();
     gatehouse
         .reset_password(body.token.expose_secret(), body.password, &meta)
