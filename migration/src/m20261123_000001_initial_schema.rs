@@ -1,4 +1,5 @@
-//! Accounts, sessions, refresh tokens, one-time tokens, signing keys and the audit log.
+//! Accounts, OAuth clients, sessions, refresh tokens, one-time tokens, signing keys, the
+//! revocation feed and the audit log.
 //! Foreign keys are declared with their tables because SQLite cannot add them later.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -29,12 +30,32 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(Clients::Table)
+                    .col(string_len(Clients::Id, 64).primary_key())
+                    .col(string_len(Clients::Name, 200))
+                    .col(string_len(Clients::ClientType, 16))
+                    .col(string_len_null(Clients::SecretHash, 64))
+                    .col(text(Clients::GrantTypes))
+                    .col(text(Clients::Scopes))
+                    .col(string_len_null(Clients::Audience, 200))
+                    .col(text(Clients::RedirectUris))
+                    .col(boolean(Clients::FirstParty))
+                    .col(timestamp_with_time_zone(Clients::CreatedAt))
+                    .col(timestamp_with_time_zone(Clients::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
                     .table(Sessions::Table)
                     .col(uuid(Sessions::Id).primary_key())
                     .col(uuid(Sessions::UserId))
                     .col(timestamp_with_time_zone(Sessions::CreatedAt))
                     .col(timestamp_with_time_zone(Sessions::LastSeenAt))
                     .col(timestamp_with_time_zone(Sessions::ExpiresAt))
+                    .col(timestamp_with_time_zone(Sessions::LastTokenExpiresAt))
                     .col(string_len_null(Sessions::Ip, 64))
                     .col(string_len_null(Sessions::UserAgent, 512))
                     .col(timestamp_with_time_zone_null(Sessions::RevokedAt))
@@ -73,6 +94,8 @@ impl MigrationTrait for Migration {
                     .table(RefreshTokens::Table)
                     .col(uuid(RefreshTokens::Id).primary_key())
                     .col(uuid(RefreshTokens::SessionId))
+                    .col(string_len(RefreshTokens::ClientId, 64))
+                    .col(text_null(RefreshTokens::Scope))
                     .col(string_len(RefreshTokens::TokenHash, 64).unique_key())
                     .col(timestamp_with_time_zone(RefreshTokens::CreatedAt))
                     .col(timestamp_with_time_zone_null(RefreshTokens::RotatedAt))
@@ -80,6 +103,12 @@ impl MigrationTrait for Migration {
                         ForeignKey::create()
                             .from(RefreshTokens::Table, RefreshTokens::SessionId)
                             .to(Sessions::Table, Sessions::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(RefreshTokens::Table, RefreshTokens::ClientId)
+                            .to(Clients::Table, Clients::Id)
                             .on_delete(ForeignKeyAction::Cascade),
                     )
                     .to_owned(),
@@ -131,10 +160,12 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(SigningKeys::Table)
                     .col(string_len(SigningKeys::Kid, 64).primary_key())
+                    .col(big_integer(SigningKeys::Generation).unique_key())
                     .col(string_len(SigningKeys::Algorithm, 16))
-                    .col(blob(SigningKeys::PublicKey))
+                    .col(text(SigningKeys::PublicJwk))
                     .col(blob(SigningKeys::PrivateKeyEncrypted))
                     .col(timestamp_with_time_zone(SigningKeys::CreatedAt))
+                    .col(timestamp_with_time_zone(SigningKeys::ActivatesAt))
                     .to_owned(),
             )
             .await?;
@@ -156,6 +187,27 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
+            .create_table(
+                Table::create()
+                    .table(SessionRevocations::Table)
+                    .col(pk_auto(SessionRevocations::Id).big_integer())
+                    .col(uuid(SessionRevocations::SessionId))
+                    .col(timestamp_with_time_zone(SessionRevocations::RevokedAt))
+                    .col(big_integer(SessionRevocations::TokensExpireAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_session_revocations_expiry")
+                    .table(SessionRevocations::Table)
+                    .col(SessionRevocations::TokensExpireAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
             .create_index(
                 Index::create()
                     .name("idx_audit_events_subject")
@@ -169,11 +221,13 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            SessionRevocations::Table.into_iden(),
             AuditEvents::Table.into_iden(),
             SigningKeys::Table.into_iden(),
             OneTimeTokens::Table.into_iden(),
             RefreshTokens::Table.into_iden(),
             Sessions::Table.into_iden(),
+            Clients::Table.into_iden(),
             Users::Table.into_iden(),
         ] {
             manager
@@ -206,6 +260,7 @@ enum Sessions {
     CreatedAt,
     LastSeenAt,
     ExpiresAt,
+    LastTokenExpiresAt,
     Ip,
     UserAgent,
     RevokedAt,
@@ -217,6 +272,8 @@ enum RefreshTokens {
     Table,
     Id,
     SessionId,
+    ClientId,
+    Scope,
     TokenHash,
     CreatedAt,
     RotatedAt,
@@ -238,10 +295,37 @@ enum OneTimeTokens {
 enum SigningKeys {
     Table,
     Kid,
+    Generation,
     Algorithm,
-    PublicKey,
+    PublicJwk,
     PrivateKeyEncrypted,
     CreatedAt,
+    ActivatesAt,
+}
+
+#[derive(DeriveIden)]
+enum Clients {
+    Table,
+    Id,
+    Name,
+    ClientType,
+    SecretHash,
+    GrantTypes,
+    Scopes,
+    Audience,
+    RedirectUris,
+    FirstParty,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum SessionRevocations {
+    Table,
+    Id,
+    SessionId,
+    RevokedAt,
+    TokensExpireAt,
 }
 
 #[derive(DeriveIden)]

@@ -78,7 +78,12 @@ pub const FAST_HASHING: &str = "[password]\nargon2_memory_kib = 256\nargon2_iter
 /// A database made for one test and dropped after it.
 enum TestDatabase {
     Sqlite,
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another instance's database: that instance drops it.
+    Shared,
 }
 
 impl Drop for TestDatabase {
@@ -121,7 +126,9 @@ pub struct TestServer {
     pub mail: MailCatcher,
     pub config: Config,
     handle: ServerHandle,
-    _data_dir: tempfile::TempDir,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    layers: Vec<String>,
+    _data_dir: Arc<tempfile::TempDir>,
     _database: TestDatabase,
 }
 
@@ -129,6 +136,7 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         // Sends the stop command now; nothing needs to wait for it.
         drop(self.handle.stop(false));
+        self.background.iter().for_each(|task| task.abort());
     }
 }
 
@@ -141,10 +149,7 @@ impl TestServer {
     /// A server with extra TOML settings applied after the suite's own.
     pub async fn start_with(backend: Backend, overrides: &[&str]) -> Self {
         logs::capture();
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let mail = MailCatcher::start();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
+        let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let (database, database_url) = match backend {
             Backend::Sqlite => (
                 TestDatabase::Sqlite,
@@ -156,33 +161,66 @@ impl TestServer {
             Backend::Postgres(url) => create_postgres_database(&url).await,
         };
         let master_key = base64::engine::general_purpose::STANDARD.encode(rand_bytes());
-        let base = format!(
+        let shared = format!(
+            "data_dir = \"{}\"\n[database]\nurl = \"{database_url}\"\nmax_connections = 5\n[secrets]\nmaster_key = \"{master_key}\"\n",
+            data_dir.path().display()
+        );
+        let mut layers = vec![shared];
+        layers.extend(overrides.iter().map(|s| (*s).to_owned()));
+        Self::launch(layers, data_dir, database, None).await
+    }
+
+    /// A second instance on the same database and master key, with the same public
+    /// issuer URL, as behind a load balancer.
+    pub async fn another_instance(&self) -> Self {
+        Self::launch(
+            self.layers.clone(),
+            self._data_dir.clone(),
+            TestDatabase::Shared,
+            Some((&self.config.issuer, self.clock.clone())),
+        )
+        .await
+    }
+
+    async fn launch(
+        layers: Vec<String>,
+        data_dir: Arc<tempfile::TempDir>,
+        database: TestDatabase,
+        sibling: Option<(&str, Arc<ManualClock>)>,
+    ) -> Self {
+        let mail = MailCatcher::start();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // Instances behind one load balancer share the public URL and (synchronised) time.
+        let (issuer, clock) = match sibling {
+            Some((issuer, clock)) => (issuer.to_owned(), clock),
+            None => (
+                format!("http://127.0.0.1:{port}"),
+                Arc::new(ManualClock::default()),
+            ),
+        };
+        let instance = format!(
             r#"
-issuer = "http://127.0.0.1:{port}"
-data_dir = "{data_dir}"
+issuer = "{issuer}"
 [server]
 bind = "127.0.0.1:{port}"
 workers = 1
-[database]
-url = "{database_url}"
-max_connections = 5
-[secrets]
-master_key = "{master_key}"
 [mail]
 transport = "smtp"
 smtp_url = "smtp://127.0.0.1:{smtp_port}"
 from = "Gatehouse <no-reply@gatehouse.test>"
+[revocations]
+poll_interval = "100ms"
 "#,
-            data_dir = data_dir.path().display(),
             smtp_port = mail.port(),
         );
-        let mut layers = vec![base.as_str()];
-        layers.extend_from_slice(overrides);
-        let config = Config::load_with(None, &layers).expect("test configuration");
-        let clock = Arc::new(ManualClock::default());
+        let mut all: Vec<&str> = vec![&instance];
+        all.extend(layers.iter().map(String::as_str));
+        let config = Config::load_with(None, &all).expect("test configuration");
         let gatehouse = app::build_gatehouse(&config, clock.clone())
             .await
             .expect("server starts");
+        let background = app::spawn_background(gatehouse.clone(), &config);
         let server = app::http_server(&config, gatehouse.clone(), listener).expect("http server");
         let handle = server.handle();
         tokio::spawn(server);
@@ -197,6 +235,8 @@ from = "Gatehouse <no-reply@gatehouse.test>"
             mail,
             config,
             handle,
+            background,
+            layers,
             _data_dir: data_dir,
             _database: database,
         }
@@ -303,6 +343,46 @@ from = "Gatehouse <no-reply@gatehouse.test>"
         self.log_in(email, password).await
     }
 
+    /// Registers a client through the admin API; returns its id and secret.
+    pub async fn register_client(&self, admin: &Tokens, client: Value) -> (String, Option<String>) {
+        let response = self
+            .post_as(&admin.access, "/api/v1/admin/clients", client)
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        (
+            body["client_id"].as_str().expect("client_id").to_owned(),
+            body["client_secret"].as_str().map(str::to_owned),
+        )
+    }
+
+    /// A confidential client allowed `client_credentials`, with the given scopes.
+    pub async fn service_client(&self, admin: &Tokens, scopes: &[&str]) -> (String, String) {
+        let (id, secret) = self
+            .register_client(
+                admin,
+                json!({ "name": "backend", "type": "confidential", "grant_types": ["client_credentials"], "scopes": scopes }),
+            )
+            .await;
+        (id, secret.expect("confidential clients get a secret"))
+    }
+
+    /// POSTs a form with HTTP Basic client authentication.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        client: (&str, &str),
+        form: &[(&str, &str)],
+    ) -> Response {
+        self.http
+            .post(self.url(path))
+            .basic_auth(client.0, Some(client.1))
+            .form(form)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Moves the server's clock forward.
     pub fn advance(&self, by: Duration) {
         self.clock.advance(by);
@@ -343,6 +423,17 @@ pub fn token_of(link: &str) -> String {
     link.split_once("token=")
         .map(|(_, t)| t.split('&').next().unwrap_or(t).to_owned())
         .expect("link has a token")
+}
+
+/// The claims of a JWT, unverified (tests look at what the server put in).
+pub fn decode_claims(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .expect("base64url"),
+    )
+    .expect("JSON claims")
 }
 
 /// Reads an error body and returns its `error` code, checking the shape on the way.

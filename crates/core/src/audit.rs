@@ -52,6 +52,10 @@ pub enum AuditEvent {
     UserDisabled,
     UserEnabled,
     UserCreated,
+    ClientCreated,
+    ClientUpdated,
+    ClientDeleted,
+    ClientSecretRotated,
 }
 
 impl AuditEvent {
@@ -74,6 +78,10 @@ impl AuditEvent {
             AuditEvent::UserDisabled => "user_disabled",
             AuditEvent::UserEnabled => "user_enabled",
             AuditEvent::UserCreated => "user_created",
+            AuditEvent::ClientCreated => "client_created",
+            AuditEvent::ClientUpdated => "client_updated",
+            AuditEvent::ClientDeleted => "client_deleted",
+            AuditEvent::ClientSecretRotated => "client_secret_rotated",
         }
     }
 }

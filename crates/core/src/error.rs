@@ -36,6 +36,15 @@ pub enum Error {
     /// Authenticated, but not allowed.
     #[error("this action needs the admin role")]
     Forbidden,
+    /// Client authentication failed (unknown client, wrong or missing secret).
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// The client may not use this grant.
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    /// A requested scope is not allowed.
+    #[error("{0}")]
+    InvalidScope(String),
     /// The current password given for a password change is wrong.
     #[error("the current password is wrong")]
     InvalidCurrentPassword,

@@ -9,12 +9,16 @@
 mod accounts;
 mod admin;
 pub mod audit;
+pub mod clients;
 pub mod clock;
 pub mod db;
 mod error;
 pub mod hashing;
+pub mod keys;
 pub mod mail;
 mod maintenance;
+mod oauth;
+pub mod revocations;
 pub mod secrets;
 mod sessions;
 pub mod settings;
@@ -32,6 +36,7 @@ pub use audit::{AuditEvent, RequestMeta};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use maintenance::PurgeReport;
+pub use oauth::ServiceToken;
 pub use sessions::{Principal, SessionView, TokenPair};
 pub use settings::CoreSettings;
 pub use types::{Email, Password, Role};
@@ -44,12 +49,13 @@ pub struct Gatehouse {
     hasher: Arc<hashing::PasswordHasher>,
     mailer: Arc<mail::Mailer>,
     tokens: Arc<signing::AccessTokens>,
+    revocations: Arc<revocations::RevocationHub>,
     settings: Arc<CoreSettings>,
 }
 
 impl Gatehouse {
     /// Builds the service from its collaborators. Signing keys are loaded (or created on
-    /// first start) by [`signing::AccessTokens::load_or_create`] beforehand.
+    /// first start) by [`keys::KeyRing::load_or_create`] beforehand.
     pub fn new(
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
@@ -64,8 +70,19 @@ impl Gatehouse {
             hasher,
             mailer,
             tokens,
+            revocations: Arc::default(),
             settings: Arc::new(settings),
         }
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    /// The access token issuer and its signing keys.
+    pub fn access_tokens(&self) -> &signing::AccessTokens {
+        &self.tokens
     }
 
     /// The database connection, for health checks.

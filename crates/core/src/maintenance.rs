@@ -1,7 +1,7 @@
 //! Periodic clean-up of rows nobody can use any more. Every statement is an idempotent
 //! `DELETE ... WHERE expired`, so any number of instances may run it at once.
 
-use gatehouse_entity::{one_time_tokens, sessions};
+use gatehouse_entity::{one_time_tokens, session_revocations, sessions};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use crate::{Gatehouse, Result};
@@ -11,11 +11,14 @@ use crate::{Gatehouse, Result};
 pub struct PurgeReport {
     pub one_time_tokens: u64,
     pub sessions: u64,
+    pub revocations: u64,
+    pub signing_keys: u64,
 }
 
 impl Gatehouse {
-    /// Deletes expired one-time tokens, and sessions (with their refresh tokens) that
-    /// expired, or were revoked longer ago than any access token of theirs can live.
+    /// Deletes expired one-time tokens; sessions (with their refresh tokens) that
+    /// expired, or were revoked longer ago than any access token of theirs can live;
+    /// revocation feed entries whose tokens all expired; and unpublished signing keys.
     pub async fn purge_expired(&self) -> Result<PurgeReport> {
         let now = self.clock.now();
         let one_time_tokens = one_time_tokens::Entity::delete_many()
@@ -34,9 +37,17 @@ impl Gatehouse {
             .exec(&self.db)
             .await?
             .rows_affected;
+        let revocations = session_revocations::Entity::delete_many()
+            .filter(session_revocations::Column::TokensExpireAt.lte(now.timestamp()))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let signing_keys = self.tokens.keys().purge_expired().await?;
         Ok(PurgeReport {
             one_time_tokens,
             sessions,
+            revocations,
+            signing_keys,
         })
     }
 }

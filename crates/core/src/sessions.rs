@@ -2,7 +2,7 @@
 //! family and every access token point at it; revoking it ends all of them at once.
 
 use chrono::{DateTime, Utc};
-use gatehouse_entity::{refresh_tokens, sessions, users};
+use gatehouse_entity::{clients, refresh_tokens, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
@@ -13,7 +13,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::clients::API_CLIENT_ID;
+use crate::revocations;
 use crate::secrets::{new_token, token_hash};
+use crate::signing::TokenGrant;
 use crate::types::{Email, Password, Role};
 use crate::{Error, Gatehouse, Result};
 
@@ -26,6 +29,8 @@ pub struct TokenPair {
     pub expires_in: u64,
     pub refresh_token: String,
     pub session_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// The user behind a valid access token of a live session.
@@ -70,6 +75,7 @@ pub(crate) enum RevokeReason {
     PasswordChanged,
     AccountDisabled,
     RefreshTokenReuse,
+    TokenRevoked,
 }
 
 impl RevokeReason {
@@ -82,6 +88,7 @@ impl RevokeReason {
             RevokeReason::PasswordChanged => "password_changed",
             RevokeReason::AccountDisabled => "account_disabled",
             RevokeReason::RefreshTokenReuse => "refresh_token_reuse",
+            RevokeReason::TokenRevoked => "token_revoked",
         }
     }
 }
@@ -151,6 +158,7 @@ impl Gatehouse {
             created_at: Set(now),
             last_seen_at: Set(now),
             expires_at: Set(expires_at),
+            last_token_expires_at: Set(self.access_token_expiry(now)),
             ip: Set(meta.ip.clone()),
             user_agent: Set(meta.user_agent_stored()),
             revoked_at: Set(None),
@@ -158,7 +166,8 @@ impl Gatehouse {
         }
         .insert(&txn)
         .await?;
-        let refresh_token = insert_refresh_token(&txn, session_id, now).await?;
+        let refresh_token =
+            insert_refresh_token(&txn, session_id, API_CLIENT_ID, None, now).await?;
         if let Some(hash) = upgraded_hash {
             users::ActiveModel {
                 id: Set(user.id),
@@ -177,15 +186,28 @@ impl Gatehouse {
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
 
-        self.token_pair(&user, session_id, refresh_token)
+        let grant = TokenGrant {
+            subject: user.id.to_string(),
+            client_id: API_CLIENT_ID.to_owned(),
+            audience: self.settings.tokens.default_audience.clone(),
+            session: Some(session_id),
+            scope: None,
+            role: Some(user.role.clone()),
+        };
+        self.token_pair(grant, refresh_token, now).await
     }
 
     /// Exchanges a refresh token for a new access token and a new refresh token.
     ///
     /// A token already exchanged is accepted again within `tokens.refresh_reuse_grace` of
     /// its rotation (a retried request, a second tab); presented later it is taken as
-    /// stolen and the whole session is revoked.
-    pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<TokenPair> {
+    /// stolen and the whole session is revoked. The token must belong to `client_id`.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        client_id: &str,
+        meta: &RequestMeta,
+    ) -> Result<TokenPair> {
         let hash = token_hash(refresh_token);
         let now = self.clock.now();
         let txn = self.db.begin().await?;
@@ -207,7 +229,7 @@ impl Gatehouse {
         else {
             return Err(Error::InvalidRefreshToken);
         };
-        if !self.session_is_live(&session, now) {
+        if token.client_id != client_id || !self.session_is_live(&session, now) {
             return Err(Error::InvalidRefreshToken);
         }
         if !claimed {
@@ -236,22 +258,44 @@ impl Gatehouse {
         if user.disabled_at.is_some() {
             return Err(Error::InvalidRefreshToken);
         }
-        let refresh_token = insert_refresh_token(&txn, session.id, now).await?;
+        let client = clients::Entity::find_by_id(token.client_id.as_str())
+            .one(&txn)
+            .await?
+            .ok_or(Error::InvalidRefreshToken)?;
+        let refresh_token =
+            insert_refresh_token(&txn, session.id, &client.id, token.scope.clone(), now).await?;
         sessions::ActiveModel {
             id: Set(session.id),
             last_seen_at: Set(now),
+            last_token_expires_at: Set(self.access_token_expiry(now)),
             ..Default::default()
         }
         .update(&txn)
         .await?;
         txn.commit().await?;
-        self.token_pair(&user, session.id, refresh_token)
+        let grant = TokenGrant {
+            subject: user.id.to_string(),
+            audience: client
+                .audience
+                .clone()
+                .unwrap_or_else(|| self.settings.tokens.default_audience.clone()),
+            client_id: client.id,
+            session: Some(session.id),
+            scope: token.scope,
+            role: Some(user.role.clone()),
+        };
+        self.token_pair(grant, refresh_token, now).await
     }
 
     /// The principal behind an access token, if its session still stands.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
-        let claims = self.tokens.verify(access_token).await?;
-        let Some((session, Some(user))) = sessions::Entity::find_by_id(claims.sid)
+        let claims = self
+            .tokens
+            .verify(access_token, Some(&self.settings.tokens.default_audience))
+            .await?;
+        // Service tokens (no session) are not for the user API.
+        let sid = claims.sid.ok_or(Error::Unauthenticated)?;
+        let Some((session, Some(user))) = sessions::Entity::find_by_id(sid)
             .find_also_related(users::Entity)
             .one(&self.db)
             .await?
@@ -353,18 +397,29 @@ impl Gatehouse {
                 .is_none_or(|limit| limit > now)
     }
 
-    fn token_pair(
+    /// When an access token issued at `now` expires.
+    pub(crate) fn access_token_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.tokens.ttl()).unwrap_or(chrono::Duration::MAX)
+    }
+
+    async fn token_pair(
         &self,
-        user: &users::Model,
-        session_id: Uuid,
+        grant: TokenGrant,
         refresh_token: SecretString,
+        now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let session_id = grant
+            .session
+            .ok_or_else(|| Error::internal("a token pair needs a session"))?;
+        let scope = grant.scope.clone();
+        let (access_token, _) = self.tokens.issue(grant, now).await?;
         Ok(TokenPair {
-            access_token: self.tokens.issue(user.id, session_id, &user.role)?,
+            access_token,
             token_type: "Bearer",
             expires_in: self.tokens.ttl().as_secs(),
             refresh_token: refresh_token.expose_secret().to_owned(),
             session_id,
+            scope,
         })
     }
 }
@@ -372,12 +427,16 @@ impl Gatehouse {
 async fn insert_refresh_token(
     conn: &impl ConnectionTrait,
     session_id: Uuid,
+    client_id: &str,
+    scope: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<SecretString> {
     let (token, hash) = new_token()?;
     refresh_tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         session_id: Set(session_id),
+        client_id: Set(client_id.to_owned()),
+        scope: Set(scope),
         token_hash: Set(hash),
         created_at: Set(now),
         rotated_at: Set(None),
@@ -404,7 +463,13 @@ pub(crate) async fn revoke_session(
         .filter(sessions::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
-    Ok(result.rows_affected == 1)
+    if result.rows_affected != 1 {
+        return Ok(false);
+    }
+    if let Some(session) = sessions::Entity::find_by_id(session_id).one(conn).await? {
+        revocations::record(conn, session.id, now, session.last_token_expires_at).await?;
+    }
+    Ok(true)
 }
 
 /// Revokes every live session of a user, except `keep`; returns how many.
@@ -415,17 +480,18 @@ pub(crate) async fn revoke_user_sessions(
     reason: RevokeReason,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let mut update = sessions::Entity::update_many()
-        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-        .col_expr(
-            sessions::Column::RevokedReason,
-            Expr::value(reason.as_str()),
-        )
+    let mut live = sessions::Entity::find()
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::ExpiresAt.gt(now));
     if let Some(keep) = keep {
-        update = update.filter(sessions::Column::Id.ne(keep));
+        live = live.filter(sessions::Column::Id.ne(keep));
     }
-    Ok(update.exec(conn).await?.rows_affected)
+    let mut revoked = 0;
+    for session in live.all(conn).await? {
+        if revoke_session(conn, session.id, reason, now).await? {
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
 }

@@ -81,8 +81,22 @@ pub struct TokenSettings {
     /// Fewest time between two verification or reset mails to one address.
     #[serde(with = "humantime_serde")]
     pub mail_cooldown: Duration,
-    /// The `aud` of access tokens.
+    /// The `aud` of access tokens of clients without an audience of their own.
     pub default_audience: String,
+    /// The algorithm of new signing keys.
+    pub signing_alg: crate::keys::SigningAlgorithm,
+}
+
+/// `[revocations]`: the revocation feed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSettings {
+    /// How often each instance looks for revocations made by any instance.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often an idle event stream sends a keep-alive comment.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
 }
 
 /// How mail leaves the server.

@@ -2,8 +2,10 @@
 //! `gatehouse-core`, the schema in `gatehouse-migration`.
 
 pub mod audit_events;
+pub mod clients;
 pub mod one_time_tokens;
 pub mod refresh_tokens;
+pub mod session_revocations;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;

@@ -8,6 +8,10 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub session_id: Uuid,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Scopes granted with the token, space-separated.
+    pub scope: Option<String>,
     /// Hex SHA-256 of the token.
     #[sea_orm(unique)]
     pub token_hash: String,

@@ -12,6 +12,8 @@ pub struct Model {
     pub last_seen_at: DateTimeUtc,
     /// Absolute end of the session, whatever its activity.
     pub expires_at: DateTimeUtc,
+    /// Expiry of the last access token issued for the session.
+    pub last_token_expires_at: DateTimeUtc,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub revoked_at: Option<DateTimeUtc>,

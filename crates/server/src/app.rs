@@ -5,21 +5,23 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, Service as _};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
 use gatehouse_core::db::{self, DatabaseOptions};
 use gatehouse_core::hashing::PasswordHasher;
+use gatehouse_core::keys::KeyRing;
 use gatehouse_core::mail::Mailer;
 use gatehouse_core::signing::AccessTokens;
 use gatehouse_core::{Clock, Gatehouse};
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::config::{Config, ConfigError};
-use crate::error::ApiError;
+use crate::error::{ApiError, OAuthError};
 use crate::extract::TrustForwardedHeaders;
 use crate::routes;
+use crate::routes::revocations::KeepaliveInterval;
 use crate::telemetry::RequestSpan;
 
 /// Why the server could not start.
@@ -47,23 +49,31 @@ pub async fn build_gatehouse(
     let settings = config.core_settings();
     let hasher = PasswordHasher::new(&config.password)?;
     let mailer = Mailer::new(&config.mail, &settings.issuer)?;
-    let tokens = AccessTokens::load_or_create(
+    let keys = KeyRing::load_or_create(
         db.clone(),
         clock.clone(),
-        &master_key,
-        settings.issuer.clone(),
-        config.tokens.default_audience.clone(),
+        master_key,
+        config.keys.clone(),
+        config.tokens.signing_alg,
         config.tokens.access_token_ttl,
     )
     .await?;
-    Ok(Gatehouse::new(
+    let tokens = AccessTokens::new(
+        Arc::new(keys),
+        clock.clone(),
+        settings.issuer.clone(),
+        config.tokens.access_token_ttl,
+    );
+    let gatehouse = Gatehouse::new(
         db,
         clock,
         Arc::new(hasher),
         Arc::new(mailer),
         Arc::new(tokens),
         settings,
-    ))
+    );
+    gatehouse.ensure_api_client().await?;
+    Ok(gatehouse)
 }
 
 /// The database options of a configuration.
@@ -83,11 +93,13 @@ pub fn http_server(
 ) -> Result<Server, StartupError> {
     let gatehouse = web::Data::new(gatehouse);
     let trust = web::Data::new(TrustForwardedHeaders(config.server.trust_forwarded_headers));
+    let keepalive = web::Data::new(KeepaliveInterval(config.revocations.keepalive_interval));
     let body_limit = config.server.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(gatehouse.clone())
             .app_data(trust.clone())
+            .app_data(keepalive.clone())
             .app_data(json_config(body_limit))
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(
@@ -99,6 +111,11 @@ pub fn http_server(
                 web::PathConfig::default()
                     .error_handler(|_: PathError, _| ApiError::NotFound.into()),
             )
+            .app_data(web::FormConfig::default().limit(body_limit).error_handler(
+                |e: UrlencodedError, _| {
+                    OAuthError::InvalidRequest(format!("form body: {e}")).into()
+                },
+            ))
             .configure(routes::configure)
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound)
@@ -154,22 +171,56 @@ fn json_config(limit: usize) -> web::JsonConfig {
         })
 }
 
-/// Deletes expired rows every `maintenance.purge_interval`, for as long as the process runs.
-pub fn spawn_maintenance(gatehouse: Gatehouse, config: &Config) -> tokio::task::JoinHandle<()> {
-    let period = config.maintenance.purge_interval;
+/// The background work of one instance, for as long as the process runs: the purge of
+/// expired rows, scheduled key rotation, and the revocation feed's poller.
+pub fn spawn_background(gatehouse: Gatehouse, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        every(
+            config.maintenance.purge_interval,
+            gatehouse.clone(),
+            |g| async move {
+                match g.purge_expired().await {
+                    Ok(report) => tracing::info!(?report, "purged expired rows"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+                }
+            },
+        ),
+        every(
+            config.keys.reload_interval,
+            gatehouse.clone(),
+            |g| async move {
+                if let Err(e) = g.access_tokens().keys().rotate_if_due().await {
+                    tracing::warn!(error = %e, "checking for a due key rotation failed");
+                }
+            },
+        ),
+        every(
+            config.revocations.poll_interval,
+            gatehouse,
+            |g| async move {
+                if let Err(e) = g.poll_revocations().await {
+                    tracing::warn!(error = %e, "polling the revocation feed failed");
+                }
+            },
+        ),
+    ]
+}
+
+fn every<F, Fut>(
+    period: std::time::Duration,
+    gatehouse: Gatehouse,
+    work: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Gatehouse) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match gatehouse.purge_expired().await {
-                Ok(report) => tracing::info!(
-                    one_time_tokens = report.one_time_tokens,
-                    sessions = report.sessions,
-                    "purged expired rows"
-                ),
-                Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
-            }
+            work(gatehouse.clone()).await;
         }
     })
 }

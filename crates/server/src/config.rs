@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use gatehouse_core::keys::KeySettings;
 use gatehouse_core::settings::{
-    AuthSettings, MailSettings, MailTransportKind, PasswordSettings, SessionSettings, TokenSettings,
+    AuthSettings, MailSettings, MailTransportKind, PasswordSettings, RevocationSettings,
+    SessionSettings, TokenSettings,
 };
 use gatehouse_core::{CoreSettings, secrets::MasterKey};
 use secrecy::{ExposeSecret, SecretString};
@@ -47,6 +49,8 @@ pub struct Config {
     pub password: PasswordSettings,
     pub sessions: SessionSettings,
     pub tokens: TokenSettings,
+    pub keys: KeySettings,
+    pub revocations: RevocationSettings,
     pub maintenance: MaintenanceSettings,
     pub log: LogSettings,
 }
@@ -159,6 +163,13 @@ impl Config {
         if self.password.min_length < 1 || self.password.max_length < self.password.min_length {
             problems.push(
                 "password.min_length / password.max_length: need 1 <= min_length <= max_length"
+                    .to_owned(),
+            );
+        }
+        if self.keys.reload_interval >= self.keys.publish_ahead {
+            problems.push(
+                "keys.reload_interval: must be shorter than keys.publish_ahead, or an instance could sign with a key \
+                 before the others publish it"
                     .to_owned(),
             );
         }

@@ -1,13 +1,14 @@
-//! The one place where errors become HTTP: a status, a stable snake_case `error` code and
-//! a sentence for humans. A 5xx never shows its cause; the cause chain goes to the log.
+//! The one place where errors become HTTP. The JSON API answers a status, a stable
+//! snake_case `error` code and a sentence for humans; the OAuth endpoints answer in
+//! RFC 6749 form. A 5xx never shows its cause; the cause chain goes to the log.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use gatehouse_core::Error as CoreError;
 use serde::Serialize;
 
-/// An error answered to an HTTP client.
+/// An error answered to a client of the JSON API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
@@ -21,11 +22,34 @@ pub enum ApiError {
     NotFound,
 }
 
-/// The JSON body of every error.
+/// The JSON body of every API error.
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
     message: String,
+}
+
+/// Status and stable code of a domain error on the JSON API.
+fn core_status_and_code(error: &CoreError) -> (StatusCode, &'static str) {
+    match error {
+        CoreError::InvalidInput { code, .. } => (StatusCode::BAD_REQUEST, code),
+        CoreError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+        CoreError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        CoreError::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
+        CoreError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
+        CoreError::InvalidOneTimeToken => (StatusCode::BAD_REQUEST, "invalid_token"),
+        CoreError::InvalidRefreshToken => (StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+        CoreError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        CoreError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        CoreError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        CoreError::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+        CoreError::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
+        CoreError::InvalidCurrentPassword => (StatusCode::BAD_REQUEST, "invalid_current_password"),
+        CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        CoreError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        CoreError::Unavailable { reason, .. } => (StatusCode::SERVICE_UNAVAILABLE, reason),
+        CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+    }
 }
 
 impl ApiError {
@@ -35,21 +59,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotFound => "not_found",
-            ApiError::Core(e) => match e {
-                CoreError::InvalidInput { code, .. } | CoreError::Conflict { code, .. } => code,
-                CoreError::InvalidCredentials => "invalid_credentials",
-                CoreError::EmailNotVerified => "email_not_verified",
-                CoreError::AccountDisabled => "account_disabled",
-                CoreError::InvalidOneTimeToken => "invalid_token",
-                CoreError::InvalidRefreshToken => "invalid_refresh_token",
-                CoreError::Unauthenticated => "unauthenticated",
-                CoreError::Forbidden => "forbidden",
-                CoreError::InvalidCurrentPassword => "invalid_current_password",
-                CoreError::NotFound(_) => "not_found",
-                CoreError::Overloaded { .. } => "overloaded",
-                CoreError::Unavailable { reason, .. } => reason,
-                CoreError::Internal(_) => "internal_error",
-            },
+            ApiError::Core(e) => core_status_and_code(e).1,
         }
     }
 }
@@ -60,30 +70,14 @@ impl ResponseError for ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Core(e) => match e {
-                CoreError::InvalidInput { .. }
-                | CoreError::InvalidOneTimeToken
-                | CoreError::InvalidCurrentPassword => StatusCode::BAD_REQUEST,
-                CoreError::InvalidCredentials
-                | CoreError::InvalidRefreshToken
-                | CoreError::Unauthenticated => StatusCode::UNAUTHORIZED,
-                CoreError::EmailNotVerified | CoreError::AccountDisabled | CoreError::Forbidden => {
-                    StatusCode::FORBIDDEN
-                }
-                CoreError::NotFound(_) => StatusCode::NOT_FOUND,
-                CoreError::Conflict { .. } => StatusCode::CONFLICT,
-                CoreError::Overloaded { .. } | CoreError::Unavailable { .. } => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ApiError::Core(e) => core_status_and_code(e).0,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let message = if status.is_server_error() {
-            log_cause_chain(self);
+            log_cause_chain(self.code(), self);
             match self {
                 ApiError::Core(CoreError::Overloaded { .. }) => self.to_string(),
                 _ => "the server could not handle this request; try again later".to_owned(),
@@ -92,18 +86,8 @@ impl ResponseError for ApiError {
             self.to_string()
         };
         let mut response = HttpResponse::build(status);
-        match self {
-            ApiError::Core(CoreError::Unauthenticated) => {
-                response
-                    .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
-            }
-            ApiError::Core(CoreError::Overloaded { retry_after }) => {
-                let seconds = retry_after.as_secs().max(1).to_string();
-                if let Ok(value) = HeaderValue::from_str(&seconds) {
-                    response.insert_header((header::RETRY_AFTER, value));
-                }
-            }
-            _ => {}
+        if let ApiError::Core(e) = self {
+            add_challenge_headers(&mut response, e);
         }
         response.json(ErrorBody {
             error: self.code(),
@@ -112,12 +96,99 @@ impl ResponseError for ApiError {
     }
 }
 
-fn log_cause_chain(error: &ApiError) {
+/// `WWW-Authenticate` for authentication failures, `Retry-After` when overloaded.
+fn add_challenge_headers(response: &mut HttpResponseBuilder, error: &CoreError) {
+    match error {
+        CoreError::Unauthenticated => {
+            response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
+        }
+        CoreError::InvalidClient => {
+            response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="gatehouse""#));
+        }
+        CoreError::Overloaded { retry_after } => {
+            let seconds = retry_after.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.insert_header((header::RETRY_AFTER, value));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An error of the OAuth endpoints, answered in RFC 6749 form:
+/// `{"error": ..., "error_description": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("grant_type `{0}` is not supported")]
+    UnsupportedGrantType(String),
+}
+
+#[derive(Serialize)]
+struct OAuthErrorBody<'a> {
+    error: &'a str,
+    error_description: String,
+}
+
+impl OAuthError {
+    /// The RFC 6749 / 7009 / 7662 error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
+            OAuthError::Core(e) => match e {
+                CoreError::InvalidClient => "invalid_client",
+                CoreError::InvalidRefreshToken | CoreError::InvalidOneTimeToken => "invalid_grant",
+                CoreError::UnauthorizedClient(_) => "unauthorized_client",
+                CoreError::InvalidScope(_) => "invalid_scope",
+                CoreError::Overloaded { .. } | CoreError::Unavailable { .. } => {
+                    "temporarily_unavailable"
+                }
+                CoreError::Internal(_) => "server_error",
+                _ => "invalid_request",
+            },
+        }
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self.code() {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let description = if status.is_server_error() {
+            log_cause_chain(self.code(), self);
+            "the server could not handle this request; try again later".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut response = HttpResponse::build(status);
+        if let OAuthError::Core(e) = self {
+            add_challenge_headers(&mut response, e);
+        }
+        response.json(OAuthErrorBody {
+            error: self.code(),
+            error_description: description,
+        })
+    }
+}
+
+fn log_cause_chain(code: &str, error: &dyn std::error::Error) {
     let mut chain = Vec::new();
     let mut cause: Option<&dyn std::error::Error> = Some(error);
     while let Some(e) = cause {
         chain.push(e.to_string());
         cause = e.source();
     }
-    tracing::error!(code = error.code(), cause = %chain.join(": "), "request failed");
+    tracing::error!(code, cause = %chain.join(": "), "request failed");
 }

@@ -6,9 +6,13 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gatehouse_core::clients::ClientCredentials;
 use gatehouse_core::{Error as CoreError, Gatehouse, Principal, RequestMeta};
+use secrecy::SecretString;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, OAuthError};
 
 /// The caller, proven by `Authorization: Bearer <access token>` of a session that still
 /// stands. Anything else is `401` with `WWW-Authenticate: Bearer`.
@@ -77,4 +81,87 @@ fn strip_port(addr: &str) -> &str {
             .map_or(addr, |(ip, _)| ip.trim_matches(['[', ']'])),
         Err(_) => addr,
     }
+}
+
+/// An OAuth request body (`application/x-www-form-urlencoded`). RFC 6749 forbids
+/// repeating a parameter; asking for a repeated one is `invalid_request`.
+pub struct OAuthForm(pub Vec<(String, String)>);
+
+impl OAuthForm {
+    /// The value of a parameter; an empty value counts as absent (RFC 6749 section 3.1).
+    pub fn get(&self, name: &str) -> Result<Option<&str>, OAuthError> {
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(OAuthError::InvalidRequest(format!("`{name}` is repeated")));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
+    }
+
+    /// A parameter that must be there.
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)?
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("`{name}` is missing")))
+    }
+}
+
+/// The client's credentials from HTTP Basic (`client_secret_basic`) or from the body
+/// (`client_secret_post`, or a public client's bare `client_id`). Using both is refused.
+pub fn client_credentials(
+    req: &HttpRequest,
+    form: Option<&OAuthForm>,
+) -> Result<ClientCredentials, OAuthError> {
+    let basic = basic_credentials(req)?;
+    let posted_id = form.map(|f| f.get("client_id")).transpose()?.flatten();
+    let posted_secret = form.map(|f| f.get("client_secret")).transpose()?.flatten();
+    match (basic, posted_id) {
+        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest(
+            "use one client authentication method, not two".to_owned(),
+        )),
+        (Some(credentials), None) if posted_secret.is_none() => Ok(credentials),
+        (None, Some(client_id)) => Ok(ClientCredentials {
+            client_id: client_id.to_owned(),
+            client_secret: posted_secret.map(|s| SecretString::from(s.to_owned())),
+        }),
+        _ => Err(CoreError::InvalidClient.into()),
+    }
+}
+
+/// `Authorization: Basic` with form-urlencoded id and secret (RFC 6749 section 2.3.1).
+fn basic_credentials(req: &HttpRequest) -> Result<Option<ClientCredentials>, OAuthError> {
+    let Some(value) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(CoreError::InvalidClient)?;
+    let (id, secret) = decoded.split_once(':').ok_or(CoreError::InvalidClient)?;
+    Ok(Some(ClientCredentials {
+        client_id: form_decode(id)?,
+        client_secret: Some(SecretString::from(form_decode(secret)?)),
+    }))
+}
+
+fn form_decode(component: &str) -> Result<String, OAuthError> {
+    let spaced = component.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| CoreError::InvalidClient.into())
 }

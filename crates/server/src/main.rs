@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use gatehouse_core::{Role, SystemClock, db};
+use gatehouse_core::clients::{Actor, ClientType, GrantType, NewClient};
+use gatehouse_core::{RequestMeta, Role, SystemClock, db};
 use gatehouse_server::app::{self, StartupError};
 use gatehouse_server::config::Config;
 use gatehouse_server::telemetry;
@@ -45,6 +46,75 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Manage OAuth clients (apps and services that obtain tokens).
+    Client {
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+    /// Inspect and rotate the keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientAction {
+    /// Register a client. Prints {"client_id": ..., "client_secret": ...} on stdout; the
+    /// secret of a confidential client is shown this once.
+    Create {
+        /// A name people recognise the client by.
+        #[arg(long)]
+        name: String,
+        /// `confidential` (can keep a secret: a backend) or `public` (an app in a browser or on a device).
+        #[arg(long = "type", value_parser = parse_client_type)]
+        client_type: ClientType,
+        /// An allowed grant: client_credentials, refresh_token, authorization_code. Repeat for several.
+        #[arg(long = "grant", value_parser = parse_grant)]
+        grants: Vec<GrantType>,
+        /// An allowed scope. Repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The `aud` of tokens issued to this client (default: tokens.default_audience).
+        #[arg(long)]
+        audience: Option<String>,
+        /// A redirect URI (for the authorization code flow). Repeat for several.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A trusted first-party app: no consent screen.
+        #[arg(long)]
+        first_party: bool,
+    },
+    /// List clients, one JSON object per line.
+    List,
+    /// Delete a client; its refresh tokens stop working.
+    Delete {
+        /// The client_id.
+        client_id: String,
+    },
+    /// Give a confidential client a new secret; the old one stops working at once.
+    RotateSecret {
+        /// The client_id.
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// List signing keys with their state (next, active, retired, expired), one JSON object per line.
+    List,
+    /// Add a key that starts signing after keys.publish_ahead; the current key retires then.
+    Rotate,
+}
+
+fn parse_client_type(s: &str) -> Result<ClientType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| "expected `confidential` or `public`".to_owned())
+}
+
+fn parse_grant(s: &str) -> Result<GrantType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| "expected client_credentials, refresh_token or authorization_code".to_owned())
 }
 
 #[derive(Subcommand)]
@@ -105,6 +175,8 @@ fn main() -> ExitCode {
                         verified,
                     },
             } => create_user(config, &email, role, verified).await,
+            Command::Client { action } => manage_clients(config, action).await,
+            Command::Keys { action } => manage_keys(config, action).await,
         }
     });
     match outcome {
@@ -120,9 +192,9 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     let gatehouse = app::build_gatehouse(&config, Arc::new(SystemClock)).await?;
     let listener = TcpListener::bind(config.server.bind)?;
     tracing::info!(address = %listener.local_addr()?, issuer = %config.issuer, "gatehouse listening");
-    let maintenance = app::spawn_maintenance(gatehouse.clone(), &config);
+    let background = app::spawn_background(gatehouse.clone(), &config);
     let result = app::http_server(&config, gatehouse, listener)?.await;
-    maintenance.abort();
+    background.iter().for_each(|task| task.abort());
     Ok(result?)
 }
 
@@ -156,6 +228,87 @@ async fn create_user(
         .await?;
     let json =
         serde_json::to_string(&user).map_err(|e| StartupError::Io(std::io::Error::other(e)))?;
+    println!("{json}");
+    Ok(())
+}
+
+async fn manage_clients(config: Config, action: ClientAction) -> Result<(), StartupError> {
+    let gatehouse = app::build_gatehouse(&config, Arc::new(SystemClock)).await?;
+    let meta = RequestMeta::command_line();
+    match action {
+        ClientAction::Create {
+            name,
+            client_type,
+            grants,
+            scopes,
+            audience,
+            redirect_uris,
+            first_party,
+        } => {
+            let new = NewClient {
+                name,
+                client_type,
+                grant_types: grants,
+                scopes,
+                audience,
+                redirect_uris,
+                first_party,
+            };
+            let created = gatehouse
+                .create_client(Actor::CommandLine, new, &meta)
+                .await?;
+            print_json(&serde_json::json!({
+                "client_id": created.client.client_id,
+                "client_secret": created.client_secret,
+            }))
+        }
+        ClientAction::List => {
+            for client in gatehouse.list_clients(Actor::CommandLine).await? {
+                print_json(&client)?;
+            }
+            Ok(())
+        }
+        ClientAction::Delete { client_id } => {
+            gatehouse
+                .delete_client(Actor::CommandLine, &client_id, &meta)
+                .await?;
+            eprintln!("client {client_id} deleted");
+            Ok(())
+        }
+        ClientAction::RotateSecret { client_id } => {
+            let rotated = gatehouse
+                .rotate_client_secret(Actor::CommandLine, &client_id, &meta)
+                .await?;
+            print_json(&serde_json::json!({
+                "client_id": rotated.client.client_id,
+                "client_secret": rotated.client_secret,
+            }))
+        }
+    }
+}
+
+async fn manage_keys(config: Config, action: KeysAction) -> Result<(), StartupError> {
+    let gatehouse = app::build_gatehouse(&config, Arc::new(SystemClock)).await?;
+    let keys = gatehouse.access_tokens().keys();
+    match action {
+        KeysAction::List => {
+            for key in keys.list().await? {
+                print_json(&key)?;
+            }
+        }
+        KeysAction::Rotate => match keys.rotate().await? {
+            Some(key) => print_json(&key)?,
+            None => {
+                eprintln!("another instance rotated at the same moment; see `gatehouse keys list`")
+            }
+        },
+    }
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), StartupError> {
+    let json =
+        serde_json::to_string(value).map_err(|e| StartupError::Io(std::io::Error::other(e)))?;
     println!("{json}");
     Ok(())
 }

@@ -19,6 +19,16 @@ fn gatehouse(config: &std::path::Path) -> Command {
     command
 }
 
+/// A child process that is killed when the test ends, pass or fail.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -32,7 +42,7 @@ fn help_documents_every_command() {
     let output = Command::new(BINARY).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for word in ["serve", "migrate", "user", "--config"] {
+    for word in ["serve", "migrate", "user", "client", "keys", "--config"] {
         assert!(help.contains(word), "{word} missing from:\n{help}");
     }
     let user_help = Command::new(BINARY)
@@ -144,6 +154,97 @@ fn create_an_admin_then_serve_and_log_in() {
         "development master key generated"
     );
 
+    let created = gatehouse(&config)
+        .args([
+            "client",
+            "create",
+            "--name",
+            "Reports",
+            "--type",
+            "confidential",
+        ])
+        .args([
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "reports:read",
+            "--audience",
+            "reports-api",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let client: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let client_secret = client["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        client.as_object().unwrap().len(),
+        2,
+        "exactly client_id and client_secret: {client}"
+    );
+    let public = gatehouse(&config)
+        .args([
+            "client",
+            "create",
+            "--name",
+            "SPA",
+            "--type",
+            "public",
+            "--grant",
+            "refresh_token",
+        ])
+        .output()
+        .unwrap();
+    let public: serde_json::Value = serde_json::from_slice(&public.stdout).unwrap();
+    assert!(
+        public["client_secret"].is_null(),
+        "public clients have no secret"
+    );
+    let refused = gatehouse(&config)
+        .args([
+            "client",
+            "create",
+            "--name",
+            "Bad",
+            "--type",
+            "public",
+            "--grant",
+            "client_credentials",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let listed = gatehouse(&config)
+        .args(["client", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(
+        listed.lines().count(),
+        3,
+        "the built-in API client and two more:\n{listed}"
+    );
+    assert!(!listed.contains(&client_secret));
+
+    let keys = gatehouse(&config).args(["keys", "list"]).output().unwrap();
+    let keys = String::from_utf8(keys.stdout).unwrap();
+    assert_eq!(keys.lines().count(), 1);
+    assert!(
+        keys.contains("\"state\":\"active\"") && keys.contains("\"algorithm\":\"RS256\""),
+        "{keys}"
+    );
+    let rotated = gatehouse(&config)
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    let rotated: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_eq!(rotated["state"], "next");
+    assert_eq!(rotated["generation"], 2);
+
     let status = gatehouse(&config)
         .args(["migrate", "status"])
         .output()
@@ -154,12 +255,14 @@ fn create_an_admin_then_serve_and_log_in() {
         "{status}"
     );
 
-    let mut server = gatehouse(&config)
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(server.stderr.take().unwrap());
+    let mut server = KillOnDrop(
+        gatehouse(&config)
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut log = BufReader::new(server.0.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("gatehouse listening") {
         line.clear();
@@ -196,10 +299,31 @@ fn create_an_admin_then_serve_and_log_in() {
             .bearer_auth(token)
             .send()
             .await?;
+        let service = http
+            .post(format!("{base}/oauth2/token"))
+            .basic_auth(&client_id, Some(&client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await?;
+        assert_eq!(
+            service.status(),
+            reqwest::StatusCode::OK,
+            "the CLI-made client gets tokens"
+        );
+        let jwks: serde_json::Value = http
+            .get(format!("{base}/.well-known/jwks.json"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(
+            jwks["keys"].as_array().map(Vec::len),
+            Some(2),
+            "the rotated-in key is published ahead"
+        );
         Ok::<_, reqwest::Error>((users.status(), users.json::<serde_json::Value>().await?))
     });
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     let (status, users) = outcome.unwrap();
     assert_eq!(status, reqwest::StatusCode::OK);
     assert_eq!(users["users"][0]["email"], "root@example.com");

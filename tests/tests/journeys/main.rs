@@ -1,17 +1,26 @@
 //! Black-box journeys: the real server on a socket, a real database, a real SMTP
 //! listener. One module per user journey; every test runs on SQLite and, when
 //! `GATEHOUSE_TEST_POSTGRES` is set, on PostgreSQL too.
-#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "journey helpers outside #[test] functions fail the test loudly"
+)]
 
 mod admin;
 mod bad_input;
 mod hashing;
 mod health;
+mod jwt_interop;
 mod logging;
 mod login;
 mod mail_transports;
 mod maintenance;
+mod oauth_clients;
+mod oauth_tokens;
 mod passwords;
+mod revocation_feed;
 mod sessions;
+mod signing_keys;
 mod signup;
 mod tokens;

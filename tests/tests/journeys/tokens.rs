@@ -28,13 +28,14 @@ async fn access_token_carries_the_documented_claims(backend: Backend) {
         .await;
     let header = decode_part(&tokens.access, 0);
     assert_eq!(header["typ"], "at+jwt");
-    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["alg"], "RS256", "the default signing algorithm");
     assert!(header["kid"].as_str().is_some());
     let claims = decode_part(&tokens.access, 1);
     assert_eq!(claims["iss"], server.base_url.as_str());
     assert_eq!(claims["aud"], "gatehouse");
     assert_eq!(claims["sid"], tokens.session_id.to_string());
     assert_eq!(claims["role"], "user");
+    assert_eq!(claims["client_id"], "gatehouse-api");
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         600

@@ -1,6 +1,7 @@
 //! The admin API: accounts, sessions and the audit log. Core checks the admin role.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
+use gatehouse_core::clients::{Actor, ClientPatch, NewClient};
 use gatehouse_core::{AuditQuery, Gatehouse, UserPatch, UserQuery};
 use serde_json::json;
 use uuid::Uuid;
@@ -17,8 +18,84 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(user_sessions)
             .service(revoke_user_sessions)
             .service(revoke_session)
-            .service(audit),
+            .service(audit)
+            .service(create_client)
+            .service(list_clients)
+            .service(get_client)
+            .service(update_client)
+            .service(delete_client)
+            .service(rotate_client_secret),
     );
+}
+
+#[post("/clients")]
+async fn create_client(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(admin): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    body: web::Json<NewClient>,
+) -> Result<HttpResponse, ApiError> {
+    let created = gatehouse
+        .create_client(Actor::Admin(&admin), body.into_inner(), &meta)
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[get("/clients")]
+async fn list_clients(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(admin): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.list_clients(Actor::Admin(&admin)).await?))
+}
+
+#[get("/clients/{id}")]
+async fn get_client(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(admin): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.get_client(Actor::Admin(&admin), &id).await?))
+}
+
+#[patch("/clients/{id}")]
+async fn update_client(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(admin): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<String>,
+    body: web::Json<ClientPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let client = gatehouse
+        .update_client(Actor::Admin(&admin), &id, body.into_inner(), &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(client))
+}
+
+#[delete("/clients/{id}")]
+async fn delete_client(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(admin): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse
+        .delete_client(Actor::Admin(&admin), &id, &meta)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[post("/clients/{id}/secret")]
+async fn rotate_client_secret(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(admin): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let client = gatehouse
+        .rotate_client_secret(Actor::Admin(&admin), &id, &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(client))
 }
 
 #[get("/users")]

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use gatehouse_core::Gatehouse;
+use gatehouse_core::clients::API_CLIENT_ID;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
@@ -116,7 +117,7 @@ async fn refresh(
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = gatehouse
-        .refresh(body.refresh_token.expose_secret(), &meta)
+        .refresh(body.refresh_token.expose_secret(), API_CLIENT_ID, &meta)
         .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }

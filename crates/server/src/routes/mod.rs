@@ -4,14 +4,21 @@
 pub mod admin;
 pub mod api;
 pub mod health;
+pub mod oauth2;
+pub mod revocations;
+pub mod well_known;
 
 use actix_web::web;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(health::configure).service(
-        web::scope("/api/v1")
-            .configure(api::configure)
-            .configure(admin::configure),
-    );
+    cfg.configure(health::configure)
+        .configure(well_known::configure)
+        .configure(oauth2::configure)
+        .service(
+            web::scope("/api/v1")
+                .configure(api::configure)
+                .configure(revocations::configure)
+                .configure(admin::configure),
+        );
 }

@@ -1,0 +1,604 @@
+//! OAuth clients: the apps and services that obtain tokens. Secrets of confidential
+//! clients are 256 random bits, shown once at creation, stored as SHA-256 and compared
+//! in constant time.
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::clients;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::secrets::{constant_time_eq, fill_random, new_token, token_hash};
+use crate::sessions::Principal;
+use crate::{Error, Gatehouse, Result};
+
+/// The built-in first-party client that `/api/v1/login` acts for. Created at first start.
+pub const API_CLIENT_ID: &str = "gatehouse-api";
+
+/// Who manages clients: an admin over HTTP, or the operator on the command line.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    Admin(&'a Principal),
+    CommandLine,
+}
+
+impl Actor<'_> {
+    /// Checks the right to manage clients; returns the acting user, if any.
+    fn authorize(self) -> Result<Option<uuid::Uuid>> {
+        match self {
+            Actor::Admin(principal) => {
+                principal.require_admin()?;
+                Ok(Some(principal.user_id))
+            }
+            Actor::CommandLine => Ok(None),
+        }
+    }
+}
+
+/// Whether a client can keep a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    Public,
+    Confidential,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Public => "public",
+            ClientType::Confidential => "confidential",
+        }
+    }
+}
+
+/// The OAuth grants a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
+    RefreshToken,
+    AuthorizationCode,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            GrantType::ClientCredentials,
+            GrantType::RefreshToken,
+            GrantType::AuthorizationCode,
+        ]
+        .into_iter()
+        .find(|g| g.as_str() == s)
+    }
+}
+
+/// A client to register.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub client_type: ClientType,
+    #[serde(default)]
+    pub grant_types: Vec<GrantType>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub first_party: bool,
+}
+
+/// Changes to a client; absent fields stay. `audience: null` clears the audience.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatch {
+    pub name: Option<String>,
+    pub grant_types: Option<Vec<GrantType>>,
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub audience: Option<Option<String>>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A client as the admin API and the CLI show it (never its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub client_type: ClientType,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub first_party: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A newly created (or re-keyed) client, with its secret shown this once.
+#[derive(Debug, Serialize)]
+pub struct ClientWithSecret {
+    #[serde(flatten)]
+    pub client: ClientView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// What a client presented to authenticate.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+}
+
+/// An authenticated client.
+#[derive(Debug, Clone)]
+pub struct Client(pub(crate) clients::Model);
+
+impl Client {
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    pub fn is_confidential(&self) -> bool {
+        self.0.client_type == ClientType::Confidential.as_str()
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        split(&self.0.grant_types).any(|g| g == grant.as_str())
+    }
+
+    pub(crate) fn scopes(&self) -> impl Iterator<Item = &str> {
+        split(&self.0.scopes)
+    }
+
+    pub(crate) fn audience<'a>(&'a self, default: &'a str) -> &'a str {
+        self.0.audience.as_deref().unwrap_or(default)
+    }
+}
+
+fn split(list: &str) -> impl Iterator<Item = &str> {
+    list.split(' ').filter(|s| !s.is_empty())
+}
+
+impl From<clients::Model> for ClientView {
+    fn from(c: clients::Model) -> Self {
+        Self {
+            client_type: if c.client_type == "confidential" {
+                ClientType::Confidential
+            } else {
+                ClientType::Public
+            },
+            grant_types: split(&c.grant_types).filter_map(GrantType::parse).collect(),
+            scopes: split(&c.scopes).map(str::to_owned).collect(),
+            redirect_uris: split(&c.redirect_uris).map(str::to_owned).collect(),
+            client_id: c.id,
+            name: c.name,
+            audience: c.audience,
+            first_party: c.first_party,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// Validated, stored form of the client fields.
+struct ClientFields {
+    name: String,
+    grant_types: String,
+    scopes: String,
+    audience: Option<String>,
+    redirect_uris: String,
+}
+
+fn validate(
+    client_type: ClientType,
+    name: &str,
+    grants: &[GrantType],
+    scopes: &[String],
+    audience: Option<&str>,
+    redirect_uris: &[String],
+) -> Result<ClientFields> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Error::invalid(
+            "invalid_client_metadata",
+            "name: 1 to 200 characters",
+        ));
+    }
+    if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
+        return Err(Error::invalid(
+            "invalid_client_metadata",
+            "grant_types: a public client cannot use client_credentials",
+        ));
+    }
+    for scope in scopes {
+        // RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        let valid = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !valid {
+            return Err(Error::invalid(
+                "invalid_client_metadata",
+                format!("scopes: `{scope}` is not a valid scope"),
+            ));
+        }
+    }
+    if let Some(audience) = audience
+        && (audience.trim().is_empty() || audience.chars().count() > 200 || audience.contains(' '))
+    {
+        return Err(Error::invalid(
+            "invalid_client_metadata",
+            "audience: 1 to 200 characters, no spaces",
+        ));
+    }
+    for uri in redirect_uris {
+        let parsed = url::Url::parse(uri).map_err(|_| {
+            Error::invalid(
+                "invalid_client_metadata",
+                format!("redirect_uris: `{uri}` is not an absolute URL"),
+            )
+        })?;
+        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        if parsed.fragment().is_some()
+            || !(parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback))
+        {
+            return Err(Error::invalid(
+                "invalid_client_metadata",
+                format!(
+                    "redirect_uris: `{uri}` must be https (or http on localhost) without a fragment"
+                ),
+            ));
+        }
+    }
+    let mut grant_names: Vec<&str> = grants.iter().map(|g| g.as_str()).collect();
+    grant_names.dedup();
+    Ok(ClientFields {
+        name: name.to_owned(),
+        grant_types: grant_names.join(" "),
+        scopes: scopes.join(" "),
+        audience: audience.map(str::to_owned),
+        redirect_uris: redirect_uris.join(" "),
+    })
+}
+
+fn new_client_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+impl Gatehouse {
+    /// Creates the built-in client of the JSON API if it does not exist yet.
+    pub async fn ensure_api_client(&self) -> Result<()> {
+        if clients::Entity::find_by_id(API_CLIENT_ID)
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let inserted = clients::ActiveModel {
+            id: Set(API_CLIENT_ID.to_owned()),
+            name: Set("Gatehouse JSON API".to_owned()),
+            client_type: Set(ClientType::Public.as_str().to_owned()),
+            secret_hash: Set(None),
+            grant_types: Set(GrantType::RefreshToken.as_str().to_owned()),
+            scopes: Set(String::new()),
+            audience: Set(None),
+            redirect_uris: Set(String::new()),
+            first_party: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.db)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            // Another instance created it at the same moment.
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Registers a client; a confidential one gets a secret, returned this once.
+    pub async fn create_client(
+        &self,
+        actor: Actor<'_>,
+        new: NewClient,
+        meta: &RequestMeta,
+    ) -> Result<ClientWithSecret> {
+        let acting = actor.authorize()?;
+        let fields = validate(
+            new.client_type,
+            &new.name,
+            &new.grant_types,
+            &new.scopes,
+            new.audience.as_deref(),
+            &new.redirect_uris,
+        )?;
+        let secret = (new.client_type == ClientType::Confidential)
+            .then(new_token)
+            .transpose()?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let client = clients::ActiveModel {
+            id: Set(new_client_id()?),
+            name: Set(fields.name),
+            client_type: Set(new.client_type.as_str().to_owned()),
+            secret_hash: Set(secret.as_ref().map(|(_, hash)| hash.clone())),
+            grant_types: Set(fields.grant_types),
+            scopes: Set(fields.scopes),
+            audience: Set(fields.audience),
+            redirect_uris: Set(fields.redirect_uris),
+            first_party: Set(new.first_party),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            now,
+            meta,
+            client_audit(AuditEvent::ClientCreated, acting, &client.id),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(ClientWithSecret {
+            client: client.into(),
+            client_secret: secret.map(|(s, _)| s.expose_secret().to_owned()),
+        })
+    }
+
+    /// Every client, oldest first.
+    pub async fn list_clients(&self, actor: Actor<'_>) -> Result<Vec<ClientView>> {
+        actor.authorize()?;
+        let rows = clients::Entity::find()
+            .order_by_asc(clients::Column::CreatedAt)
+            .order_by_asc(clients::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(ClientView::from).collect())
+    }
+
+    /// One client.
+    pub async fn get_client(&self, actor: Actor<'_>, client_id: &str) -> Result<ClientView> {
+        actor.authorize()?;
+        Ok(self.find_client(client_id).await?.into())
+    }
+
+    /// Changes a client's settings (not its type or secret).
+    pub async fn update_client(
+        &self,
+        actor: Actor<'_>,
+        client_id: &str,
+        patch: ClientPatch,
+        meta: &RequestMeta,
+    ) -> Result<ClientView> {
+        let acting = actor.authorize()?;
+        refuse_builtin(client_id)?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let current: ClientView = clients::Entity::find_by_id(client_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("client"))?
+            .into();
+        let fields = validate(
+            current.client_type,
+            patch.name.as_deref().unwrap_or(&current.name),
+            patch.grant_types.as_deref().unwrap_or(&current.grant_types),
+            patch.scopes.as_deref().unwrap_or(&current.scopes),
+            match &patch.audience {
+                Some(audience) => audience.as_deref(),
+                None => current.audience.as_deref(),
+            },
+            patch
+                .redirect_uris
+                .as_deref()
+                .unwrap_or(&current.redirect_uris),
+        )?;
+        let updated = clients::ActiveModel {
+            id: Set(client_id.to_owned()),
+            name: Set(fields.name),
+            grant_types: Set(fields.grant_types),
+            scopes: Set(fields.scopes),
+            audience: Set(fields.audience),
+            redirect_uris: Set(fields.redirect_uris),
+            first_party: Set(patch.first_party.unwrap_or(current.first_party)),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            now,
+            meta,
+            client_audit(AuditEvent::ClientUpdated, acting, client_id),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(updated.into())
+    }
+
+    /// Deletes a client; its refresh tokens go with it.
+    pub async fn delete_client(
+        &self,
+        actor: Actor<'_>,
+        client_id: &str,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let acting = actor.authorize()?;
+        refuse_builtin(client_id)?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let deleted = clients::Entity::delete_by_id(client_id)
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if deleted == 0 {
+            return Err(Error::NotFound("client"));
+        }
+        audit::record(
+            &txn,
+            now,
+            meta,
+            client_audit(AuditEvent::ClientDeleted, acting, client_id),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a confidential client a new secret; the old one stops working at once.
+    pub async fn rotate_client_secret(
+        &self,
+        actor: Actor<'_>,
+        client_id: &str,
+        meta: &RequestMeta,
+    ) -> Result<ClientWithSecret> {
+        let acting = actor.authorize()?;
+        let client = self.find_client(client_id).await?;
+        if client.client_type != ClientType::Confidential.as_str() {
+            return Err(Error::invalid(
+                "invalid_client_metadata",
+                "only confidential clients have a secret",
+            ));
+        }
+        let (secret, hash) = new_token()?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let updated = clients::ActiveModel {
+            id: Set(client.id.clone()),
+            secret_hash: Set(Some(hash)),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            now,
+            meta,
+            client_audit(AuditEvent::ClientSecretRotated, acting, client_id),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(ClientWithSecret {
+            client: updated.into(),
+            client_secret: Some(secret.expose_secret().to_owned()),
+        })
+    }
+
+    /// Checks a client's credentials. A confidential client must present its secret; a
+    /// public client must not have one to present. Every failure is `InvalidClient`.
+    pub async fn authenticate_client(&self, credentials: &ClientCredentials) -> Result<Client> {
+        let client = clients::Entity::find_by_id(credentials.client_id.as_str())
+            .one(&self.db)
+            .await?
+            .ok_or(Error::InvalidClient)?;
+        match (&client.secret_hash, &credentials.client_secret) {
+            (Some(stored), Some(presented)) => {
+                let presented = token_hash(presented.expose_secret());
+                if !constant_time_eq(stored.as_bytes(), presented.as_bytes()) {
+                    return Err(Error::InvalidClient);
+                }
+            }
+            (None, None) => {}
+            _ => return Err(Error::InvalidClient),
+        }
+        Ok(Client(client))
+    }
+
+    /// Like [`Self::authenticate_client`], and the client must be confidential.
+    pub async fn authenticate_confidential_client(
+        &self,
+        credentials: &ClientCredentials,
+    ) -> Result<Client> {
+        let client = self.authenticate_client(credentials).await?;
+        if client.is_confidential() {
+            Ok(client)
+        } else {
+            Err(Error::InvalidClient)
+        }
+    }
+
+    pub(crate) async fn find_client(&self, client_id: &str) -> Result<clients::Model> {
+        clients::Entity::find_by_id(client_id)
+            .one(&self.db)
+            .await?
+            .ok_or(Error::NotFound("client"))
+    }
+
+    pub(crate) async fn client_exists(&self, client_id: &str) -> Result<bool> {
+        Ok(clients::Entity::find()
+            .filter(clients::Column::Id.eq(client_id))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+}
+
+fn refuse_builtin(client_id: &str) -> Result<()> {
+    if client_id == API_CLIENT_ID {
+        return Err(Error::Conflict {
+            code: "builtin_client",
+            message: "the built-in client of the JSON API cannot be changed or deleted".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn client_audit(event: AuditEvent, actor: Option<uuid::Uuid>, client_id: &str) -> AuditEntry {
+    AuditEntry {
+        event,
+        actor,
+        subject: None,
+        session: None,
+        details: Some(serde_json::json!({ "client_id": client_id })),
+    }
+}
+
+impl Gatehouse {
+    /// Every scope some client may ask for, sorted, for the discovery document.
+    pub async fn registered_scopes(&self) -> Result<Vec<String>> {
+        let mut scopes: Vec<String> = clients::Entity::find()
+            .all(&self.db)
+            .await?
+            .iter()
+            .flat_map(|c| split(&c.scopes).map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        Ok(scopes)
+    }
+}

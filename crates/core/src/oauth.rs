@@ -1,0 +1,203 @@
+//! The OAuth 2.0 endpoints' rules: client credentials and refresh grants (RFC 6749),
+//! introspection (RFC 7662) and revocation (RFC 7009).
+
+use gatehouse_entity::{refresh_tokens, sessions, users};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::clients::{Client, GrantType};
+use crate::secrets::token_hash;
+use crate::sessions::{RevokeReason, revoke_session};
+use crate::signing::TokenGrant;
+use crate::{Error, Gatehouse, Result};
+
+/// The answer of the token endpoint for a service token (no refresh token).
+#[derive(Debug, Serialize)]
+pub struct ServiceToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl Gatehouse {
+    /// `grant_type=client_credentials`: a token for the client itself, with the requested
+    /// scopes (all of its registered scopes when none are asked for).
+    pub async fn client_credentials_grant(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> Result<ServiceToken> {
+        if !client.is_confidential() || !client.allows(GrantType::ClientCredentials) {
+            return Err(Error::UnauthorizedClient(
+                "this client may not use client_credentials".to_owned(),
+            ));
+        }
+        let allowed: Vec<&str> = client.scopes().collect();
+        let granted: Vec<&str> = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(requested) => {
+                let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+                if let Some(unknown) = requested.iter().find(|s| !allowed.contains(s)) {
+                    return Err(Error::InvalidScope(format!(
+                        "scope `{unknown}` is not allowed for this client"
+                    )));
+                }
+                requested
+            }
+            None => allowed,
+        };
+        let scope = (!granted.is_empty()).then(|| granted.join(" "));
+        let (access_token, _) = self
+            .tokens
+            .issue(
+                TokenGrant {
+                    subject: client.id().to_owned(),
+                    client_id: client.id().to_owned(),
+                    audience: client
+                        .audience(&self.settings.tokens.default_audience)
+                        .to_owned(),
+                    session: None,
+                    scope: scope.clone(),
+                    role: None,
+                },
+                self.clock.now(),
+            )
+            .await?;
+        Ok(ServiceToken {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.tokens.ttl().as_secs(),
+            scope,
+        })
+    }
+
+    /// RFC 7662: whether `token` (access or refresh) is active, with its claims if so.
+    /// Expired, revoked, malformed and foreign tokens are all just `{"active": false}`.
+    pub async fn introspect(&self, token: &str, hint: Option<&str>) -> Result<Value> {
+        let inactive = json!({ "active": false });
+        let lookups: [bool; 2] = if hint == Some("refresh_token") {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for access_first in lookups {
+            let found = if access_first {
+                self.introspect_access_token(token).await?
+            } else {
+                self.introspect_refresh_token(token).await?
+            };
+            if let Some(answer) = found {
+                return Ok(answer);
+            }
+        }
+        Ok(inactive)
+    }
+
+    async fn introspect_access_token(&self, token: &str) -> Result<Option<Value>> {
+        let Ok(claims) = self.tokens.verify(token, None).await else {
+            return Ok(None);
+        };
+        let active = match claims.sid {
+            Some(sid) => self.live_session_user(sid).await?.is_some(),
+            None => self.client_exists(&claims.client_id).await?,
+        };
+        if !active {
+            return Ok(Some(json!({ "active": false })));
+        }
+        let mut answer = serde_json::to_value(&claims).map_err(Error::internal)?;
+        answer["active"] = json!(true);
+        answer["token_type"] = json!("Bearer");
+        Ok(Some(answer))
+    }
+
+    async fn introspect_refresh_token(&self, token: &str) -> Result<Option<Value>> {
+        let Some((row, Some(session))) = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(token_hash(token)))
+            .find_also_related(sessions::Entity)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace)
+            .unwrap_or_default();
+        let usable = row.rotated_at.is_none_or(|rotated| now - rotated <= grace);
+        if !usable || self.live_session_user(session.id).await?.is_none() {
+            return Ok(Some(json!({ "active": false })));
+        }
+        Ok(Some(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": row.client_id,
+            "sub": session.user_id.to_string(),
+            "sid": session.id.to_string(),
+            "scope": row.scope,
+            "iat": row.created_at.timestamp(),
+            "exp": session.expires_at.timestamp(),
+            "iss": self.settings.issuer,
+        })))
+    }
+
+    /// RFC 7009: a refresh token ends its session if the client holds it; an access
+    /// token ends its session. Unknown tokens are ignored, as the RFC asks.
+    pub async fn revoke_token(
+        &self,
+        client: &Client,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let session = match refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(token_hash(token)))
+            .one(&self.db)
+            .await?
+        {
+            Some(row) if row.client_id == client.id() => Some(row.session_id),
+            Some(_) => None,
+            None => match self.tokens.verify(token, None).await {
+                Ok(claims) => claims.sid,
+                Err(_) => None,
+            },
+        };
+        let Some(session_id) = session else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        if let Some(session) = sessions::Entity::find_by_id(session_id).one(&txn).await?
+            && revoke_session(&txn, session.id, RevokeReason::TokenRevoked, now).await?
+        {
+            let entry = AuditEntry {
+                event: AuditEvent::SessionRevoked,
+                actor: None,
+                subject: Some(session.user_id),
+                session: Some(session.id),
+                details: Some(json!({ "client_id": client.id(), "via": "oauth2_revoke" })),
+            };
+            audit::record(&txn, now, meta, entry).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The user of a session that still stands (not revoked, not expired, user enabled).
+    pub(crate) async fn live_session_user(
+        &self,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<users::Model>> {
+        let Some((session, Some(user))) = sessions::Entity::find_by_id(session_id)
+            .find_also_related(users::Entity)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let live =
+            session.revoked_at.is_none() && session.expires_at > now && user.disabled_at.is_none();
+        Ok(live.then_some(user))
+    }
+}

@@ -1,0 +1,148 @@
+//! The revocation feed: which sessions were revoked while tokens of theirs may still be
+//! valid, in the order they were revoked, so that app backends verifying tokens locally
+//! can refuse them within a second.
+//!
+//! Revoking a session writes a row in the same transaction. Each instance polls the table
+//! (`revocations.poll_interval`) and broadcasts new rows to its subscribers (the SSE
+//! streams), so a revocation made on any instance reaches every instance's streams.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::session_revocations;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, NotSet, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::{Gatehouse, Result};
+
+/// Most entries one page of the feed holds.
+const PAGE_SIZE: u64 = 500;
+
+/// One revoked session.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revocation {
+    /// Position in the feed; pass the last one seen as `after`.
+    pub id: i64,
+    pub session_id: Uuid,
+    pub revoked_at: DateTime<Utc>,
+    /// Unix time after which no access token of the session is valid anyway.
+    pub tokens_expire_at: i64,
+}
+
+impl From<session_revocations::Model> for Revocation {
+    fn from(m: session_revocations::Model) -> Self {
+        Self {
+            id: m.id,
+            session_id: m.session_id,
+            revoked_at: m.revoked_at,
+            tokens_expire_at: m.tokens_expire_at,
+        }
+    }
+}
+
+/// A page of the feed.
+#[derive(Debug, Serialize)]
+pub struct RevocationPage {
+    pub revocations: Vec<Revocation>,
+    /// The id of the last entry, to pass as `after`; null when the page is empty.
+    pub next_cursor: Option<i64>,
+}
+
+/// Fans new revocations out to this instance's subscribers.
+pub struct RevocationHub {
+    sender: broadcast::Sender<Revocation>,
+    last_broadcast: AtomicI64,
+}
+
+impl Default for RevocationHub {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(1024).0,
+            last_broadcast: AtomicI64::new(-1),
+        }
+    }
+}
+
+impl RevocationHub {
+    /// New revocations from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Revocation> {
+        self.sender.subscribe()
+    }
+}
+
+/// Records the revocation of a session whose last access token expires at `tokens_expire_at`.
+pub(crate) async fn record(
+    conn: &impl ConnectionTrait,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+    tokens_expire_at: DateTime<Utc>,
+) -> Result<()> {
+    session_revocations::ActiveModel {
+        id: NotSet,
+        session_id: Set(session_id),
+        revoked_at: Set(now),
+        // Rounded up to the second, as token `exp` claims are whole seconds.
+        tokens_expire_at: Set(tokens_expire_at.timestamp() + 1),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+impl Gatehouse {
+    /// Entries after `after` (all still relevant ones when `None`), oldest first.
+    pub async fn revocations_after(&self, after: Option<i64>) -> Result<RevocationPage> {
+        let now = self.clock.now().timestamp();
+        let rows = session_revocations::Entity::find()
+            .filter(session_revocations::Column::Id.gt(after.unwrap_or(0)))
+            .filter(session_revocations::Column::TokensExpireAt.gt(now))
+            .order_by_asc(session_revocations::Column::Id)
+            .limit(PAGE_SIZE)
+            .all(&self.db)
+            .await?;
+        let revocations: Vec<Revocation> = rows.into_iter().map(Revocation::from).collect();
+        Ok(RevocationPage {
+            next_cursor: revocations.last().map(|r| r.id),
+            revocations,
+        })
+    }
+
+    /// This instance's hub, for live subscribers.
+    pub fn revocation_hub(&self) -> &RevocationHub {
+        &self.revocations
+    }
+
+    /// Reads rows added since the last poll (by any instance) and broadcasts them.
+    pub async fn poll_revocations(&self) -> Result<usize> {
+        let hub = &self.revocations;
+        let last = hub.last_broadcast.load(Ordering::SeqCst);
+        if last < 0 {
+            // First poll: start from the newest row; older ones reach subscribers as backlog.
+            let newest = session_revocations::Entity::find()
+                .order_by_desc(session_revocations::Column::Id)
+                .one(&self.db)
+                .await?
+                .map_or(0, |r| r.id);
+            hub.last_broadcast.store(newest, Ordering::SeqCst);
+            return Ok(0);
+        }
+        let rows = session_revocations::Entity::find()
+            .filter(session_revocations::Column::Id.gt(last))
+            .order_by_asc(session_revocations::Column::Id)
+            .limit(PAGE_SIZE)
+            .all(&self.db)
+            .await?;
+        let count = rows.len();
+        for row in rows {
+            hub.last_broadcast.store(row.id, Ordering::SeqCst);
+            // No subscriber is not an error.
+            let _ = hub.sender.send(row.into());
+        }
+        Ok(count)
+    }
+}

@@ -1,0 +1,89 @@
+//! OAuth 2.0 endpoints: token (RFC 6749), introspection (RFC 7662), revocation (RFC 7009).
+//! Errors are answered in RFC 6749 form by [`OAuthError`].
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use gatehouse_core::Gatehouse;
+use gatehouse_core::clients::GrantType;
+
+use crate::error::OAuthError;
+use crate::extract::{ClientMeta, OAuthForm, client_credentials};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/oauth2")
+            .service(token)
+            .service(introspect)
+            .service(revoke),
+    );
+}
+
+fn form(body: web::Form<Vec<(String, String)>>) -> OAuthForm {
+    OAuthForm(body.into_inner())
+}
+
+#[post("/token")]
+async fn token(
+    req: HttpRequest,
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    body: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form(body);
+    let grant_type = form.require("grant_type")?;
+    let client = gatehouse
+        .authenticate_client(&client_credentials(&req, Some(&form))?)
+        .await?;
+    match grant_type {
+        "client_credentials" => {
+            let token = gatehouse
+                .client_credentials_grant(&client, form.get("scope")?)
+                .await?;
+            Ok(HttpResponse::Ok().json(token))
+        }
+        "refresh_token" => {
+            if !client.allows(GrantType::RefreshToken) {
+                return Err(gatehouse_core::Error::UnauthorizedClient(
+                    "this client may not use refresh_token".to_owned(),
+                )
+                .into());
+            }
+            let refresh_token = form.require("refresh_token")?;
+            let tokens = gatehouse.refresh(refresh_token, client.id(), &meta).await?;
+            Ok(HttpResponse::Ok().json(tokens))
+        }
+        other => Err(OAuthError::UnsupportedGrantType(other.to_owned())),
+    }
+}
+
+#[post("/introspect")]
+async fn introspect(
+    req: HttpRequest,
+    gatehouse: web::Data<Gatehouse>,
+    body: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form(body);
+    gatehouse
+        .authenticate_confidential_client(&client_credentials(&req, Some(&form))?)
+        .await?;
+    let answer = gatehouse
+        .introspect(form.require("token")?, form.get("token_type_hint")?)
+        .await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[post("/revoke")]
+async fn revoke(
+    req: HttpRequest,
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    body: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form(body);
+    let client = gatehouse
+        .authenticate_client(&client_credentials(&req, Some(&form))?)
+        .await?;
+    gatehouse
+        .revoke_token(&client, form.require("token")?, &meta)
+        .await?;
+    Ok(HttpResponse::Ok().finish())
+}
