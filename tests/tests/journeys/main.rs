@@ -8,6 +8,7 @@
 )]
 
 mod admin;
+mod backend_extractor;
 mod bad_input;
 mod hashing;
 mod health;
