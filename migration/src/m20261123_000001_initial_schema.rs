@@ -1,5 +1,5 @@
 //! Accounts, OAuth clients, sessions, refresh tokens, one-time tokens, signing keys, the
-//! revocation feed and the audit log.
+//! revocation feed, failed-login counters and the audit log.
 //! Foreign keys are declared with their tables because SQLite cannot add them later.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -208,6 +208,27 @@ impl MigrationTrait for Migration {
             .await?;
 
         manager
+            .create_table(
+                Table::create()
+                    .table(LoginFailures::Table)
+                    .col(pk_auto(LoginFailures::Id).big_integer())
+                    .col(string_len(LoginFailures::KeyHash, 64))
+                    .col(timestamp_with_time_zone(LoginFailures::FailedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_login_failures_key")
+                    .table(LoginFailures::Table)
+                    .col(LoginFailures::KeyHash)
+                    .col(LoginFailures::FailedAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
             .create_index(
                 Index::create()
                     .name("idx_audit_events_subject")
@@ -221,6 +242,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            LoginFailures::Table.into_iden(),
             SessionRevocations::Table.into_iden(),
             AuditEvents::Table.into_iden(),
             SigningKeys::Table.into_iden(),
@@ -317,6 +339,14 @@ enum Clients {
     FirstParty,
     CreatedAt,
     UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum LoginFailures {
+    Table,
+    Id,
+    KeyHash,
+    FailedAt,
 }
 
 #[derive(DeriveIden)]

@@ -112,7 +112,7 @@ impl MailCatcher {
         let mut server = Server::new(receiver);
         server
             .with_name("mail.gatehouse.test")
-            .with_num_threads(1)
+            .with_num_threads(4)
             .with_tcp_listener(listener);
         std::thread::spawn(move || {
             if let Err(e) = server.serve() {

@@ -54,6 +54,9 @@ pub enum Error {
     /// The request conflicts with the current state.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// Too many failed logins for this address or from this IP: wait.
+    #[error("too many failed logins; try again later")]
+    TooManyAttempts { retry_after: Duration },
     /// Too much work queued: try again after the given delay.
     #[error("the server is busy; try again shortly")]
     Overloaded { retry_after: Duration },

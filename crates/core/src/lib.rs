@@ -23,6 +23,7 @@ pub mod secrets;
 mod sessions;
 pub mod settings;
 pub mod signing;
+pub mod throttle;
 pub mod types;
 
 use std::sync::Arc;

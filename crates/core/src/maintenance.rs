@@ -13,6 +13,7 @@ pub struct PurgeReport {
     pub sessions: u64,
     pub revocations: u64,
     pub signing_keys: u64,
+    pub login_failures: u64,
 }
 
 impl Gatehouse {
@@ -43,11 +44,13 @@ impl Gatehouse {
             .await?
             .rows_affected;
         let signing_keys = self.tokens.keys().purge_expired().await?;
+        let login_failures = self.purge_login_failures(now).await?;
         Ok(PurgeReport {
             one_time_tokens,
             sessions,
             revocations,
             signing_keys,
+            login_failures,
         })
     }
 }

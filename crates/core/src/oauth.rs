@@ -126,7 +126,10 @@ impl Gatehouse {
         let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace)
             .unwrap_or_default();
         let usable = row.rotated_at.is_none_or(|rotated| now - rotated <= grace);
-        if !usable || self.live_session_user(session.id).await?.is_none() {
+        if !usable
+            || !self.session_is_live(&session, now)
+            || self.live_session_user(session.id).await?.is_none()
+        {
             return Ok(Some(json!({ "active": false })));
         }
         Ok(Some(json!({

@@ -103,6 +103,8 @@ impl Gatehouse {
     ) -> Result<TokenPair> {
         let email = Email::parse(email)?;
         let password = Password::presented(password, &self.settings.password, "password")?;
+        // Before any hashing: a throttled attempt costs nothing.
+        self.check_login_throttle(&email, meta).await?;
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
             .one(&self.db)
@@ -124,7 +126,10 @@ impl Gatehouse {
                     session: None,
                     details: Some(serde_json::json!({ "reason": "invalid_credentials" })),
                 };
-                audit::record(&self.db, now, meta, entry).await?;
+                let txn = self.db.begin().await?;
+                audit::record(&txn, now, meta, entry).await?;
+                self.record_login_failure(&txn, &email, meta, now).await?;
+                txn.commit().await?;
                 return Err(Error::InvalidCredentials);
             }
         };
@@ -178,6 +183,7 @@ impl Gatehouse {
             .update(&txn)
             .await?;
         }
+        self.clear_login_failures(&txn, &email).await?;
         let mut entry =
             AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
         if verification.needs_rehash {
@@ -386,7 +392,7 @@ impl Gatehouse {
             .collect())
     }
 
-    fn session_is_live(&self, session: &sessions::Model, now: DateTime<Utc>) -> bool {
+    pub(crate) fn session_is_live(&self, session: &sessions::Model, now: DateTime<Utc>) -> bool {
         let idle = chrono::Duration::from_std(self.settings.sessions.idle_timeout)
             .unwrap_or(chrono::Duration::MAX);
         session.revoked_at.is_none()

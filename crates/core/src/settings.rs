@@ -17,6 +17,7 @@ pub struct CoreSettings {
     pub password: PasswordSettings,
     pub sessions: SessionSettings,
     pub tokens: TokenSettings,
+    pub login_throttle: crate::throttle::LoginThrottleSettings,
 }
 
 /// `[auth]`: login rules.

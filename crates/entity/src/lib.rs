@@ -3,6 +3,7 @@
 
 pub mod audit_events;
 pub mod clients;
+pub mod login_failures;
 pub mod one_time_tokens;
 pub mod refresh_tokens;
 pub mod session_revocations;

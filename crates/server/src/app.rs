@@ -112,8 +112,11 @@ pub fn http_server(
                     .error_handler(|_: PathError, _| ApiError::NotFound.into()),
             )
             .app_data(web::FormConfig::default().limit(body_limit).error_handler(
-                |e: UrlencodedError, _| {
-                    OAuthError::InvalidRequest(format!("form body: {e}")).into()
+                move |e: UrlencodedError, _| match e {
+                    UrlencodedError::Overflow { .. } => {
+                        ApiError::PayloadTooLarge { limit: body_limit }.into()
+                    }
+                    other => OAuthError::InvalidRequest(format!("form body: {other}")).into(),
                 },
             ))
             .configure(routes::configure)

@@ -13,6 +13,7 @@ use gatehouse_core::settings::{
     AuthSettings, MailSettings, MailTransportKind, PasswordSettings, RevocationSettings,
     SessionSettings, TokenSettings,
 };
+use gatehouse_core::throttle::LoginThrottleSettings;
 use gatehouse_core::{CoreSettings, secrets::MasterKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -50,6 +51,7 @@ pub struct Config {
     pub sessions: SessionSettings,
     pub tokens: TokenSettings,
     pub keys: KeySettings,
+    pub login_throttle: LoginThrottleSettings,
     pub revocations: RevocationSettings,
     pub maintenance: MaintenanceSettings,
     pub log: LogSettings,
@@ -254,6 +256,7 @@ impl Config {
             password: self.password.clone(),
             sessions: self.sessions.clone(),
             tokens: self.tokens.clone(),
+            login_throttle: self.login_throttle.clone(),
         }
     }
 }

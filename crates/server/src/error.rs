@@ -46,6 +46,7 @@ fn core_status_and_code(error: &CoreError) -> (StatusCode, &'static str) {
         CoreError::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
         CoreError::InvalidCurrentPassword => (StatusCode::BAD_REQUEST, "invalid_current_password"),
         CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        CoreError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
         CoreError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         CoreError::Unavailable { reason, .. } => (StatusCode::SERVICE_UNAVAILABLE, reason),
         CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -105,7 +106,7 @@ fn add_challenge_headers(response: &mut HttpResponseBuilder, error: &CoreError) 
         CoreError::InvalidClient => {
             response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="gatehouse""#));
         }
-        CoreError::Overloaded { retry_after } => {
+        CoreError::Overloaded { retry_after } | CoreError::TooManyAttempts { retry_after } => {
             let seconds = retry_after.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&seconds) {
                 response.insert_header((header::RETRY_AFTER, value));

@@ -299,7 +299,9 @@ async fn manage_keys(config: Config, action: KeysAction) -> Result<(), StartupEr
         KeysAction::Rotate => match keys.rotate().await? {
             Some(key) => print_json(&key)?,
             None => {
-                eprintln!("another instance rotated at the same moment; see `gatehouse keys list`")
+                eprintln!(
+                    "a rotation is already pending (a key waits to activate); see `gatehouse keys list`"
+                )
             }
         },
     }

@@ -215,3 +215,78 @@ async fn unverified_login_allowed_when_not_required(backend: Backend) {
     server.sign_up("ja@example.com", "ja password 1").await;
     server.log_in("ja@example.com", "ja password 1").await;
 }
+
+mod throttling {
+    use super::*;
+
+    const THREE_FAILURES: &str =
+        "[login_throttle]\nmax_failures_per_email = 3\nmax_failures_per_ip = 8\nwindow = \"15m\"\n";
+
+    async fn attempt(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
+        server
+            .post(
+                "/api/v1/login",
+                json!({ "email": email, "password": password }),
+            )
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_logins_are_throttled_per_address_without_revealing_accounts() {
+        let server = TestServer::start_with(Backend::Sqlite, &[FAST_HASHING, THREE_FAILURES]).await;
+        server
+            .verified_user("th@example.com", "th password 1")
+            .await;
+        for email in ["th@example.com", "nobody@example.com"] {
+            for _ in 0..3 {
+                assert_eq!(
+                    attempt(&server, email, "wrong password").await.status(),
+                    StatusCode::UNAUTHORIZED
+                );
+            }
+            let hashes = server.gatehouse.hasher().completed_operations();
+            let throttled = attempt(&server, email, "th password 1").await;
+            assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS, "{email}");
+            assert_eq!(throttled.headers()["retry-after"], "900");
+            assert_eq!(error_code(throttled).await, "too_many_attempts");
+            assert_eq!(
+                server.gatehouse.hasher().completed_operations(),
+                hashes,
+                "no hashing while throttled"
+            );
+        }
+        // Other addresses are unaffected; after the window the account works again.
+        server
+            .verified_user("other@example.com", "other password 1")
+            .await;
+        server.advance(std::time::Duration::from_secs(15 * 60 + 1));
+        server.log_in("th@example.com", "th password 1").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_success_resets_the_address_and_an_ip_has_its_own_limit() {
+        let server = TestServer::start_with(Backend::Sqlite, &[FAST_HASHING, THREE_FAILURES]).await;
+        server
+            .verified_user("rs@example.com", "rs password 1")
+            .await;
+        for _ in 0..2 {
+            attempt(&server, "rs@example.com", "wrong password").await;
+        }
+        server.log_in("rs@example.com", "rs password 1").await;
+        for _ in 0..2 {
+            attempt(&server, "rs@example.com", "wrong password").await;
+        }
+        server.log_in("rs@example.com", "rs password 1").await;
+
+        // 4 failures so far from 127.0.0.1; 4 more on fresh addresses reach the IP's 8.
+        for i in 0..4 {
+            attempt(&server, &format!("spray{i}@example.com"), "wrong password").await;
+        }
+        let throttled = attempt(&server, "rs@example.com", "rs password 1").await;
+        assert_eq!(
+            throttled.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "password spraying from one IP"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Login throttling: after too many failed logins for one email address, or from one
+//! client IP, within `login_throttle.window`, further attempts get 429 without any
+//! password hashing. Counters live in the database, so every instance sees them; they
+//! are keyed by the address typed, whether or not it has an account, so the limit tells
+//! nothing about which accounts exist.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::login_failures;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, NotSet, PaginatorTrait,
+    QueryFilter, Set,
+};
+use serde::Deserialize;
+
+use crate::audit::RequestMeta;
+use crate::secrets::token_hash;
+use crate::types::Email;
+use crate::{Error, Gatehouse, Result};
+
+/// `[login_throttle]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginThrottleSettings {
+    /// Failed logins allowed per email address within `window`.
+    pub max_failures_per_email: u64,
+    /// Failed logins allowed per client IP within `window`.
+    pub max_failures_per_ip: u64,
+    /// How far back failures count.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+/// The counters a login attempt is checked against.
+fn keys(email: &Email, meta: &RequestMeta) -> Vec<(String, bool)> {
+    let mut keys = vec![(token_hash(&format!("email:{}", email.as_str())), true)];
+    if let Some(ip) = &meta.ip {
+        keys.push((token_hash(&format!("ip:{ip}")), false));
+    }
+    keys
+}
+
+impl Gatehouse {
+    /// Refuses the attempt when the address or the IP has used up its failures.
+    pub(crate) async fn check_login_throttle(
+        &self,
+        email: &Email,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let settings = &self.settings.login_throttle;
+        let since =
+            self.clock.now() - chrono::Duration::from_std(settings.window).unwrap_or_default();
+        for (key, is_email) in keys(email, meta) {
+            let limit = if is_email {
+                settings.max_failures_per_email
+            } else {
+                settings.max_failures_per_ip
+            };
+            let failures = login_failures::Entity::find()
+                .filter(login_failures::Column::KeyHash.eq(key))
+                .filter(login_failures::Column::FailedAt.gt(since))
+                .count(&self.db)
+                .await?;
+            if failures >= limit {
+                return Err(Error::TooManyAttempts {
+                    retry_after: settings.window,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login against the address and the IP.
+    pub(crate) async fn record_login_failure(
+        &self,
+        conn: &impl ConnectionTrait,
+        email: &Email,
+        meta: &RequestMeta,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for (key, _) in keys(email, meta) {
+            login_failures::ActiveModel {
+                id: NotSet,
+                key_hash: Set(key),
+                failed_at: Set(now),
+            }
+            .insert(conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A successful login clears the address's failures (not the IP's).
+    pub(crate) async fn clear_login_failures(
+        &self,
+        conn: &impl ConnectionTrait,
+        email: &Email,
+    ) -> Result<()> {
+        login_failures::Entity::delete_many()
+            .filter(
+                login_failures::Column::KeyHash
+                    .eq(token_hash(&format!("email:{}", email.as_str()))),
+            )
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes failures older than the window.
+    pub(crate) async fn purge_login_failures(&self, now: DateTime<Utc>) -> Result<u64> {
+        let since = now
+            - chrono::Duration::from_std(self.settings.login_throttle.window).unwrap_or_default();
+        Ok(login_failures::Entity::delete_many()
+            .filter(login_failures::Column::FailedAt.lte(since))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+}
