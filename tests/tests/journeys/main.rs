@@ -21,6 +21,7 @@ mod oauth_clients;
 mod oauth_tokens;
 mod passwords;
 mod revocation_feed;
+mod security_headers;
 mod sessions;
 mod signing_keys;
 mod signup;
