@@ -266,7 +266,7 @@ impl Gatehouse {
         let hash = self.hasher.hash(&password).await?;
 
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         let claimed = claim_one_time_token(&txn, token, Purpose::ResetPassword, now).await?;
         let user = users::Entity::find_by_id(claimed.user_id)
             .one(&txn)
@@ -319,7 +319,7 @@ impl Gatehouse {
         }
         let hash = self.hasher.hash(&new).await?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         users::ActiveModel {
             id: Set(user.id),
             password_hash: Set(hash),

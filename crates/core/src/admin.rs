@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{audit_events, sessions, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -157,7 +157,7 @@ impl Gatehouse {
             });
         }
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         let user = users::Entity::find_by_id(user_id)
             .one(&txn)
             .await?
@@ -236,7 +236,7 @@ impl Gatehouse {
     ) -> Result<()> {
         admin.require_admin()?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         let session = sessions::Entity::find_by_id(session_id)
             .one(&txn)
             .await?
@@ -264,7 +264,7 @@ impl Gatehouse {
     ) -> Result<u64> {
         admin.require_admin()?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         users::Entity::find_by_id(user_id)
             .one(&txn)
             .await?

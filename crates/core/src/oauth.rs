@@ -2,7 +2,7 @@
 //! introspection (RFC 7662) and revocation (RFC 7009).
 
 use gatehouse_entity::{refresh_tokens, sessions, users};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -169,7 +169,7 @@ impl Gatehouse {
             return Ok(());
         };
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         if let Some(session) = sessions::Entity::find_by_id(session_id).one(&txn).await?
             && revoke_session(&txn, session.id, RevokeReason::TokenRevoked, now).await?
         {

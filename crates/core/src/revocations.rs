@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::{DateTime, Utc};
 use gatehouse_entity::session_revocations;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, NotSet, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -72,6 +72,43 @@ impl RevocationHub {
     /// New revocations from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Revocation> {
         self.sender.subscribe()
+    }
+}
+
+/// Key of the PostgreSQL advisory lock that orders revocations.
+const FEED_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
+
+/// Makes revocations commit in feed order, and keeps SQLite from failing them.
+///
+/// Readers follow the feed by id (`after=`), so an entry that commits after a higher id
+/// was read would be skipped for good. On PostgreSQL each revoking transaction takes one
+/// transaction-scoped advisory lock, so ids are handed out and committed in order. On
+/// SQLite a no-op `UPDATE` takes the database's write lock (waiting up to the busy
+/// timeout) before the transaction reads anything, so a transaction that reads and then
+/// revokes cannot fail on a snapshot another writer made stale. Transactions that revoke
+/// take it first, before any row lock ([`Gatehouse::begin_revoking`]), so no two can wait
+/// on each other; `revoke_session` takes it again, which is harmless (it is re-entrant).
+pub(crate) async fn lock_feed(conn: &impl ConnectionTrait) -> Result<()> {
+    match conn.get_database_backend() {
+        DbBackend::Postgres => {
+            conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({FEED_LOCK})"))
+                .await?;
+        }
+        DbBackend::Sqlite => {
+            conn.execute_unprepared("UPDATE session_revocations SET id = id WHERE 1 = 0")
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Gatehouse {
+    /// Begins a transaction that may revoke sessions, holding the feed lock from the start.
+    pub(crate) async fn begin_revoking(&self) -> Result<DatabaseTransaction> {
+        let txn = self.db.begin().await?;
+        lock_feed(&txn).await?;
+        Ok(txn)
     }
 }
 

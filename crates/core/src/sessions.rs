@@ -349,7 +349,7 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<()> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         let session = sessions::Entity::find_by_id(session_id)
             .filter(sessions::Column::UserId.eq(principal.user_id))
             .one(&txn)
@@ -459,6 +459,7 @@ pub(crate) async fn revoke_session(
     reason: RevokeReason,
     now: DateTime<Utc>,
 ) -> Result<bool> {
+    revocations::lock_feed(conn).await?;
     let result = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(

@@ -160,3 +160,71 @@ async fn verifier_refuses_a_session_revoked_on_another_instance(backend: Backend
     assert!(text.contains("event: revocation\n"), "{text}");
     assert!(text.contains(&user.session_id.to_string()), "{text}");
 }
+
+on_both_databases!(concurrent_revocations_all_reach_the_feed_in_order);
+
+/// Logouts, a password change and an admin disabling the account, all at once: none fails
+/// (no deadlock between them), and every revoked session is in the feed, ids ascending.
+async fn concurrent_revocations_all_reach_the_feed_in_order(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    let (id, secret) = server.service_client(&admin, &[]).await;
+    let first = server
+        .verified_user("many@example.com", "many password 1")
+        .await;
+    let mut sessions = vec![first.clone()];
+    for _ in 0..5 {
+        sessions.push(server.log_in("many@example.com", "many password 1").await);
+    }
+    let me: Value = server
+        .get_as(&first.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let user_path = format!("/api/v1/admin/users/{}", me["id"].as_str().unwrap());
+
+    let change = server.post_as(
+        &first.access,
+        "/api/v1/password/change",
+        json!({ "current_password": "many password 1", "new_password": "many password 2" }),
+    );
+    let disable = server.patch_as(&admin.access, &user_path, json!({ "disabled": true }));
+    let logouts = futures_util::future::join_all(
+        sessions[3..]
+            .iter()
+            .map(|s| server.post_as(&s.access, "/api/v1/logout", json!({}))),
+    );
+    let (change, disable, logouts) = tokio::join!(change, disable, logouts);
+    for response in [&change, &disable].into_iter().chain(logouts.iter()) {
+        assert!(
+            !response.status().is_server_error(),
+            "{} {:?}",
+            response.status(),
+            response.url()
+        );
+    }
+
+    let feed: Value = server
+        .http
+        .get(server.url("/api/v1/revocations"))
+        .basic_auth(&id, Some(&secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = feed["revocations"].as_array().unwrap();
+    let ids: Vec<i64> = entries.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    for session in &sessions {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["session_id"] == session.session_id.to_string()),
+            "session {} is in the feed",
+            session.session_id
+        );
+    }
+}
