@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Load runs against a release build on 127.0.0.1; see bench/README.md.
+# Load runs against a release build on 127.0.0.1; see tests/load/README.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-binary="$here/../target/release/gatehouse"
+binary="$here/../../target/release/gatehouse"
 duration=${DURATION:-10s}
 port=${PORT:-18089}
 [ -x "$binary" ] || { echo "build first: cargo build --release -p gatehouse-server"; exit 1; }
