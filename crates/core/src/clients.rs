@@ -4,10 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::clients;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, SqlErr, TransactionTrait};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -560,8 +557,7 @@ impl Gatehouse {
     }
 
     pub(crate) async fn client_exists(&self, client_id: &str) -> Result<bool> {
-        Ok(clients::Entity::find()
-            .filter(clients::Column::Id.eq(client_id))
+        Ok(clients::Entity::find_by_id(client_id)
             .one(&self.db)
             .await?
             .is_some())

@@ -77,23 +77,18 @@ impl Gatehouse {
     /// RFC 7662: whether `token` (access or refresh) is active, with its claims if so.
     /// Expired, revoked, malformed and foreign tokens are all just `{"active": false}`.
     pub async fn introspect(&self, token: &str, hint: Option<&str>) -> Result<Value> {
-        let inactive = json!({ "active": false });
-        let lookups: [bool; 2] = if hint == Some("refresh_token") {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for access_first in lookups {
-            let found = if access_first {
-                self.introspect_access_token(token).await?
-            } else {
-                self.introspect_refresh_token(token).await?
-            };
-            if let Some(answer) = found {
-                return Ok(answer);
+        let found = if hint == Some("refresh_token") {
+            match self.introspect_refresh_token(token).await? {
+                Some(answer) => Some(answer),
+                None => self.introspect_access_token(token).await?,
             }
-        }
-        Ok(inactive)
+        } else {
+            match self.introspect_access_token(token).await? {
+                Some(answer) => Some(answer),
+                None => self.introspect_refresh_token(token).await?,
+            }
+        };
+        Ok(found.unwrap_or_else(|| json!({ "active": false })))
     }
 
     async fn introspect_access_token(&self, token: &str) -> Result<Option<Value>> {
@@ -128,7 +123,7 @@ impl Gatehouse {
         let usable = row.rotated_at.is_none_or(|rotated| now - rotated <= grace);
         if !usable
             || !self.session_is_live(&session, now)
-            || self.live_session_user(session.id).await?.is_none()
+            || !self.user_enabled(session.user_id).await?
         {
             return Ok(Some(json!({ "active": false })));
         }
@@ -184,6 +179,13 @@ impl Gatehouse {
         }
         txn.commit().await?;
         Ok(())
+    }
+
+    async fn user_enabled(&self, user_id: uuid::Uuid) -> Result<bool> {
+        Ok(users::Entity::find_by_id(user_id)
+            .one(&self.db)
+            .await?
+            .is_some_and(|user| user.disabled_at.is_none()))
     }
 
     /// The user of a session that still stands (not revoked, not expired, user enabled).

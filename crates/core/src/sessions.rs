@@ -301,24 +301,14 @@ impl Gatehouse {
             .await?;
         // Service tokens (no session) are not for the user API.
         let sid = claims.sid.ok_or(Error::Unauthenticated)?;
-        let Some((session, Some(user))) = sessions::Entity::find_by_id(sid)
-            .find_also_related(users::Entity)
-            .one(&self.db)
+        let user = self
+            .live_session_user(sid)
             .await?
-        else {
-            return Err(Error::Unauthenticated);
-        };
-        let now = self.clock.now();
-        if session.user_id.to_string() != claims.sub
-            || session.revoked_at.is_some()
-            || session.expires_at <= now
-            || user.disabled_at.is_some()
-        {
-            return Err(Error::Unauthenticated);
-        }
+            .filter(|user| user.id.to_string() == claims.sub)
+            .ok_or(Error::Unauthenticated)?;
         Ok(Principal {
             user_id: user.id,
-            session_id: session.id,
+            session_id: sid,
             role: Role::from_stored(&user.role),
         })
     }

@@ -234,3 +234,71 @@ async fn idle_and_absolute_session_limits_end_refresh(backend: Backend) {
         "day 30"
     );
 }
+
+on_both_databases!(only_hashes_of_tokens_and_secrets_are_stored);
+
+/// The database holds SHA-256 hashes of refresh tokens, one-time tokens and client
+/// secrets, never the values themselves.
+async fn only_hashes_of_tokens_and_secrets_are_stored(backend: Backend) {
+    use gatehouse_core::secrets::token_hash;
+    use gatehouse_entity::{clients, one_time_tokens, refresh_tokens};
+    use sea_orm::EntityTrait;
+
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    let (client_id, secret) = server.service_client(&admin, &[]).await;
+    let verify =
+        gatehouse_tests::token_of(&server.sign_up("hs@example.com", "hs password 1").await);
+    server
+        .post("/api/v1/email/verify", json!({ "token": verify }))
+        .await;
+    let tokens = server.log_in("hs@example.com", "hs password 1").await;
+    server
+        .post(
+            "/api/v1/password/forgot",
+            json!({ "email": "hs@example.com" }),
+        )
+        .await;
+    let reset = gatehouse_tests::token_of(
+        &server
+            .mail
+            .wait_for("hs@example.com", "Reset your")
+            .await
+            .link(),
+    );
+
+    let db = server.gatehouse.db();
+    let refresh_rows: Vec<String> = refresh_tokens::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.token_hash)
+        .collect();
+    assert!(refresh_rows.contains(&token_hash(&tokens.refresh)));
+    assert!(!refresh_rows.contains(&tokens.refresh));
+    let one_time: Vec<String> = one_time_tokens::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.token_hash)
+        .collect();
+    for token in [&verify, &reset] {
+        assert!(one_time.contains(&token_hash(token)));
+        assert!(
+            !one_time
+                .iter()
+                .any(|stored| stored.contains(token.as_str()))
+        );
+    }
+    let client = clients::Entity::find_by_id(client_id.as_str())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        client.secret_hash.as_deref(),
+        Some(token_hash(&secret).as_str())
+    );
+}
