@@ -6,6 +6,7 @@ pub use sea_orm_migration::MigrationStatus;
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial_schema;
+mod m20261123_000002_openid_connect;
 
 /// Every migration of Gatehouse, in the order they run.
 pub struct Migrator;
@@ -13,6 +14,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_initial_schema::Migration)]
+        vec![
+            Box::new(m20261123_000001_initial_schema::Migration),
+            Box::new(m20261123_000002_openid_connect::Migration),
+        ]
     }
 }

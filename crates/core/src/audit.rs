@@ -56,6 +56,12 @@ pub enum AuditEvent {
     ClientUpdated,
     ClientDeleted,
     ClientSecretRotated,
+    AuthorizationCodeExchanged,
+    AuthorizationCodeReused,
+    ConsentGranted,
+    ConsentWithdrawn,
+    BackchannelLogoutDelivered,
+    BackchannelLogoutFailed,
 }
 
 impl AuditEvent {
@@ -82,6 +88,12 @@ impl AuditEvent {
             AuditEvent::ClientUpdated => "client_updated",
             AuditEvent::ClientDeleted => "client_deleted",
             AuditEvent::ClientSecretRotated => "client_secret_rotated",
+            AuditEvent::AuthorizationCodeExchanged => "authorization_code_exchanged",
+            AuditEvent::AuthorizationCodeReused => "authorization_code_reused",
+            AuditEvent::ConsentGranted => "consent_granted",
+            AuditEvent::ConsentWithdrawn => "consent_withdrawn",
+            AuditEvent::BackchannelLogoutDelivered => "backchannel_logout_delivered",
+            AuditEvent::BackchannelLogoutFailed => "backchannel_logout_failed",
         }
     }
 }

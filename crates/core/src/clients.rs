@@ -99,6 +99,15 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub first_party: bool,
+    /// Where RP-initiated logout may send the user back to.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout tokens are posted when a session of the client ends.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Issue a refresh token on every code exchange, not only when `offline_access` is granted.
+    #[serde(default)]
+    pub always_issue_refresh_token: bool,
 }
 
 /// Changes to a client; absent fields stay. `audience: null` clears the audience.
@@ -112,6 +121,10 @@ pub struct ClientPatch {
     pub audience: Option<Option<String>>,
     pub redirect_uris: Option<Vec<String>>,
     pub first_party: Option<bool>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub always_issue_refresh_token: Option<bool>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
@@ -133,6 +146,9 @@ pub struct ClientView {
     pub audience: Option<String>,
     pub redirect_uris: Vec<String>,
     pub first_party: bool,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub always_issue_refresh_token: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -194,6 +210,11 @@ impl From<clients::Model> for ClientView {
             grant_types: split(&c.grant_types).filter_map(GrantType::parse).collect(),
             scopes: split(&c.scopes).map(str::to_owned).collect(),
             redirect_uris: split(&c.redirect_uris).map(str::to_owned).collect(),
+            post_logout_redirect_uris: split(&c.post_logout_redirect_uris)
+                .map(str::to_owned)
+                .collect(),
+            backchannel_logout_uri: c.backchannel_logout_uri,
+            always_issue_refresh_token: c.always_issue_refresh_token,
             client_id: c.id,
             name: c.name,
             audience: c.audience,
@@ -211,16 +232,53 @@ struct ClientFields {
     scopes: String,
     audience: Option<String>,
     redirect_uris: String,
+    post_logout_redirect_uris: String,
+    backchannel_logout_uri: Option<String>,
 }
 
-fn validate(
+/// The client settings to check, whether new or patched.
+struct ClientInput<'a> {
     client_type: ClientType,
-    name: &str,
-    grants: &[GrantType],
-    scopes: &[String],
-    audience: Option<&str>,
-    redirect_uris: &[String],
-) -> Result<ClientFields> {
+    name: &'a str,
+    grants: &'a [GrantType],
+    scopes: &'a [String],
+    audience: Option<&'a str>,
+    redirect_uris: &'a [String],
+    post_logout_redirect_uris: &'a [String],
+    backchannel_logout_uri: Option<&'a str>,
+}
+
+/// A URL the server sends users or notices to: https, or http on a loopback host; no fragment.
+fn check_client_url(field: &str, uri: &str) -> Result<()> {
+    let parsed = url::Url::parse(uri).map_err(|_| {
+        Error::invalid(
+            "invalid_client_metadata",
+            format!("{field}: `{uri}` is not an absolute URL"),
+        )
+    })?;
+    let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if parsed.fragment().is_some()
+        || !(parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback))
+    {
+        return Err(Error::invalid(
+            "invalid_client_metadata",
+            format!("{field}: `{uri}` must be https (or http on localhost) without a fragment"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate(input: ClientInput<'_>) -> Result<ClientFields> {
+    let ClientInput {
+        client_type,
+        name,
+        grants,
+        scopes,
+        audience,
+        redirect_uris,
+        post_logout_redirect_uris,
+        backchannel_logout_uri,
+    } = input;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Error::invalid(
@@ -256,23 +314,13 @@ fn validate(
         ));
     }
     for uri in redirect_uris {
-        let parsed = url::Url::parse(uri).map_err(|_| {
-            Error::invalid(
-                "invalid_client_metadata",
-                format!("redirect_uris: `{uri}` is not an absolute URL"),
-            )
-        })?;
-        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-        if parsed.fragment().is_some()
-            || !(parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback))
-        {
-            return Err(Error::invalid(
-                "invalid_client_metadata",
-                format!(
-                    "redirect_uris: `{uri}` must be https (or http on localhost) without a fragment"
-                ),
-            ));
-        }
+        check_client_url("redirect_uris", uri)?;
+    }
+    for uri in post_logout_redirect_uris {
+        check_client_url("post_logout_redirect_uris", uri)?;
+    }
+    if let Some(uri) = backchannel_logout_uri {
+        check_client_url("backchannel_logout_uri", uri)?;
     }
     let mut grant_names: Vec<&str> = grants.iter().map(|g| g.as_str()).collect();
     grant_names.dedup();
@@ -282,6 +330,8 @@ fn validate(
         scopes: scopes.join(" "),
         audience: audience.map(str::to_owned),
         redirect_uris: redirect_uris.join(" "),
+        post_logout_redirect_uris: post_logout_redirect_uris.join(" "),
+        backchannel_logout_uri: backchannel_logout_uri.map(str::to_owned),
     })
 }
 
@@ -312,6 +362,9 @@ impl Gatehouse {
             audience: Set(None),
             redirect_uris: Set(String::new()),
             first_party: Set(true),
+            post_logout_redirect_uris: Set(String::new()),
+            backchannel_logout_uri: Set(None),
+            always_issue_refresh_token: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -333,14 +386,16 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<ClientWithSecret> {
         let acting = actor.authorize()?;
-        let fields = validate(
-            new.client_type,
-            &new.name,
-            &new.grant_types,
-            &new.scopes,
-            new.audience.as_deref(),
-            &new.redirect_uris,
-        )?;
+        let fields = validate(ClientInput {
+            client_type: new.client_type,
+            name: &new.name,
+            grants: &new.grant_types,
+            scopes: &new.scopes,
+            audience: new.audience.as_deref(),
+            redirect_uris: &new.redirect_uris,
+            post_logout_redirect_uris: &new.post_logout_redirect_uris,
+            backchannel_logout_uri: new.backchannel_logout_uri.as_deref(),
+        })?;
         let secret = (new.client_type == ClientType::Confidential)
             .then(new_token)
             .transpose()?;
@@ -356,6 +411,9 @@ impl Gatehouse {
             audience: Set(fields.audience),
             redirect_uris: Set(fields.redirect_uris),
             first_party: Set(new.first_party),
+            post_logout_redirect_uris: Set(fields.post_logout_redirect_uris),
+            backchannel_logout_uri: Set(fields.backchannel_logout_uri),
+            always_issue_refresh_token: Set(new.always_issue_refresh_token),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -409,20 +467,28 @@ impl Gatehouse {
             .await?
             .ok_or(Error::NotFound("client"))?
             .into();
-        let fields = validate(
-            current.client_type,
-            patch.name.as_deref().unwrap_or(&current.name),
-            patch.grant_types.as_deref().unwrap_or(&current.grant_types),
-            patch.scopes.as_deref().unwrap_or(&current.scopes),
-            match &patch.audience {
+        let fields = validate(ClientInput {
+            client_type: current.client_type,
+            name: patch.name.as_deref().unwrap_or(&current.name),
+            grants: patch.grant_types.as_deref().unwrap_or(&current.grant_types),
+            scopes: patch.scopes.as_deref().unwrap_or(&current.scopes),
+            audience: match &patch.audience {
                 Some(audience) => audience.as_deref(),
                 None => current.audience.as_deref(),
             },
-            patch
+            redirect_uris: patch
                 .redirect_uris
                 .as_deref()
                 .unwrap_or(&current.redirect_uris),
-        )?;
+            post_logout_redirect_uris: patch
+                .post_logout_redirect_uris
+                .as_deref()
+                .unwrap_or(&current.post_logout_redirect_uris),
+            backchannel_logout_uri: match &patch.backchannel_logout_uri {
+                Some(uri) => uri.as_deref(),
+                None => current.backchannel_logout_uri.as_deref(),
+            },
+        })?;
         let updated = clients::ActiveModel {
             id: Set(client_id.to_owned()),
             name: Set(fields.name),
@@ -431,6 +497,11 @@ impl Gatehouse {
             audience: Set(fields.audience),
             redirect_uris: Set(fields.redirect_uris),
             first_party: Set(patch.first_party.unwrap_or(current.first_party)),
+            post_logout_redirect_uris: Set(fields.post_logout_redirect_uris),
+            backchannel_logout_uri: Set(fields.backchannel_logout_uri),
+            always_issue_refresh_token: Set(patch
+                .always_issue_refresh_token
+                .unwrap_or(current.always_issue_refresh_token)),
             updated_at: Set(now),
             ..Default::default()
         }

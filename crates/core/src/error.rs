@@ -42,6 +42,12 @@ pub enum Error {
     /// The client may not use this grant.
     #[error("{0}")]
     UnauthorizedClient(String),
+    /// An authorization code that is unknown, used, expired, or not this client's.
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The access token lacks a scope this endpoint needs.
+    #[error("{0}")]
+    InsufficientScope(String),
     /// A requested scope is not allowed.
     #[error("{0}")]
     InvalidScope(String),

@@ -181,6 +181,16 @@ impl KeyRing {
 
     /// Signs `claims` with the active key.
     pub(crate) async fn sign<T: Serialize>(&self, header_type: &str, claims: &T) -> Result<String> {
+        self.sign_with(header_type, |_| claims).await
+    }
+
+    /// Signs the claims that `claims_for` makes for the active key's algorithm (an ID
+    /// token's `at_hash` depends on it).
+    pub(crate) async fn sign_with<T: Serialize>(
+        &self,
+        header_type: &str,
+        claims_for: impl FnOnce(SigningAlgorithm) -> T,
+    ) -> Result<String> {
         let set = self.key_set().await?;
         let now = self.clock.now();
         let key =
@@ -188,7 +198,8 @@ impl KeyRing {
         let mut header = jsonwebtoken::Header::new(key.algorithm.jws());
         header.typ = Some(header_type.to_owned());
         header.kid = Some(key.row.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(Error::internal)
+        let claims = claims_for(key.algorithm);
+        jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(Error::internal)
     }
 
     /// The published key with this `kid`, and its algorithm.

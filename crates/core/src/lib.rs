@@ -9,6 +9,8 @@
 mod accounts;
 mod admin;
 pub mod audit;
+pub mod backchannel;
+pub mod browser;
 pub mod clients;
 pub mod clock;
 pub mod db;
@@ -18,6 +20,7 @@ pub mod keys;
 pub mod mail;
 mod maintenance;
 mod oauth;
+pub mod oidc;
 pub mod revocations;
 pub mod secrets;
 mod sessions;
@@ -38,7 +41,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use maintenance::PurgeReport;
 pub use oauth::ServiceToken;
-pub use sessions::{Principal, SessionView, TokenPair};
+pub use sessions::{BrowserLogin, Principal, SessionView, TokenPair};
 pub use settings::CoreSettings;
 pub use types::{Email, Password, Role};
 

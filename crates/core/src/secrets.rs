@@ -37,8 +37,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// The 256-bit key that encrypts signing keys at rest (AES-256-GCM).
-pub struct MasterKey(LessSafeKey);
+/// The 256-bit key that encrypts signing keys at rest (AES-256-GCM), and from which the
+/// key that signs session cookies is derived.
+pub struct MasterKey {
+    sealing: LessSafeKey,
+    cookie_key: [u8; 64],
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,7 +70,20 @@ impl MasterKey {
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes)
             .map_err(|_| MasterKeyError::WrongLength(bytes.len()))?;
-        Ok(Self(LessSafeKey::new(key)))
+        // HMAC-SHA512 as a key derivation function: a different key for a different use.
+        let derivation = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA512, &bytes);
+        let tag = aws_lc_rs::hmac::sign(&derivation, b"gatehouse session cookie signing key");
+        let mut cookie_key = [0u8; 64];
+        cookie_key.copy_from_slice(tag.as_ref());
+        Ok(Self {
+            sealing: LessSafeKey::new(key),
+            cookie_key,
+        })
+    }
+
+    /// 64 bytes derived from the master key, for signing the hosted pages' session cookie.
+    pub fn cookie_signing_key(&self) -> &[u8; 64] {
+        &self.cookie_key
     }
 
     /// A fresh random key, base64-encoded, for development set-ups.
@@ -81,7 +98,7 @@ impl MasterKey {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
         let mut sealed = plaintext.to_vec();
-        self.0
+        self.sealing
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(context),
@@ -103,7 +120,7 @@ impl MasterKey {
             Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::internal("bad nonce"))?;
         let mut buf = ciphertext.to_vec();
         let plain = self
-            .0
+            .sealing
             .open_in_place(nonce, Aad::from(context), &mut buf)
             .map_err(|_| {
                 Error::internal("a signing key does not decrypt under the configured master key")

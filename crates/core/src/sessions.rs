@@ -14,11 +14,11 @@ use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::clients::API_CLIENT_ID;
-use crate::revocations;
 use crate::secrets::{new_token, token_hash};
 use crate::signing::TokenGrant;
 use crate::types::{Email, Password, Role};
 use crate::{Error, Gatehouse, Result};
+use crate::{backchannel, revocations};
 
 /// What a successful login or refresh hands to the app.
 #[derive(Debug, Serialize)]
@@ -76,6 +76,9 @@ pub(crate) enum RevokeReason {
     AccountDisabled,
     RefreshTokenReuse,
     TokenRevoked,
+    ConsentWithdrawn,
+    AuthorizationCodeReused,
+    LoginEnded,
 }
 
 impl RevokeReason {
@@ -89,18 +92,76 @@ impl RevokeReason {
             RevokeReason::AccountDisabled => "account_disabled",
             RevokeReason::RefreshTokenReuse => "refresh_token_reuse",
             RevokeReason::TokenRevoked => "token_revoked",
+            RevokeReason::ConsentWithdrawn => "consent_withdrawn",
+            RevokeReason::AuthorizationCodeReused => "authorization_code_reused",
+            RevokeReason::LoginEnded => "login_ended",
         }
     }
 }
 
+/// A login from the hosted pages: a session with no tokens yet.
+#[derive(Debug, Clone, Copy)]
+pub struct BrowserLogin {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+}
+
+/// A checked password login and the session it opened.
+struct OpenedSession {
+    user: users::Model,
+    session_id: Uuid,
+    refresh_token: Option<SecretString>,
+    now: DateTime<Utc>,
+}
+
 impl Gatehouse {
-    /// Checks email and password and opens a session.
+    /// Checks email and password and opens a session, with tokens for the JSON API.
     pub async fn log_in(
         &self,
         email: &str,
         password: SecretString,
         meta: &RequestMeta,
     ) -> Result<TokenPair> {
+        let opened = self
+            .open_session(email, password, meta, Some(API_CLIENT_ID))
+            .await?;
+        let refresh_token = opened
+            .refresh_token
+            .ok_or_else(|| Error::internal("an API login has a refresh token"))?;
+        let grant = TokenGrant {
+            subject: opened.user.id.to_string(),
+            client_id: API_CLIENT_ID.to_owned(),
+            audience: self.settings.tokens.default_audience.clone(),
+            session: Some(opened.session_id),
+            scope: None,
+            role: Some(opened.user.role.clone()),
+        };
+        self.token_pair(grant, refresh_token, opened.now).await
+    }
+
+    /// Checks email and password for the hosted pages and opens a session without tokens;
+    /// apps get theirs through the authorization code flow.
+    pub async fn log_in_browser(
+        &self,
+        email: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> Result<BrowserLogin> {
+        let opened = self.open_session(email, password, meta, None).await?;
+        Ok(BrowserLogin {
+            user_id: opened.user.id,
+            session_id: opened.session_id,
+        })
+    }
+
+    /// The rules of every password login; a refresh token for `refresh_client` if given.
+    async fn open_session(
+        &self,
+        email: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+        refresh_client: Option<&str>,
+    ) -> Result<OpenedSession> {
         let email = Email::parse(email)?;
         let password = Password::presented(password, &self.settings.password, "password")?;
         // Before any hashing: a throttled attempt costs nothing.
@@ -168,11 +229,16 @@ impl Gatehouse {
             user_agent: Set(meta.user_agent_stored()),
             revoked_at: Set(None),
             revoked_reason: Set(None),
+            parent_id: Set(None),
+            client_id: Set(None),
+            auth_time: Set(None),
         }
         .insert(&txn)
         .await?;
-        let refresh_token =
-            insert_refresh_token(&txn, session_id, API_CLIENT_ID, None, now).await?;
+        let refresh_token = match refresh_client {
+            Some(client) => Some(insert_refresh_token(&txn, session_id, client, None, now).await?),
+            None => None,
+        };
         if let Some(hash) = upgraded_hash {
             users::ActiveModel {
                 id: Set(user.id),
@@ -191,16 +257,12 @@ impl Gatehouse {
         }
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
-
-        let grant = TokenGrant {
-            subject: user.id.to_string(),
-            client_id: API_CLIENT_ID.to_owned(),
-            audience: self.settings.tokens.default_audience.clone(),
-            session: Some(session_id),
-            scope: None,
-            role: Some(user.role.clone()),
-        };
-        self.token_pair(grant, refresh_token, now).await
+        Ok(OpenedSession {
+            user,
+            session_id,
+            refresh_token,
+            now,
+        })
     }
 
     /// Exchanges a refresh token for a new access token and a new refresh token.
@@ -354,14 +416,46 @@ impl Gatehouse {
         Ok(())
     }
 
+    /// Ends every session of the caller except the current one ("sign out everywhere
+    /// else"); returns how many ended.
+    pub async fn revoke_other_sessions(
+        &self,
+        principal: &Principal,
+        meta: &RequestMeta,
+    ) -> Result<u64> {
+        let now = self.clock.now();
+        let txn = self.begin_revoking().await?;
+        let revoked = revoke_user_sessions(
+            &txn,
+            principal.user_id,
+            Some(principal.session_id),
+            RevokeReason::RevokedByUser,
+            now,
+        )
+        .await?;
+        let entry = AuditEntry::by_user(AuditEvent::SessionRevoked, principal.user_id)
+            .session(principal.session_id)
+            .details(serde_json::json!({ "other_sessions_ended": revoked }));
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    /// The password rules, for forms that show them.
+    pub fn password_rules(&self) -> &crate::settings::PasswordSettings {
+        &self.settings.password
+    }
+
     pub(crate) async fn live_sessions(
         &self,
         user_id: Uuid,
         current: Option<Uuid>,
     ) -> Result<Vec<SessionView>> {
         let now = self.clock.now();
+        // App sessions are shown through the logins they hang under.
         let rows = sessions::Entity::find()
             .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::ParentId.is_null())
             .filter(sessions::Column::RevokedAt.is_null())
             .filter(sessions::Column::ExpiresAt.gt(now))
             .order_by_desc(sessions::Column::CreatedAt)
@@ -398,7 +492,7 @@ impl Gatehouse {
         now + chrono::Duration::from_std(self.tokens.ttl()).unwrap_or(chrono::Duration::MAX)
     }
 
-    async fn token_pair(
+    pub(crate) async fn token_pair(
         &self,
         grant: TokenGrant,
         refresh_token: SecretString,
@@ -420,7 +514,7 @@ impl Gatehouse {
     }
 }
 
-async fn insert_refresh_token(
+pub(crate) async fn insert_refresh_token(
     conn: &impl ConnectionTrait,
     session_id: Uuid,
     client_id: &str,
@@ -442,8 +536,27 @@ async fn insert_refresh_token(
     Ok(token)
 }
 
-/// Revokes one session; false if it was already revoked.
+/// Revokes one session and the app sessions under it; false if it was already revoked.
+/// Clients holding tokens of an ended session are told through back-channel logout.
 pub(crate) async fn revoke_session(
+    conn: &impl ConnectionTrait,
+    session_id: Uuid,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let revoked = revoke_one_session(conn, session_id, reason, now).await?;
+    let children = sessions::Entity::find()
+        .filter(sessions::Column::ParentId.eq(session_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .all(conn)
+        .await?;
+    for child in children {
+        revoke_one_session(conn, child.id, RevokeReason::LoginEnded, now).await?;
+    }
+    Ok(revoked)
+}
+
+async fn revoke_one_session(
     conn: &impl ConnectionTrait,
     session_id: Uuid,
     reason: RevokeReason,
@@ -465,6 +578,7 @@ pub(crate) async fn revoke_session(
     }
     if let Some(session) = sessions::Entity::find_by_id(session_id).one(conn).await? {
         revocations::record(conn, session.id, now, session.last_token_expires_at).await?;
+        backchannel::enqueue(conn, &session, now).await?;
     }
     Ok(true)
 }
@@ -482,7 +596,12 @@ pub(crate) async fn revoke_user_sessions(
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::ExpiresAt.gt(now));
     if let Some(keep) = keep {
-        live = live.filter(sessions::Column::Id.ne(keep));
+        // The kept login keeps its app sessions too.
+        live = live.filter(sessions::Column::Id.ne(keep)).filter(
+            sea_orm::Condition::any()
+                .add(sessions::Column::ParentId.is_null())
+                .add(sessions::Column::ParentId.ne(keep)),
+        );
     }
     let mut revoked = 0;
     for session in live.all(conn).await? {

@@ -18,6 +18,45 @@ pub struct CoreSettings {
     pub sessions: SessionSettings,
     pub tokens: TokenSettings,
     pub login_throttle: crate::throttle::LoginThrottleSettings,
+    pub oidc: OidcSettings,
+    pub backchannel_logout: BackchannelLogoutSettings,
+    pub browser_sessions: BrowserSessionSettings,
+}
+
+/// `[oidc]`: the authorization code flow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// How long an authorization code can be exchanged.
+    #[serde(with = "humantime_serde")]
+    pub authorization_code_ttl: Duration,
+}
+
+/// `[backchannel_logout]`: telling apps that a session ended.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackchannelLogoutSettings {
+    /// How often each instance looks for logout notices to send.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Give up on one delivery attempt after this long.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The wait before the first retry; it doubles after each failure.
+    #[serde(with = "humantime_serde")]
+    pub first_retry_after: Duration,
+    /// Attempts before a notice is given up (and recorded as failed in the audit log).
+    pub max_attempts: u32,
+}
+
+/// `[browser_sessions]`: the session cookie of the hosted pages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserSessionSettings {
+    /// A browser session without activity for this long ends (its login may live on
+    /// for apps); the login's own lifetime is the absolute limit.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 /// `[auth]`: login rules.

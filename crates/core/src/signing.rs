@@ -38,6 +38,15 @@ pub struct AccessClaims {
     pub role: Option<String>,
 }
 
+/// The claims of an `id_token_hint` that logout needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdTokenHint {
+    pub sub: String,
+    /// The client the ID token was issued to.
+    pub aud: String,
+    pub sid: Option<Uuid>,
+}
+
 /// What an access token is issued for.
 #[derive(Debug, Clone)]
 pub struct TokenGrant {
@@ -101,6 +110,34 @@ impl AccessTokens {
         };
         let token = self.keys.sign(ACCESS_TOKEN_TYPE, &claims).await?;
         Ok((token, expires_at))
+    }
+
+    /// Checks that an `id_token_hint` is an ID token this server signed with a key still
+    /// published. Its expiry is not checked: a hint may be an old token (RP-Initiated
+    /// Logout 1.0, section 2).
+    pub async fn verify_id_token_hint(&self, token: &str) -> Result<IdTokenHint> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated)?;
+        if header.typ.as_deref().is_some_and(|typ| typ != "JWT") {
+            return Err(Error::Unauthenticated);
+        }
+        let kid = header.kid.ok_or(Error::Unauthenticated)?;
+        let (key, algorithm) = self
+            .keys
+            .verification_key(&kid)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if header.alg != algorithm.jws() {
+            return Err(Error::Unauthenticated);
+        }
+        let mut validation = Validation::new(algorithm.jws());
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_aud = false;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["iss", "aud", "sub"]);
+        jsonwebtoken::decode::<IdTokenHint>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|_| Error::Unauthenticated)
     }
 
     /// Checks type, algorithm, signature, issuer, lifetime and (when given) audience.

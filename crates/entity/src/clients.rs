@@ -23,6 +23,12 @@ pub struct Model {
     pub redirect_uris: String,
     /// Trusted first-party app (no consent screen).
     pub first_party: bool,
+    /// Registered post-logout redirect URIs, space-separated.
+    pub post_logout_redirect_uris: String,
+    /// Where OpenID Connect back-channel logout tokens are posted.
+    pub backchannel_logout_uri: Option<String>,
+    /// Issue a refresh token on every code exchange, not only with `offline_access`.
+    pub always_issue_refresh_token: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

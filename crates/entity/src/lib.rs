@@ -2,7 +2,11 @@
 //! `gatehouse-core`, the schema in `gatehouse-migration`.
 
 pub mod audit_events;
+pub mod authorization_codes;
+pub mod backchannel_deliveries;
+pub mod browser_sessions;
 pub mod clients;
+pub mod consents;
 pub mod login_failures;
 pub mod one_time_tokens;
 pub mod refresh_tokens;

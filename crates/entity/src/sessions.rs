@@ -18,6 +18,12 @@ pub struct Model {
     pub user_agent: Option<String>,
     pub revoked_at: Option<DateTimeUtc>,
     pub revoked_reason: Option<String>,
+    /// The browser login an app session was issued under; none for a login itself.
+    pub parent_id: Option<Uuid>,
+    /// The client an app session belongs to.
+    pub client_id: Option<String>,
+    /// When the user authenticated, for an app session (a login's is `created_at`).
+    pub auth_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
