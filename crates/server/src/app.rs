@@ -9,6 +9,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, Urlencode
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
+use gatehouse_core::backchannel::BackchannelSender;
 use gatehouse_core::db::{self, DatabaseOptions};
 use gatehouse_core::hashing::PasswordHasher;
 use gatehouse_core::keys::KeyRing;
@@ -17,6 +18,7 @@ use gatehouse_core::signing::AccessTokens;
 use gatehouse_core::{Clock, Gatehouse};
 use tracing_actix_web::{RequestId, TracingLogger};
 
+use crate::browser::{Pages, session_middleware};
 use crate::config::{Config, ConfigError, Mode};
 use crate::error::{ApiError, OAuthError};
 use crate::extract::TrustForwardedHeaders;
@@ -96,9 +98,14 @@ pub fn http_server(
     let keepalive = web::Data::new(KeepaliveInterval(config.revocations.keepalive_interval));
     let body_limit = config.server.max_body_bytes;
     let production = config.mode == Mode::Production;
+    let pages = web::Data::new(Pages::new(&config.pages));
+    let cookie_key = *config.master_key()?.cookie_signing_key();
+    let browser_idle_timeout = config.browser_sessions.idle_timeout;
+    let content_security_policy = content_security_policy(&config.pages.logo_url);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(gatehouse.clone())
+            .app_data(pages.clone())
             .app_data(trust.clone())
             .app_data(keepalive.clone())
             .app_data(json_config(body_limit))
@@ -124,7 +131,12 @@ pub fn http_server(
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound)
             }))
-            .wrap(security_headers(production))
+            .wrap(session_middleware(
+                gatehouse.get_ref().clone(),
+                browser_idle_timeout,
+                &cookie_key,
+            ))
+            .wrap(security_headers(production, &content_security_policy))
             .wrap_fn(|req, service| {
                 let request_id = req.extensions().get::<RequestId>().copied();
                 let response = service.call(req);
@@ -149,19 +161,31 @@ pub fn http_server(
     Ok(server.listen(listener)?.run())
 }
 
-/// Headers on every response (a handler may set its own `Cache-Control`). The policy
-/// allows no script at all, and no framing; production adds HSTS.
-fn security_headers(production: bool) -> DefaultHeaders {
+/// The Content-Security-Policy of every response: no script at all, no framing, styles
+/// and images from this server (and the configured logo's origin). There is no
+/// `form-action`: browsers apply it to the redirect after a form post, which on the
+/// consent and login pages goes to the app's registered redirect URI.
+fn content_security_policy(logo_url: &str) -> String {
+    let logo_origin = url::Url::parse(logo_url)
+        .ok()
+        .filter(|url| url.scheme() == "https")
+        .map(|url| format!(" {}", url.origin().ascii_serialization()))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:{logo_origin}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// Headers on every response (a handler may set its own `Cache-Control`); production
+/// adds HSTS.
+fn security_headers(production: bool, content_security_policy: &str) -> DefaultHeaders {
     let headers = DefaultHeaders::new()
         .add((header::CACHE_CONTROL, "no-store"))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
-        ));
+        .add((header::CONTENT_SECURITY_POLICY, content_security_policy));
     if production {
         headers.add((
             header::STRICT_TRANSPORT_SECURITY,
@@ -194,9 +218,28 @@ fn json_config(limit: usize) -> web::JsonConfig {
 }
 
 /// The background work of one instance, for as long as the process runs: the purge of
-/// expired rows, scheduled key rotation, and the revocation feed's poller.
-pub fn spawn_background(gatehouse: Gatehouse, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
+/// expired rows, scheduled key rotation, the revocation feed's poller, and back-channel
+/// logout delivery.
+pub fn spawn_background(
+    gatehouse: Gatehouse,
+    config: &Config,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartupError> {
+    let sender = Arc::new(BackchannelSender::new(gatehouse.clone())?);
+    let backchannel = {
+        let period = config.backchannel_logout.poll_interval;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = sender.send_due().await {
+                    tracing::warn!(error = %e, "sending back-channel logout notices failed");
+                }
+            }
+        })
+    };
+    Ok(vec![
+        backchannel,
         every(
             config.maintenance.purge_interval,
             gatehouse.clone(),
@@ -225,7 +268,7 @@ pub fn spawn_background(gatehouse: Gatehouse, config: &Config) -> Vec<tokio::tas
                 }
             },
         ),
-    ]
+    ])
 }
 
 fn every<F, Fut>(

@@ -10,8 +10,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use gatehouse_core::keys::KeySettings;
 use gatehouse_core::settings::{
-    AuthSettings, MailSettings, MailTransportKind, PasswordSettings, RevocationSettings,
-    SessionSettings, TokenSettings,
+    AuthSettings, BackchannelLogoutSettings, BrowserSessionSettings, MailSettings,
+    MailTransportKind, OidcSettings, PasswordSettings, RevocationSettings, SessionSettings,
+    TokenSettings,
 };
 use gatehouse_core::throttle::LoginThrottleSettings;
 use gatehouse_core::{CoreSettings, secrets::MasterKey};
@@ -55,6 +56,20 @@ pub struct Config {
     pub revocations: RevocationSettings,
     pub maintenance: MaintenanceSettings,
     pub log: LogSettings,
+    pub oidc: OidcSettings,
+    pub backchannel_logout: BackchannelLogoutSettings,
+    pub browser_sessions: BrowserSessionSettings,
+    pub pages: PageSettings,
+}
+
+/// `[pages]`: branding of the hosted pages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageSettings {
+    pub product_name: String,
+    pub logo_url: String,
+    pub accent_colour: String,
+    pub templates_dir: PathBuf,
 }
 
 /// `[server]`
@@ -181,6 +196,28 @@ impl Config {
                     .to_owned(),
             );
         }
+        let colour = self.pages.accent_colour.as_bytes();
+        if !(colour.len() == 7
+            && colour[0] == b'#'
+            && colour[1..].iter().all(u8::is_ascii_hexdigit))
+        {
+            problems.push(format!(
+                "pages.accent_colour: `{}` is not a #rrggbb colour",
+                self.pages.accent_colour
+            ));
+        }
+        let logo = &self.pages.logo_url;
+        if !(logo.is_empty()
+            || (logo.starts_with('/') && !logo.starts_with("//"))
+            || logo.starts_with("https://"))
+        {
+            problems.push(format!(
+                "pages.logo_url: `{logo}` must be an https:// URL or a path on this server"
+            ));
+        }
+        if self.backchannel_logout.max_attempts == 0 {
+            problems.push("backchannel_logout.max_attempts: must be at least 1".to_owned());
+        }
         if self.mode == Mode::Production {
             match &self.secrets.master_key {
                 None => problems.push(
@@ -257,6 +294,9 @@ impl Config {
             sessions: self.sessions.clone(),
             tokens: self.tokens.clone(),
             login_throttle: self.login_throttle.clone(),
+            oidc: self.oidc.clone(),
+            backchannel_logout: self.backchannel_logout.clone(),
+            browser_sessions: self.browser_sessions.clone(),
         }
     }
 }

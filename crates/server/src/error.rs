@@ -44,6 +44,8 @@ fn core_status_and_code(error: &CoreError) -> (StatusCode, &'static str) {
         CoreError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
         CoreError::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
         CoreError::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
+        CoreError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+        CoreError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
         CoreError::InvalidCurrentPassword => (StatusCode::BAD_REQUEST, "invalid_current_password"),
         CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         CoreError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
@@ -103,6 +105,12 @@ fn add_challenge_headers(response: &mut HttpResponseBuilder, error: &CoreError) 
         CoreError::Unauthenticated => {
             response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
+        CoreError::InsufficientScope(_) => {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                r#"Bearer error="insufficient_scope", scope="openid""#,
+            ));
+        }
         CoreError::InvalidClient => {
             response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="gatehouse""#));
         }
@@ -142,7 +150,9 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::Core(e) => match e {
                 CoreError::InvalidClient => "invalid_client",
-                CoreError::InvalidRefreshToken | CoreError::InvalidOneTimeToken => "invalid_grant",
+                CoreError::InvalidRefreshToken
+                | CoreError::InvalidOneTimeToken
+                | CoreError::InvalidGrant(_) => "invalid_grant",
                 CoreError::UnauthorizedClient(_) => "unauthorized_client",
                 CoreError::InvalidScope(_) => "invalid_scope",
                 CoreError::Overloaded { .. } | CoreError::Unavailable { .. } => {
@@ -192,4 +202,118 @@ fn log_cause_chain(code: &str, error: &dyn std::error::Error) {
         cause = e.source();
     }
     tracing::error!(code, cause = %chain.join(": "), "request failed");
+}
+
+/// An error on a hosted page that the page itself cannot show next to a field: a plain
+/// HTML page with the status. Causes of 5xx go to the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// A form posted without this browser's CSRF token.
+    #[error(
+        "This form has expired or did not come from this site. Go back, reload the page and try again."
+    )]
+    Csrf,
+    #[error("the page could not be rendered: {0}")]
+    Template(#[from] minijinja::Error),
+    #[error("the browser session could not be read: {0}")]
+    Session(String),
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::Core(e) => core_status_and_code(e).0,
+            PageError::Csrf => StatusCode::FORBIDDEN,
+            PageError::Template(_) | PageError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = if status.is_server_error() {
+            log_cause_chain("page_error", self);
+            "Something went wrong on our side. Please try again in a moment.".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut response = HttpResponse::build(status);
+        if let PageError::Core(e) = self {
+            add_challenge_headers(&mut response, e);
+        }
+        let heading = status.canonical_reason().unwrap_or("Error");
+        response
+            .content_type(actix_web::http::header::ContentType::html())
+            .body(format!(
+                "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+                 <title>{heading}</title><link rel=\"stylesheet\" href=\"/assets/gatehouse.css\">\
+                 </head><body><main class=\"container\"><div class=\"card\"><h1>{heading}</h1>\
+                 <p>{}</p></div></main></body></html>",
+                html_escape(&message)
+            ))
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A domain error a form shows next to one of its fields (or at its top: `form`), in
+/// plain words, with the status of the re-rendered page. `password_field` names the
+/// form's password input. `None`: not a form mistake.
+pub fn form_error(
+    error: &CoreError,
+    password_field: &'static str,
+) -> Option<(StatusCode, &'static str, String)> {
+    let (status, _) = core_status_and_code(error);
+    let (field, message) = match error {
+        CoreError::InvalidInput { code, message } => {
+            let field = match *code {
+                "invalid_email" => "email",
+                "password_too_short" | "password_too_long" => password_field,
+                "invalid_name" => "name",
+                _ => "form",
+            };
+            // "password: must have at least 12 characters" -> "Must have at least 12 characters."
+            let text = message.split_once(": ").map_or(message.as_str(), |(_, t)| t);
+            let mut chars = text.chars();
+            let sentence = chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default();
+            (field, format!("{}.", sentence.trim_end_matches('.')))
+        }
+        CoreError::InvalidCredentials => ("form", "The email or password is wrong.".to_owned()),
+        CoreError::EmailNotVerified => (
+            "form",
+            "Your email address is not verified yet. Open the link we sent you, or ask for a new one."
+                .to_owned(),
+        ),
+        CoreError::AccountDisabled => (
+            "form",
+            "This account is disabled. Contact the administrator.".to_owned(),
+        ),
+        CoreError::InvalidOneTimeToken => (
+            "token",
+            "This link is invalid, already used or expired. Ask for a new one.".to_owned(),
+        ),
+        CoreError::TooManyAttempts { retry_after } => (
+            "form",
+            format!(
+                "Too many failed attempts. Try again in {} minutes.",
+                retry_after.as_secs().div_ceil(60).max(1)
+            ),
+        ),
+        CoreError::Overloaded { .. } => (
+            "form",
+            "The server is busy. Try again in a moment.".to_owned(),
+        ),
+        _ => return None,
+    };
+    Some((status, field, message))
 }

@@ -34,7 +34,8 @@ impl FromRequest for Authenticated {
     }
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

@@ -2,6 +2,7 @@
 //! The binary (`main.rs`) adds the command line; tests start the same server in-process.
 
 pub mod app;
+pub mod browser;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -84,6 +84,15 @@ enum ClientAction {
         /// A trusted first-party app: no consent screen.
         #[arg(long)]
         first_party: bool,
+        /// Where RP-initiated logout may return the user. Repeat for several.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Where back-channel logout tokens are posted (OpenID Connect Back-Channel Logout).
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// Issue a refresh token on every code exchange, not only with `offline_access`.
+        #[arg(long)]
+        always_issue_refresh_token: bool,
     },
     /// List clients, one JSON object per line.
     List,
@@ -192,7 +201,7 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     let gatehouse = app::build_gatehouse(&config, Arc::new(SystemClock)).await?;
     let listener = TcpListener::bind(config.server.bind)?;
     tracing::info!(address = %listener.local_addr()?, issuer = %config.issuer, "gatehouse listening");
-    let background = app::spawn_background(gatehouse.clone(), &config);
+    let background = app::spawn_background(gatehouse.clone(), &config)?;
     let result = app::http_server(&config, gatehouse, listener)?.await;
     background.iter().for_each(|task| task.abort());
     Ok(result?)
@@ -244,6 +253,9 @@ async fn manage_clients(config: Config, action: ClientAction) -> Result<(), Star
             audience,
             redirect_uris,
             first_party,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            always_issue_refresh_token,
         } => {
             let new = NewClient {
                 name,
@@ -253,6 +265,9 @@ async fn manage_clients(config: Config, action: ClientAction) -> Result<(), Star
                 audience,
                 redirect_uris,
                 first_party,
+                post_logout_redirect_uris,
+                backchannel_logout_uri,
+                always_issue_refresh_token,
             };
             let created = gatehouse
                 .create_client(Actor::CommandLine, new, &meta)

@@ -3,8 +3,10 @@
 
 pub mod admin;
 pub mod api;
+pub mod authorize;
 pub mod health;
 pub mod oauth2;
+pub mod pages;
 pub mod revocations;
 pub mod well_known;
 
@@ -15,6 +17,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
         .configure(well_known::configure)
         .configure(oauth2::configure)
+        .configure(pages::configure)
+        .configure(authorize::configure_pages)
         .service(
             web::scope("/api/v1")
                 .configure(api::configure)

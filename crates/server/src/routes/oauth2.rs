@@ -1,19 +1,26 @@
-//! OAuth 2.0 endpoints: token (RFC 6749), introspection (RFC 7662), revocation (RFC 7009).
-//! Errors are answered in RFC 6749 form by [`OAuthError`].
+//! OAuth 2.0 endpoints: token (RFC 6749), introspection (RFC 7662), revocation (RFC 7009),
+//! userinfo (OpenID Connect Core 5.3). Errors are answered in RFC 6749 form by
+//! [`OAuthError`]; the browser endpoints are in [`super::authorize`].
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::clients::GrantType;
 
-use crate::error::OAuthError;
-use crate::extract::{ClientMeta, OAuthForm, client_credentials};
+use crate::error::{ApiError, OAuthError};
+use crate::extract::{ClientMeta, OAuthForm, bearer_token, client_credentials};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/oauth2")
             .service(token)
             .service(introspect)
-            .service(revoke),
+            .service(revoke)
+            .service(
+                web::resource("/userinfo")
+                    .route(web::get().to(userinfo))
+                    .route(web::post().to(userinfo)),
+            )
+            .configure(super::authorize::configure_oauth2),
     );
 }
 
@@ -51,6 +58,18 @@ async fn token(
             let tokens = gatehouse.refresh(refresh_token, client.id(), &meta).await?;
             Ok(HttpResponse::Ok().json(tokens))
         }
+        "authorization_code" => {
+            let tokens = gatehouse
+                .exchange_authorization_code(
+                    &client,
+                    form.require("code")?,
+                    form.get("redirect_uri")?,
+                    form.get("code_verifier")?,
+                    &meta,
+                )
+                .await?;
+            Ok(HttpResponse::Ok().json(tokens))
+        }
         other => Err(OAuthError::UnsupportedGrantType(other.to_owned())),
     }
 }
@@ -86,4 +105,13 @@ async fn revoke(
         .revoke_token(&client, form.require("token")?, &meta)
         .await?;
     Ok(HttpResponse::Ok().finish())
+}
+
+/// The claims about the user that the access token's scopes allow (`GET` or `POST`).
+async fn userinfo(
+    req: HttpRequest,
+    gatehouse: web::Data<Gatehouse>,
+) -> Result<HttpResponse, ApiError> {
+    let access_token = bearer_token(&req).ok_or(gatehouse_core::Error::Unauthenticated)?;
+    Ok(HttpResponse::Ok().json(gatehouse.userinfo(access_token).await?))
 }

@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::keys::SigningAlgorithm;
+use gatehouse_core::oidc::STANDARD_SCOPES;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -27,23 +28,44 @@ async fn jwks(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError>
 async fn openid_configuration(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError> {
     let issuer = gatehouse.issuer();
     let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let mut scopes: Vec<String> = STANDARD_SCOPES
+        .iter()
+        .map(|(s, _)| (*s).to_owned())
+        .collect();
+    for scope in gatehouse.registered_scopes().await? {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .json(json!({
             "issuer": issuer,
-            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
             "token_endpoint": format!("{issuer}/oauth2/token"),
+            "userinfo_endpoint": format!("{issuer}/oauth2/userinfo"),
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "end_session_endpoint": format!("{issuer}/oauth2/logout"),
             "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
             "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
-            "grant_types_supported": ["client_credentials", "refresh_token"],
-            "token_endpoint_auth_methods_supported": auth_methods,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "subject_types_supported": ["public"],
+            "code_challenge_methods_supported": ["S256"],
+            "prompt_values_supported": ["none", "login", "consent"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": auth_methods,
-            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "id_token_signing_alg_values_supported": SigningAlgorithm::ALL.map(SigningAlgorithm::as_str),
-            "scopes_supported": gatehouse.registered_scopes().await?,
+            "scopes_supported": scopes,
             "claims_supported": [
-                "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "sid", "scope", "role"
+                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
+                "email", "email_verified", "name"
             ],
+            "authorization_response_iss_parameter_supported": true,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
             "revocation_feed_endpoint": format!("{issuer}/api/v1/revocations"),
         })))
 }

@@ -1,0 +1,394 @@
+//! What the hosted pages share: the session cookie (actix-session, stored through
+//! `gatehouse-core` in the database and tied to the login session), CSRF tokens, and
+//! the templates with the configured branding.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_session::{Session, SessionMiddleware};
+use actix_web::HttpResponse;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use gatehouse_core::Gatehouse;
+use gatehouse_core::browser::{BrowserState, BrowserUser, LOGIN_SESSION_KEY};
+use gatehouse_core::oidc::{AuthorizationRequest, LogoutRequest};
+use gatehouse_core::secrets::{constant_time_eq, new_token};
+use minijinja::{Environment, Value, context};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::PageSettings;
+use crate::error::PageError;
+
+/// The session store of the hosted pages: rows in `browser_sessions`, through the core.
+#[derive(Clone)]
+pub struct DatabaseSessionStore {
+    gatehouse: Gatehouse,
+    idle_timeout: Duration,
+}
+
+fn other(e: gatehouse_core::Error) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+impl SessionStore for DatabaseSessionStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<BrowserState>, LoadError> {
+        self.gatehouse
+            .load_browser_session(key.as_ref())
+            .await
+            .map_err(|e| LoadError::Other(other(e)))
+    }
+
+    async fn save(
+        &self,
+        state: BrowserState,
+        _ttl: &actix_web::cookie::time::Duration,
+    ) -> Result<SessionKey, SaveError> {
+        let key = self
+            .gatehouse
+            .create_browser_session(&state, self.idle_timeout)
+            .await
+            .map_err(|e| SaveError::Other(other(e)))?;
+        SessionKey::try_from(key.expose_secret().to_owned())
+            .map_err(|e| SaveError::Other(anyhow::anyhow!("{e}")))
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: BrowserState,
+        ttl: &actix_web::cookie::time::Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let updated = self
+            .gatehouse
+            .update_browser_session(key.as_ref(), &state, self.idle_timeout)
+            .await
+            .map_err(|e| UpdateError::Other(other(e)))?;
+        if updated {
+            return Ok(key);
+        }
+        self.save(state, ttl).await.map_err(|e| match e {
+            SaveError::Serialization(e) => UpdateError::Serialization(e),
+            SaveError::Other(e) => UpdateError::Other(e),
+        })
+    }
+
+    async fn update_ttl(
+        &self,
+        key: &SessionKey,
+        _ttl: &actix_web::cookie::time::Duration,
+    ) -> Result<(), anyhow::Error> {
+        self.gatehouse
+            .touch_browser_session(key.as_ref(), self.idle_timeout)
+            .await
+            .map_err(other)
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        self.gatehouse
+            .delete_browser_session(key.as_ref())
+            .await
+            .map_err(other)
+    }
+}
+
+/// The session middleware: an `HttpOnly`, `SameSite=Lax` cookie, `Secure` with the
+/// `__Host-` prefix when the issuer is https; it expires after the idle timeout, moved
+/// forward on every request.
+pub fn session_middleware(
+    gatehouse: Gatehouse,
+    idle_timeout: Duration,
+    signing_key: &[u8; 64],
+) -> SessionMiddleware<DatabaseSessionStore> {
+    let https = gatehouse.issuer().starts_with("https://");
+    let store = DatabaseSessionStore {
+        gatehouse,
+        idle_timeout,
+    };
+    let ttl = actix_web::cookie::time::Duration::seconds(
+        i64::try_from(idle_timeout.as_secs()).unwrap_or(i64::MAX),
+    );
+    SessionMiddleware::builder(store, Key::from(signing_key))
+        .cookie_name(
+            if https {
+                "__Host-gatehouse"
+            } else {
+                "gatehouse"
+            }
+            .to_owned(),
+        )
+        .cookie_secure(https)
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_path("/".to_owned())
+        .cookie_domain(None)
+        .session_lifecycle(
+            PersistentSession::default()
+                .session_ttl(ttl)
+                .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+        )
+        .build()
+}
+
+const CSRF_KEY: &str = "csrf";
+const PENDING_AUTHORIZATION_KEY: &str = "authorize";
+const PENDING_LOGOUT_KEY: &str = "logout";
+const RETURN_TO_KEY: &str = "return_to";
+
+/// An authorization request waiting for the user to log in or consent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub request: AuthorizationRequest,
+    pub logged_in: bool,
+    pub consented: bool,
+}
+
+fn session_error(e: impl std::fmt::Display) -> PageError {
+    PageError::Session(e.to_string())
+}
+
+/// Typed access to the browser session's entries.
+pub struct BrowserSession<'a>(pub &'a Session);
+
+impl BrowserSession<'_> {
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PageError> {
+        self.0.get(key).map_err(session_error)
+    }
+
+    fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<(), PageError> {
+        self.0.insert(key, value).map_err(session_error)
+    }
+
+    /// The CSRF token of this browser session, made on first use.
+    pub fn csrf_token(&self) -> Result<String, PageError> {
+        if let Some(token) = self.get::<String>(CSRF_KEY)? {
+            return Ok(token);
+        }
+        let (token, _) = new_token().map_err(PageError::Core)?;
+        let token = token.expose_secret().to_owned();
+        self.set(CSRF_KEY, &token)?;
+        Ok(token)
+    }
+
+    /// Refuses a form without the session's CSRF token (compared in constant time).
+    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), PageError> {
+        let expected = self.get::<String>(CSRF_KEY)?;
+        match (expected, presented) {
+            (Some(expected), Some(presented))
+                if constant_time_eq(expected.as_bytes(), presented.as_bytes()) =>
+            {
+                Ok(())
+            }
+            _ => Err(PageError::Csrf),
+        }
+    }
+
+    /// The login session of this browser, if any (still to be checked as live).
+    pub fn login(&self) -> Result<Option<Uuid>, PageError> {
+        self.get(LOGIN_SESSION_KEY)
+    }
+
+    /// The user logged in on this browser, if their login still stands.
+    pub async fn user(&self, gatehouse: &Gatehouse) -> Result<Option<BrowserUser>, PageError> {
+        match self.login()? {
+            Some(login) => Ok(gatehouse.login_user(login).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a login: a new cookie key (no fixation) and a new CSRF token.
+    pub fn start_login(&self, login: Uuid) -> Result<(), PageError> {
+        self.0.renew();
+        self.0.remove(CSRF_KEY);
+        self.set(LOGIN_SESSION_KEY, &login)
+    }
+
+    /// Forgets everything, and expires the cookie.
+    pub fn end(&self) {
+        self.0.purge();
+    }
+
+    pub fn pending_authorization(&self) -> Result<Option<PendingAuthorization>, PageError> {
+        self.get(PENDING_AUTHORIZATION_KEY)
+    }
+
+    pub fn set_pending_authorization(
+        &self,
+        pending: &PendingAuthorization,
+    ) -> Result<(), PageError> {
+        self.set(PENDING_AUTHORIZATION_KEY, pending)
+    }
+
+    pub fn clear_pending_authorization(&self) {
+        self.0.remove(PENDING_AUTHORIZATION_KEY);
+    }
+
+    pub fn pending_logout(&self) -> Result<Option<LogoutRequest>, PageError> {
+        self.get(PENDING_LOGOUT_KEY)
+    }
+
+    pub fn set_pending_logout(&self, logout: &LogoutRequest) -> Result<(), PageError> {
+        self.set(PENDING_LOGOUT_KEY, logout)
+    }
+
+    /// Where to go after logging in (a path on this server only).
+    pub fn take_return_to(&self) -> Result<Option<String>, PageError> {
+        let value: Option<String> = self.get(RETURN_TO_KEY)?;
+        self.0.remove(RETURN_TO_KEY);
+        Ok(value)
+    }
+
+    pub fn set_return_to(&self, path: &str) -> Result<(), PageError> {
+        if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') {
+            self.set(RETURN_TO_KEY, &path)?;
+        }
+        Ok(())
+    }
+}
+
+/// The built-in templates, by file name.
+const TEMPLATES: [(&str, &str); 10] = [
+    (
+        "layout.html",
+        include_str!("../templates/pages/layout.html"),
+    ),
+    ("login.html", include_str!("../templates/pages/login.html")),
+    (
+        "signup.html",
+        include_str!("../templates/pages/signup.html"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("../templates/pages/verify_email.html"),
+    ),
+    (
+        "forgot_password.html",
+        include_str!("../templates/pages/forgot_password.html"),
+    ),
+    (
+        "reset_password.html",
+        include_str!("../templates/pages/reset_password.html"),
+    ),
+    (
+        "consent.html",
+        include_str!("../templates/pages/consent.html"),
+    ),
+    (
+        "sessions.html",
+        include_str!("../templates/pages/sessions.html"),
+    ),
+    (
+        "logout.html",
+        include_str!("../templates/pages/logout.html"),
+    ),
+    (
+        "message.html",
+        include_str!("../templates/pages/message.html"),
+    ),
+];
+
+const STYLESHEET: &str = include_str!("../assets/gatehouse.css");
+
+/// The hosted pages' templates and branding.
+pub struct Pages {
+    env: Environment<'static>,
+    brand: Value,
+    stylesheet: String,
+}
+
+impl Pages {
+    /// Loads the templates: a file of the same name in `pages.templates_dir` overrides a
+    /// built-in one.
+    pub fn new(settings: &PageSettings) -> Self {
+        let mut env = Environment::new();
+        let overrides: Option<PathBuf> = (!settings.templates_dir.as_os_str().is_empty())
+            .then(|| settings.templates_dir.clone());
+        env.set_loader(move |name| {
+            if let Some(dir) = &overrides
+                && !name.contains(['/', '\\'])
+            {
+                match std::fs::read_to_string(dir.join(name)) {
+                    Ok(source) => return Ok(Some(source)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("cannot read template {name}: {e}"),
+                        ));
+                    }
+                }
+            }
+            Ok(TEMPLATES
+                .iter()
+                .find(|(file, _)| *file == name)
+                .map(|(_, source)| (*source).to_owned()))
+        });
+        let logo = (!settings.logo_url.is_empty()).then(|| settings.logo_url.clone());
+        Self {
+            env,
+            brand: Value::from_serialize(HashMap::from([
+                ("product_name", Some(settings.product_name.clone())),
+                ("logo_url", logo),
+            ])),
+            stylesheet: format!(
+                "{STYLESHEET}\n:root{{--accent:{}}}\n",
+                settings.accent_colour
+            ),
+        }
+    }
+
+    /// The stylesheet, with the configured accent colour.
+    pub fn stylesheet(&self) -> &str {
+        &self.stylesheet
+    }
+
+    /// Renders a page with its context, the branding and the CSRF token.
+    pub fn render(
+        &self,
+        status: StatusCode,
+        template: &str,
+        csrf_token: &str,
+        page: Value,
+    ) -> Result<HttpResponse, PageError> {
+        let html = self
+            .env
+            .get_template(template)?
+            .render(context! { brand => self.brand.clone(), csrf_token => csrf_token, ..page })?;
+        Ok(HttpResponse::build(status)
+            .content_type(ContentType::html())
+            .body(html))
+    }
+
+    /// A page with a heading, a sentence and maybe a link onward.
+    pub fn message(
+        &self,
+        status: StatusCode,
+        heading: &str,
+        message: &str,
+        link: Option<(&str, &str)>,
+    ) -> Result<HttpResponse, PageError> {
+        self.render(
+            status,
+            "message.html",
+            "",
+            context! {
+                heading => heading,
+                message => message,
+                link_url => link.map(|(url, _)| url),
+                link_text => link.map(|(_, text)| text),
+            },
+        )
+    }
+}
+
+/// `303 See Other` to a URL: after a form post, and for every browser redirect.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}

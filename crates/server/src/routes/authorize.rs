@@ -1,0 +1,274 @@
+//! The browser side of OpenID Connect: the authorization endpoint (which sends the user
+//! through login and consent and back to the app), the consent page, and RP-initiated
+//! logout. The rules are in `gatehouse_core::oidc`; this only moves the browser.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use gatehouse_core::oidc::{self, AuthorizeStep, Progress};
+use gatehouse_core::{Gatehouse, RequestMeta};
+use minijinja::context;
+use serde::Deserialize;
+
+use crate::browser::{BrowserSession, Pages, PendingAuthorization, see_other};
+use crate::error::PageError;
+use crate::extract::ClientMeta;
+use crate::routes::pages::signed_out;
+
+/// Routes under `/oauth2`.
+pub fn configure_oauth2(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/authorize")
+            .route(web::get().to(authorize_get))
+            .route(web::post().to(authorize_post)),
+    )
+    .service(continue_authorization)
+    .service(
+        web::resource("/logout")
+            .route(web::get().to(end_session_get))
+            .route(web::post().to(end_session_post)),
+    );
+}
+
+/// Routes at the top level.
+pub fn configure_pages(cfg: &mut web::ServiceConfig) {
+    cfg.service(consent_page).service(consent);
+}
+
+async fn authorize_get(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, PageError> {
+    authorize(&gatehouse, &pages, &session, &query).await
+}
+
+async fn authorize_post(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, PageError> {
+    authorize(&gatehouse, &pages, &session, &form).await
+}
+
+async fn authorize(
+    gatehouse: &Gatehouse,
+    pages: &Pages,
+    session: &Session,
+    params: &[(String, String)],
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession(session);
+    let step = gatehouse.authorize(params, browser.login()?).await?;
+    next_step(pages, &browser, step, Progress::default())
+}
+
+/// Where login and consent send the browser to resume the request they interrupted.
+#[get("/authorize/continue")]
+async fn continue_authorization(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession(&session);
+    let Some(pending) = browser.pending_authorization()? else {
+        return no_pending_request(&pages);
+    };
+    let progress = Progress {
+        logged_in: pending.logged_in,
+        consented: pending.consented,
+    };
+    let step = gatehouse
+        .continue_authorization(&pending.request, browser.login()?, progress)
+        .await?;
+    next_step(&pages, &browser, step, progress)
+}
+
+fn no_pending_request(pages: &Pages) -> Result<HttpResponse, PageError> {
+    pages.message(
+        StatusCode::BAD_REQUEST,
+        "Nothing to continue",
+        "This sign-in has expired or was already completed. Go back to the application and start again.",
+        None,
+    )
+}
+
+fn next_step(
+    pages: &Pages,
+    browser: &BrowserSession<'_>,
+    step: AuthorizeStep,
+    progress: Progress,
+) -> Result<HttpResponse, PageError> {
+    match step {
+        AuthorizeStep::Refuse { message } => {
+            browser.clear_pending_authorization();
+            pages.message(
+                StatusCode::BAD_REQUEST,
+                "This sign-in request cannot be used",
+                &message,
+                None,
+            )
+        }
+        AuthorizeStep::Redirect(url) => {
+            browser.clear_pending_authorization();
+            Ok(see_other(&url))
+        }
+        AuthorizeStep::Login(request) => {
+            browser.set_pending_authorization(&PendingAuthorization {
+                request,
+                logged_in: false,
+                consented: progress.consented,
+            })?;
+            Ok(see_other("/login"))
+        }
+        AuthorizeStep::Consent { request, .. } => {
+            browser.set_pending_authorization(&PendingAuthorization {
+                request,
+                logged_in: progress.logged_in,
+                consented: false,
+            })?;
+            Ok(see_other("/consent"))
+        }
+    }
+}
+
+#[get("/consent")]
+async fn consent_page(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession(&session);
+    let (Some(pending), Some(user)) = (
+        browser.pending_authorization()?,
+        browser.user(&gatehouse).await?,
+    ) else {
+        return no_pending_request(&pages);
+    };
+    pages.render(
+        StatusCode::OK,
+        "consent.html",
+        &browser.csrf_token()?,
+        context! {
+            client_name => pending.request.client_name,
+            user_email => user.email,
+            scopes => oidc::describe_scopes(&pending.request.scopes),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct ConsentForm {
+    csrf_token: Option<String>,
+    decision: Option<String>,
+}
+
+#[post("/consent")]
+async fn consent(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+    form: web::Form<ConsentForm>,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession(&session);
+    browser.check_csrf(form.csrf_token.as_deref())?;
+    let (Some(mut pending), Some(user)) = (
+        browser.pending_authorization()?,
+        browser.user(&gatehouse).await?,
+    ) else {
+        return no_pending_request(&pages);
+    };
+    if form.decision.as_deref() != Some("allow") {
+        let step = gatehouse.request_error(
+            &pending.request,
+            "access_denied",
+            "the user did not allow the request",
+        );
+        return next_step(&pages, &browser, step, Progress::default());
+    }
+    gatehouse
+        .grant_consent(user.user_id, &pending.request, &meta)
+        .await?;
+    pending.consented = true;
+    browser.set_pending_authorization(&pending)?;
+    Ok(see_other("/oauth2/authorize/continue"))
+}
+
+#[derive(Deserialize)]
+struct EndSessionParams {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+async fn end_session_get(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+    req: HttpRequest,
+) -> Result<HttpResponse, PageError> {
+    let params = web::Query::<EndSessionParams>::from_query(req.query_string())
+        .map_err(|e| gatehouse_core::Error::InvalidInput {
+            code: "invalid_logout_request",
+            message: format!("The logout request is malformed: {e}."),
+        })?
+        .into_inner();
+    end_session(&gatehouse, &pages, &session, &meta, params).await
+}
+
+async fn end_session_post(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+    form: web::Form<EndSessionParams>,
+) -> Result<HttpResponse, PageError> {
+    end_session(&gatehouse, &pages, &session, &meta, form.into_inner()).await
+}
+
+/// RP-initiated logout. With an `id_token_hint` of this browser's login the user is
+/// logged out at once; otherwise they confirm on the logout page (a link alone must not
+/// log anyone out).
+async fn end_session(
+    gatehouse: &Gatehouse,
+    pages: &Pages,
+    session: &Session,
+    meta: &RequestMeta,
+    params: EndSessionParams,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession(session);
+    let empty = |s: Option<String>| s.filter(|v| !v.is_empty());
+    let request = gatehouse
+        .check_logout_request(
+            empty(params.id_token_hint).as_deref(),
+            empty(params.client_id).as_deref(),
+            empty(params.post_logout_redirect_uri).as_deref(),
+            empty(params.state).as_deref(),
+        )
+        .await;
+    let request = match request {
+        Ok(request) => request,
+        Err(gatehouse_core::Error::InvalidInput { message, .. }) => {
+            return pages.message(
+                StatusCode::BAD_REQUEST,
+                "Cannot sign out here",
+                &message,
+                None,
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(user) = browser.user(gatehouse).await? else {
+        return signed_out(pages, &browser, request.redirect.as_deref());
+    };
+    if request.hint_login == Some(user.session_id) {
+        gatehouse.log_out_login(user.session_id, meta).await?;
+        return signed_out(pages, &browser, request.redirect.as_deref());
+    }
+    browser.set_pending_logout(&request)?;
+    Ok(see_other("/logout"))
+}
