@@ -7,8 +7,10 @@
 //! (SQLite always, PostgreSQL when `GATEHOUSE_TEST_POSTGRES` is set), a real SMTP listener
 //! that captures mail, an HTTP client, and a clock the test moves.
 
+pub mod browser;
 pub mod logs;
 pub mod mail;
+pub mod pages;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -211,6 +213,9 @@ smtp_url = "smtp://127.0.0.1:{smtp_port}"
 from = "Gatehouse <no-reply@gatehouse.test>"
 [revocations]
 poll_interval = "100ms"
+[backchannel_logout]
+poll_interval = "50ms"
+timeout = "2s"
 "#,
             smtp_port = mail.port(),
         );
@@ -220,7 +225,8 @@ poll_interval = "100ms"
         let gatehouse = app::build_gatehouse(&config, clock.clone())
             .await
             .expect("server starts");
-        let background = app::spawn_background(gatehouse.clone(), &config);
+        let background =
+            app::spawn_background(gatehouse.clone(), &config).expect("background tasks");
         let server = app::http_server(&config, gatehouse.clone(), listener).expect("http server");
         let handle = server.handle();
         tokio::spawn(server);
