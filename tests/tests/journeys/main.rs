@@ -8,10 +8,13 @@
 )]
 
 mod admin;
+mod backchannel_logout;
 mod backend_extractor;
 mod bad_input;
+mod browser_flow;
 mod hashing;
 mod health;
+mod hosted_pages;
 mod jwt_interop;
 mod logging;
 mod login;
@@ -19,6 +22,8 @@ mod mail_transports;
 mod maintenance;
 mod oauth_clients;
 mod oauth_tokens;
+mod oidc;
+mod openid_client;
 mod passwords;
 mod revocation_feed;
 mod security_headers;
