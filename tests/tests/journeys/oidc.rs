@@ -504,7 +504,9 @@ async fn request_errors_go_back_to_the_app_with_state_and_issuer() {
         params.extend(changes.iter().filter_map(|(k, v)| v.map(|v| (*k, v))));
         params
     };
-    let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
+    // (parameters, expected error, expected state)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (with(&[("state", None)]), "invalid_request", None),
         (
             with(&[("response_type", Some("token"))]),
