@@ -1,7 +1,10 @@
 //! Periodic clean-up of rows nobody can use any more. Every statement is an idempotent
 //! `DELETE ... WHERE expired`, so any number of instances may run it at once.
 
-use gatehouse_entity::{one_time_tokens, session_revocations, sessions};
+use gatehouse_entity::{
+    authorization_codes, backchannel_deliveries, browser_sessions, one_time_tokens,
+    session_revocations, sessions,
+};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use crate::{Gatehouse, Result};
@@ -14,12 +17,20 @@ pub struct PurgeReport {
     pub revocations: u64,
     pub signing_keys: u64,
     pub login_failures: u64,
+    pub authorization_codes: u64,
+    pub browser_sessions: u64,
+    pub backchannel_deliveries: u64,
 }
+
+/// How long a sent (or given-up) back-channel logout notice is kept.
+const FINISHED_DELIVERY_RETENTION: chrono::Duration = chrono::Duration::days(7);
 
 impl Gatehouse {
     /// Deletes expired one-time tokens; sessions (with their refresh tokens) that
     /// expired, or were revoked longer ago than any access token of theirs can live;
-    /// revocation feed entries whose tokens all expired; and unpublished signing keys.
+    /// revocation feed entries whose tokens all expired; unpublished signing keys;
+    /// authorization codes past use; idle browser sessions; and back-channel logout
+    /// notices finished a week ago.
     pub async fn purge_expired(&self) -> Result<PurgeReport> {
         let now = self.clock.now();
         let one_time_tokens = one_time_tokens::Entity::delete_many()
@@ -45,12 +56,34 @@ impl Gatehouse {
             .rows_affected;
         let signing_keys = self.tokens.keys().purge_expired().await?;
         let login_failures = self.purge_login_failures(now).await?;
+        // A used code is kept while its replay could still revoke live access tokens.
+        let authorization_codes = authorization_codes::Entity::delete_many()
+            .filter(authorization_codes::Column::ExpiresAt.lte(now - access_ttl))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let browser_sessions = browser_sessions::Entity::delete_many()
+            .filter(browser_sessions::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let backchannel_deliveries = backchannel_deliveries::Entity::delete_many()
+            .filter(backchannel_deliveries::Column::NextAttemptAt.is_null())
+            .filter(
+                backchannel_deliveries::Column::CreatedAt.lte(now - FINISHED_DELIVERY_RETENTION),
+            )
+            .exec(&self.db)
+            .await?
+            .rows_affected;
         Ok(PurgeReport {
             one_time_tokens,
             sessions,
             revocations,
             signing_keys,
             login_failures,
+            authorization_codes,
+            browser_sessions,
+            backchannel_deliveries,
         })
     }
 }

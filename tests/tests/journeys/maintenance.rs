@@ -64,3 +64,60 @@ async fn purge_removes_expired_tokens_and_sessions(backend: Backend) {
     // Twice in a row (as several instances would) is harmless.
     assert_eq!(server.gatehouse.purge_expired().await.unwrap().sessions, 0);
 }
+
+#[tokio::test]
+async fn the_purge_removes_idle_browser_sessions_and_old_authorization_codes() {
+    use gatehouse_tests::pages::PageWalker;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let admin = server.admin("root@example.com").await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let (client_id, secret) = server
+        .register_client(
+            &admin,
+            json!({ "name": "App", "type": "confidential", "first_party": true,
+                    "grant_types": ["authorization_code"], "redirect_uris": [redirect] }),
+        )
+        .await;
+    server
+        .verified_user("pu@example.com", "purge me please")
+        .await;
+    let walker = PageWalker::new();
+    let mut url = reqwest::Url::parse(&server.url("/oauth2/authorize")).unwrap();
+    url.query_pairs_mut().extend_pairs([
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", redirect),
+        ("response_type", "code"),
+        ("state", "s"),
+    ]);
+    let callback = walker
+        .authorize(url.as_str(), redirect, "pu@example.com", "purge me please")
+        .await;
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let exchanged = server
+        .post_form(
+            "/oauth2/token",
+            (&client_id, secret.as_deref().unwrap()),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", redirect),
+            ],
+        )
+        .await;
+    assert_eq!(exchanged.status(), reqwest::StatusCode::OK);
+    let fresh = server.gatehouse.purge_expired().await.unwrap();
+    assert_eq!((fresh.authorization_codes, fresh.browser_sessions), (0, 0));
+
+    // Past the browser session's 12 idle hours (and the code's minute plus the tokens').
+    server.advance(Duration::from_secs(12 * 3600 + 1));
+    let report = server.gatehouse.purge_expired().await.unwrap();
+    assert_eq!(report.authorization_codes, 1);
+    assert_eq!(report.browser_sessions, 1);
+    let page = walker.get(&server.url("/account/sessions")).await;
+    assert_eq!(gatehouse_tests::pages::location(&page).path(), "/login");
+}
