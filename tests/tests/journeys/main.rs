@@ -31,3 +31,4 @@ mod sessions;
 mod signing_keys;
 mod signup;
 mod tokens;
+mod valid_html;

@@ -1,0 +1,214 @@
+//! Every hosted page, in each of its states, is valid HTML by the W3C Nu HTML Checker
+//! (the npm package `vnu-jar` in `tests/html`, run with Java).
+
+use std::path::{Path, PathBuf};
+
+use gatehouse_tests::pages::{PageWalker, csrf_token, location};
+use gatehouse_tests::{Backend, TestServer};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn validator() -> PathBuf {
+    let jar =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("html/node_modules/vnu-jar/build/dist/vnu.jar");
+    assert!(
+        jar.exists(),
+        "{} is missing: run `npm ci` in tests/html (.ci/run does)",
+        jar.display()
+    );
+    jar
+}
+
+/// Saves the body of a response as `<name>.html`.
+async fn save(dir: &Path, name: &str, response: reqwest::Response) {
+    let html = response.text().await.unwrap();
+    assert!(
+        html.starts_with("<!doctype html>"),
+        "{name} is not a page:\n{html}"
+    );
+    std::fs::write(dir.join(format!("{name}.html")), html).unwrap();
+}
+
+#[tokio::test]
+async fn every_hosted_page_is_valid_html() {
+    let jar = validator();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let server = TestServer::start(Backend::Sqlite).await;
+    let admin = server.admin("root@example.com").await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let (client_id, _) = server
+        .register_client(
+            &admin,
+            json!({ "name": "Photos & <Friends>", "type": "confidential",
+                    "grant_types": ["authorization_code"], "redirect_uris": [redirect],
+                    "scopes": ["albums:read"] }),
+        )
+        .await;
+    server.verified_user("ada@example.com", PASSWORD).await;
+    server.sign_up("new@example.com", PASSWORD).await;
+    let walker = PageWalker::new();
+    let url = |path: &str| server.url(path);
+
+    save(out, "login", walker.get(&url("/login")).await).await;
+    let csrf = walker.csrf_of(&url("/login")).await;
+    let wrong = walker
+        .post(
+            &url("/login"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "ada@example.com"),
+                ("password", "nope nope nope"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    save(out, "login-wrong-password", wrong).await;
+    let unverified = walker
+        .post(
+            &url("/login"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "new@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(unverified.status(), StatusCode::FORBIDDEN);
+    save(out, "login-unverified", unverified).await;
+    save(out, "signup", walker.get(&url("/signup")).await).await;
+    let short = walker
+        .post(
+            &url("/signup"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "not-an-email"),
+                ("new_password", "x"),
+            ],
+        )
+        .await;
+    save(out, "signup-errors", short).await;
+    let short = walker
+        .post(
+            &url("/signup"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "bob@example.com"),
+                ("new_password", "x"),
+            ],
+        )
+        .await;
+    save(out, "signup-short-password", short).await;
+    let done = walker
+        .post(
+            &url("/signup"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "bob@example.com"),
+                ("new_password", PASSWORD),
+            ],
+        )
+        .await;
+    save(out, "signup-done", done).await;
+    save(
+        out,
+        "verify-email",
+        walker.get(&url("/verify-email?token=abc")).await,
+    )
+    .await;
+    let bad_token = walker
+        .post(
+            &url("/verify-email"),
+            &[("csrf_token", &csrf), ("token", "abc")],
+        )
+        .await;
+    save(out, "verify-email-invalid", bad_token).await;
+    save(
+        out,
+        "forgot-password",
+        walker.get(&url("/forgot-password")).await,
+    )
+    .await;
+    save(
+        out,
+        "reset-password",
+        walker.get(&url("/reset-password?token=abc")).await,
+    )
+    .await;
+    let bad_reset = walker
+        .post(
+            &url("/reset-password"),
+            &[
+                ("csrf_token", &csrf),
+                ("token", "abc"),
+                ("new_password", "x"),
+            ],
+        )
+        .await;
+    save(out, "reset-password-errors", bad_reset).await;
+    let forbidden = walker.post(&url("/logout"), &[]).await;
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    save(out, "csrf-refused", forbidden).await;
+    save(
+        out,
+        "authorize-unknown-client",
+        walker.get(&url("/oauth2/authorize?client_id=nope")).await,
+    )
+    .await;
+
+    // Logged in: consent, sessions (two logins, one app), logout.
+    server.log_in("ada@example.com", PASSWORD).await;
+    let mut authorize = reqwest::Url::parse(&url("/oauth2/authorize")).unwrap();
+    authorize.query_pairs_mut().extend_pairs([
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", redirect),
+        ("response_type", "code"),
+        ("scope", "openid email profile albums:read"),
+        ("state", "s"),
+    ]);
+    walker
+        .log_in(&server.base_url, "ada@example.com", PASSWORD)
+        .await;
+    let to_consent = walker.get(authorize.as_str()).await;
+    assert_eq!(location(&to_consent).path(), "/consent");
+    let consent = walker.get(&url("/consent")).await;
+    let consent_html = consent.text().await.unwrap();
+    std::fs::write(out.join("consent.html"), &consent_html).unwrap();
+    walker
+        .post(
+            &url("/consent"),
+            &[
+                ("csrf_token", &csrf_token(&consent_html)),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    save(out, "sessions", walker.get(&url("/account/sessions")).await).await;
+    save(out, "logout", walker.get(&url("/logout")).await).await;
+    let page = walker.get(&url("/logout")).await.text().await.unwrap();
+    let signed_out = walker
+        .post(&url("/logout"), &[("csrf_token", &csrf_token(&page))])
+        .await;
+    save(out, "signed-out", signed_out).await;
+
+    let pages: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(pages.len(), 18);
+    let output = tokio::process::Command::new("java")
+        .arg("-jar")
+        .arg(&jar)
+        .arg("--errors-only")
+        .args(&pages)
+        .output()
+        .await
+        .expect("java runs (install a JRE)");
+    assert!(
+        output.status.success(),
+        "the Nu HTML Checker found errors:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
