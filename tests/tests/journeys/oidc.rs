@@ -710,3 +710,52 @@ async fn discovery_describes_the_provider() {
         );
     }
 }
+
+#[tokio::test]
+async fn refresh_tokens_come_with_offline_access_or_by_client_setting() {
+    let setup = setup(Backend::Sqlite, json!({ "first_party": true })).await;
+    let server = &setup.server;
+    let walker = PageWalker::new();
+    let tokens_for = |client_id: String, scopes: &'static [&'static str]| {
+        let walker = &walker;
+        let setup = &setup;
+        async move {
+            let app = app(server, &client_id);
+            let request = request(&app, scopes);
+            let code = code_for(setup, walker, &request).await;
+            let body: Value = exchange(server, &client_id, &code, request.verifier.secret())
+                .await
+                .json()
+                .await
+                .unwrap();
+            body
+        }
+    };
+    let plain = tokens_for(setup.client_id.clone(), &["openid"]).await;
+    assert!(plain.get("refresh_token").is_none(), "{plain}");
+    let offline = tokens_for(setup.client_id.clone(), &["openid", "offline_access"]).await;
+    assert!(offline["refresh_token"].is_string(), "{offline}");
+
+    let (always, _) = server
+        .register_client(
+            &setup.admin,
+            json!({ "name": "Always", "type": "public", "first_party": true,
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "redirect_uris": [APP], "always_issue_refresh_token": true }),
+        )
+        .await;
+    let by_setting = tokens_for(always, &["openid"]).await;
+    assert!(by_setting["refresh_token"].is_string(), "{by_setting}");
+
+    // Without the refresh_token grant, offline_access is ignored (OIDC Core 11).
+    let (no_refresh, _) = server
+        .register_client(
+            &setup.admin,
+            json!({ "name": "Online only", "type": "public", "first_party": true,
+                    "grant_types": ["authorization_code"], "redirect_uris": [APP] }),
+        )
+        .await;
+    let ignored = tokens_for(no_refresh, &["openid", "offline_access"]).await;
+    assert!(ignored.get("refresh_token").is_none(), "{ignored}");
+    assert_eq!(ignored["scope"], "openid");
+}
