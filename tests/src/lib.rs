@@ -389,6 +389,36 @@ timeout = "2s"
             .expect("request")
     }
 
+    /// GETs a path and reads its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
+    /// Checks a JWT's signature against the published JWKS, its issuer and audience (not
+    /// its expiry: the server's clock is a test clock); returns its claims.
+    pub async fn verify_signed(&self, token: &str, audience: &str) -> Value {
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(self.get_json("/.well-known/jwks.json").await).expect("a JWKS");
+        let header = jsonwebtoken::decode_header(token).expect("a JWT");
+        let kid = header.kid.expect("a kid");
+        let jwk = jwks.find(&kid).expect("the key is published");
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("a usable key");
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&self.base_url]);
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .expect("signed by a published key, for this issuer and audience")
+            .claims
+    }
+
     /// Moves the server's clock forward.
     pub fn advance(&self, by: Duration) {
         self.clock.advance(by);

@@ -112,39 +112,17 @@ impl AccessTokens {
         Ok((token, expires_at))
     }
 
-    /// Checks that an `id_token_hint` is an ID token this server signed with a key still
-    /// published. Its expiry is not checked: a hint may be an old token (RP-Initiated
-    /// Logout 1.0, section 2).
-    pub async fn verify_id_token_hint(&self, token: &str) -> Result<IdTokenHint> {
+    /// Decodes a JWT signed by one of the published keys, with the key's algorithm and
+    /// this issuer; `typ_allowed` judges the header's `typ`, `adjust` sets the rest of the
+    /// checks.
+    async fn decode_signed<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        typ_allowed: impl FnOnce(Option<&str>) -> bool,
+        adjust: impl FnOnce(&mut Validation),
+    ) -> Result<T> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated)?;
-        if header.typ.as_deref().is_some_and(|typ| typ != "JWT") {
-            return Err(Error::Unauthenticated);
-        }
-        let kid = header.kid.ok_or(Error::Unauthenticated)?;
-        let (key, algorithm) = self
-            .keys
-            .verification_key(&kid)
-            .await?
-            .ok_or(Error::Unauthenticated)?;
-        if header.alg != algorithm.jws() {
-            return Err(Error::Unauthenticated);
-        }
-        let mut validation = Validation::new(algorithm.jws());
-        validation.set_issuer(&[&self.issuer]);
-        validation.validate_aud = false;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["iss", "aud", "sub"]);
-        jsonwebtoken::decode::<IdTokenHint>(token, &key, &validation)
-            .map(|data| data.claims)
-            .map_err(|_| Error::Unauthenticated)
-    }
-
-    /// Checks type, algorithm, signature, issuer, lifetime and (when given) audience.
-    /// Whether the session still stands is the caller's question.
-    pub async fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated)?;
-        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        if !typ_allowed(header.typ.as_deref()) {
             return Err(Error::Unauthenticated);
         }
         let kid = header.kid.ok_or(Error::Unauthenticated)?;
@@ -159,17 +137,46 @@ impl AccessTokens {
         }
         let mut validation = Validation::new(algorithm.jws());
         validation.set_issuer(&[&self.issuer]);
-        match audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
-        }
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        // Lifetime is checked against the injected clock below.
+        // Lifetimes are checked against the injected clock by the callers.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-            .map_err(|_| Error::Unauthenticated)?
-            .claims;
+        adjust(&mut validation);
+        jsonwebtoken::decode::<T>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|_| Error::Unauthenticated)
+    }
+
+    /// Checks that an `id_token_hint` is an ID token this server signed with a key still
+    /// published. Its expiry is not checked: a hint may be an old token (RP-Initiated
+    /// Logout 1.0, section 2).
+    pub async fn verify_id_token_hint(&self, token: &str) -> Result<IdTokenHint> {
+        self.decode_signed(
+            token,
+            |typ| typ.is_none_or(|typ| typ == "JWT"),
+            |validation| {
+                validation.validate_aud = false;
+                validation.set_required_spec_claims(&["iss", "aud", "sub"]);
+            },
+        )
+        .await
+    }
+
+    /// Checks type, algorithm, signature, issuer, lifetime and (when given) audience.
+    /// Whether the session still stands is the caller's question.
+    pub async fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims> {
+        let claims: AccessClaims = self
+            .decode_signed(
+                token,
+                |typ| typ == Some(ACCESS_TOKEN_TYPE),
+                |validation| {
+                    match audience {
+                        Some(audience) => validation.set_audience(&[audience]),
+                        None => validation.validate_aud = false,
+                    }
+                    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                },
+            )
+            .await?;
         let now = self.clock.now().timestamp();
         if claims.exp <= now || claims.nbf > now {
             return Err(Error::Unauthenticated);

@@ -219,6 +219,9 @@ pub enum PageError {
     Template(#[from] minijinja::Error),
     #[error("the browser session could not be read: {0}")]
     Session(String),
+    /// The page needs a login; the browser is sent to the login page.
+    #[error("log in first")]
+    LoginRequired,
 }
 
 impl ResponseError for PageError {
@@ -227,11 +230,17 @@ impl ResponseError for PageError {
             PageError::Core(e) => core_status_and_code(e).0,
             PageError::Csrf => StatusCode::FORBIDDEN,
             PageError::Template(_) | PageError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PageError::LoginRequired => StatusCode::SEE_OTHER,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        if let PageError::LoginRequired = self {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/login"))
+                .finish();
+        }
         let message = if status.is_server_error() {
             log_cause_chain("page_error", self);
             "Something went wrong on our side. Please try again in a moment.".to_owned()

@@ -166,24 +166,7 @@ async fn check_logout_token(signed: &Signed, token: &str) -> Value {
     let server = &signed.server;
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
-    let jwks: jsonwebtoken::jwk::JwkSet = server
-        .http
-        .get(server.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key =
-        jsonwebtoken::DecodingKey::from_jwk(jwks.find(&header.kid.unwrap()).unwrap()).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_audience(&[&signed.client_id]);
-    validation.set_issuer(&[&server.base_url]);
-    validation.validate_exp = false;
-    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .expect("signed by a published key")
-        .claims;
+    let claims = server.verify_signed(token, &signed.client_id).await;
     let id_claims = decode_claims(&signed.id_token);
     assert_eq!(claims["sid"], id_claims["sid"]);
     assert_eq!(claims["sub"], id_claims["sub"]);

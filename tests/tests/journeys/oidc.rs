@@ -208,21 +208,7 @@ async fn code_flow_with_pkce_signs_the_user_in(backend: Backend) {
     assert_eq!(access_claims["client_id"], setup.client_id.as_str());
 
     // The ID token is signed by a key of the published JWKS.
-    let jwks: jsonwebtoken::jwk::JwkSet = server
-        .http
-        .get(server.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kid = jsonwebtoken::decode_header(&id_token).unwrap().kid.unwrap();
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[&setup.client_id]);
-    validation.validate_exp = false;
-    jsonwebtoken::decode::<Value>(&id_token, &key, &validation).expect("valid signature");
+    server.verify_signed(&id_token, &setup.client_id).await;
 
     // userinfo, by GET and by POST.
     for method in [reqwest::Method::GET, reqwest::Method::POST] {
@@ -674,15 +660,7 @@ async fn withdrawing_consent_ends_the_apps_tokens() {
 #[tokio::test]
 async fn discovery_describes_the_provider() {
     let server = TestServer::start(Backend::Sqlite).await;
-    let doc: Value = server
-        .http
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.get_json("/.well-known/openid-configuration").await;
     let issuer = &server.base_url;
     assert_eq!(
         doc["authorization_endpoint"],

@@ -490,17 +490,18 @@ struct CsrfForm {
     csrf_token: Option<String>,
 }
 
-/// The logged-in user of a form post, after the CSRF check; `Err` redirects to login.
+/// The logged-in user of a form post, after the CSRF check.
 async fn form_user(
     gatehouse: &Gatehouse,
-    browser: &BrowserSession<'_>,
+    session: &Session,
     form: &CsrfForm,
-) -> Result<Result<gatehouse_core::browser::BrowserUser, HttpResponse>, PageError> {
+) -> Result<gatehouse_core::browser::BrowserUser, PageError> {
+    let browser = BrowserSession(session);
     browser.check_csrf(form.csrf_token.as_deref())?;
-    Ok(browser
+    browser
         .user(gatehouse)
         .await?
-        .ok_or_else(|| see_other("/login")))
+        .ok_or(PageError::LoginRequired)
 }
 
 #[post("/account/sessions/{id}/revoke")]
@@ -511,11 +512,7 @@ async fn revoke_session(
     path: web::Path<Uuid>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
-    let user = match form_user(&gatehouse, &browser, &form).await? {
-        Ok(user) => user,
-        Err(redirect) => return Ok(redirect),
-    };
+    let user = form_user(&gatehouse, &session, &form).await?;
     gatehouse
         .revoke_own_session(&user.principal(), path.into_inner(), &meta)
         .await?;
@@ -529,11 +526,7 @@ async fn revoke_other_sessions(
     ClientMeta(meta): ClientMeta,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
-    let user = match form_user(&gatehouse, &browser, &form).await? {
-        Ok(user) => user,
-        Err(redirect) => return Ok(redirect),
-    };
+    let user = form_user(&gatehouse, &session, &form).await?;
     gatehouse
         .revoke_other_sessions(&user.principal(), &meta)
         .await?;
@@ -548,11 +541,7 @@ async fn withdraw_consent(
     path: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
-    let user = match form_user(&gatehouse, &browser, &form).await? {
-        Ok(user) => user,
-        Err(redirect) => return Ok(redirect),
-    };
+    let user = form_user(&gatehouse, &session, &form).await?;
     gatehouse
         .withdraw_consent(&user.principal(), &path, &meta)
         .await?;
