@@ -19,6 +19,9 @@ use crate::sessions::Principal;
 use crate::types::Role;
 use crate::{Error, Gatehouse, Result};
 
+/// Activity closer together than this does not move the idle expiry again.
+const TOUCH_GRANULARITY: chrono::Duration = chrono::Duration::minutes(1);
+
 /// The state key whose value (a JSON string) is the id of the login session.
 pub const LOGIN_SESSION_KEY: &str = "login";
 
@@ -128,18 +131,23 @@ impl Gatehouse {
     }
 
     /// Moves the idle expiry of a browser session forward, and counts the visit as
-    /// activity of its login.
+    /// activity of its login. Within a minute of the last move nothing is written, so a
+    /// burst of page views costs reads only.
     pub async fn touch_browser_session(&self, key: &str, idle_timeout: Duration) -> Result<()> {
         let now = self.clock.now();
         let id = token_hash(key);
-        browser_sessions::Entity::update_many()
-            .col_expr(
-                browser_sessions::Column::ExpiresAt,
-                Expr::value(now + chrono_duration(idle_timeout)),
-            )
+        let expires_at = now + chrono_duration(idle_timeout);
+        let moved = browser_sessions::Entity::update_many()
+            .col_expr(browser_sessions::Column::ExpiresAt, Expr::value(expires_at))
             .filter(browser_sessions::Column::Id.eq(id.as_str()))
+            .filter(browser_sessions::Column::ExpiresAt.lt(expires_at - TOUCH_GRANULARITY))
             .exec(&self.db)
-            .await?;
+            .await?
+            .rows_affected
+            == 1;
+        if !moved {
+            return Ok(());
+        }
         if let Some(login) = browser_sessions::Entity::find_by_id(id)
             .one(&self.db)
             .await?

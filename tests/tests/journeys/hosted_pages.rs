@@ -432,3 +432,29 @@ async fn branding_and_templates_come_from_the_configuration() {
         .unwrap();
     assert!(signed_out.contains("Custom: Signed out"), "{signed_out}");
 }
+
+#[tokio::test]
+async fn the_browser_session_ends_after_its_idle_timeout_and_activity_extends_it() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.verified_user("ada@example.com", PASSWORD).await;
+    let walker = PageWalker::new();
+    walker
+        .log_in(&server.base_url, "ada@example.com", PASSWORD)
+        .await;
+    let hour = std::time::Duration::from_secs(3600);
+    // Two visits 11 hours apart keep it (idle timeout: 12 hours).
+    server.advance(11 * hour);
+    assert_eq!(
+        walker.get(&server.url("/account/sessions")).await.status(),
+        StatusCode::OK
+    );
+    server.advance(11 * hour);
+    assert_eq!(
+        walker.get(&server.url("/account/sessions")).await.status(),
+        StatusCode::OK
+    );
+    // Thirteen idle hours end it.
+    server.advance(13 * hour);
+    let page = walker.get(&server.url("/account/sessions")).await;
+    assert_eq!(location(&page).path(), "/login");
+}
