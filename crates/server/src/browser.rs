@@ -225,7 +225,14 @@ impl BrowserSession<'_> {
     }
 
     pub fn clear_pending_authorization(&self) {
-        self.0.remove(PENDING_AUTHORIZATION_KEY);
+        self.remove(PENDING_AUTHORIZATION_KEY);
+    }
+
+    /// Removes an entry; the session is only written back if there was one.
+    fn remove(&self, key: &str) {
+        if self.0.entries().contains_key(key) {
+            self.0.remove(key);
+        }
     }
 
     pub fn pending_logout(&self) -> Result<Option<LogoutRequest>, PageError> {
@@ -239,7 +246,7 @@ impl BrowserSession<'_> {
     /// Where to go after logging in (a path on this server only).
     pub fn take_return_to(&self) -> Result<Option<String>, PageError> {
         let value: Option<String> = self.get(RETURN_TO_KEY)?;
-        self.0.remove(RETURN_TO_KEY);
+        self.remove(RETURN_TO_KEY);
         Ok(value)
     }
 
