@@ -105,6 +105,28 @@ fn unknown_settings_are_an_error() {
 }
 
 #[test]
+fn page_branding_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "[pages]\naccent_colour = \"red; background: url(x)\"\nlogo_url = \"http://cdn.example.com/logo.png\"\n\
+         [backchannel_logout]\nmax_attempts = 0\n",
+    )
+    .unwrap();
+    let output = gatehouse(&config).arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    for setting in [
+        "pages.accent_colour",
+        "pages.logo_url",
+        "backchannel_logout.max_attempts",
+    ] {
+        assert!(stderr.contains(setting), "{setting}: {stderr}");
+    }
+}
+
+#[test]
 fn create_an_admin_then_serve_and_log_in() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
