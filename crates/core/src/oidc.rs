@@ -136,6 +136,19 @@ pub struct LogoutRequest {
     pub hint_login: Option<Uuid>,
 }
 
+/// Whom and what an ID token is for.
+pub(crate) struct IdTokenFor<'a> {
+    pub user: &'a users::Model,
+    pub client_id: &'a str,
+    /// The granted scopes, space-separated.
+    pub scope: &'a str,
+    pub session_id: Uuid,
+    pub auth_time: DateTime<Utc>,
+    pub nonce: Option<&'a str>,
+    pub access_token: &'a str,
+    pub now: DateTime<Utc>,
+}
+
 #[derive(Serialize)]
 struct IdTokenClaims<'a> {
     iss: &'a str,
@@ -786,31 +799,18 @@ impl Gatehouse {
                 now,
             )
             .await?;
-        let id_token = if scopes.contains(&"openid") {
-            let expires_at = self.access_token_expiry(now);
-            let with_email = scopes.contains(&"email");
-            let claims_for = |algorithm| IdTokenClaims {
-                iss: &self.settings.issuer,
-                sub: user.id.to_string(),
-                aud: client.id(),
-                exp: expires_at.timestamp(),
-                iat: now.timestamp(),
-                auth_time: row.auth_time.timestamp(),
+        let id_token = self
+            .id_token(IdTokenFor {
+                user: &user,
+                client_id: client.id(),
+                scope: &row.scope,
+                session_id: app_session,
+                auth_time: row.auth_time,
                 nonce: row.nonce.as_deref(),
-                sid: app_session.to_string(),
-                at_hash: at_hash(&access_token, algorithm),
-                email: with_email.then_some(user.email.as_str()),
-                email_verified: with_email.then_some(user.email_verified_at.is_some()),
-                name: if scopes.contains(&"profile") {
-                    user.name.as_deref()
-                } else {
-                    None
-                },
-            };
-            Some(self.tokens.keys().sign_with("JWT", claims_for).await?)
-        } else {
-            None
-        };
+                access_token: &access_token,
+                now,
+            })
+            .await?;
         Ok(CodeTokens {
             access_token,
             token_type: "Bearer",
@@ -819,6 +819,36 @@ impl Gatehouse {
             id_token,
             scope: row.scope,
         })
+    }
+
+    /// An ID token for an app session, when its scopes include `openid` (OIDC Core 2 and
+    /// 12.2: on a refresh, the same `sub`, `aud`, `sid` and `auth_time`, and no `nonce`).
+    pub(crate) async fn id_token(&self, to: IdTokenFor<'_>) -> Result<Option<String>> {
+        let scopes: Vec<&str> = split(to.scope).collect();
+        if !scopes.contains(&"openid") {
+            return Ok(None);
+        }
+        let expires_at = self.access_token_expiry(to.now);
+        let with_email = scopes.contains(&"email");
+        let claims_for = |algorithm| IdTokenClaims {
+            iss: &self.settings.issuer,
+            sub: to.user.id.to_string(),
+            aud: to.client_id,
+            exp: expires_at.timestamp(),
+            iat: to.now.timestamp(),
+            auth_time: to.auth_time.timestamp(),
+            nonce: to.nonce,
+            sid: to.session_id.to_string(),
+            at_hash: at_hash(to.access_token, algorithm),
+            email: with_email.then_some(to.user.email.as_str()),
+            email_verified: with_email.then_some(to.user.email_verified_at.is_some()),
+            name: if scopes.contains(&"profile") {
+                to.user.name.as_deref()
+            } else {
+                None
+            },
+        };
+        Ok(Some(self.tokens.keys().sign_with("JWT", claims_for).await?))
     }
 
     async fn revoke_replayed_code(

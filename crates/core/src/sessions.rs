@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::clients::API_CLIENT_ID;
+use crate::oidc::IdTokenFor;
 use crate::secrets::{new_token, token_hash};
 use crate::signing::TokenGrant;
 use crate::types::{Email, Password, Role};
@@ -31,6 +32,9 @@ pub struct TokenPair {
     pub session_id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A new ID token, when an app session with the `openid` scope is refreshed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// The user behind a valid access token of a live session.
@@ -347,12 +351,27 @@ impl Gatehouse {
                 .audience
                 .clone()
                 .unwrap_or_else(|| self.settings.tokens.default_audience.clone()),
-            client_id: client.id,
+            client_id: client.id.clone(),
             session: Some(session.id),
-            scope: token.scope,
+            scope: token.scope.clone(),
             role: Some(user.role.clone()),
         };
-        self.token_pair(grant, refresh_token, now).await
+        let mut pair = self.token_pair(grant, refresh_token, now).await?;
+        if let Some(auth_time) = session.auth_time {
+            pair.id_token = self
+                .id_token(IdTokenFor {
+                    user: &user,
+                    client_id: &client.id,
+                    scope: token.scope.as_deref().unwrap_or_default(),
+                    session_id: session.id,
+                    auth_time,
+                    nonce: None,
+                    access_token: &pair.access_token,
+                    now,
+                })
+                .await?;
+        }
+        Ok(pair)
     }
 
     /// The principal behind an access token, if its session still stands.
@@ -510,6 +529,7 @@ impl Gatehouse {
             refresh_token: refresh_token.expose_secret().to_owned(),
             session_id,
             scope,
+            id_token: None,
         })
     }
 }

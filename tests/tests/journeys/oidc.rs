@@ -247,6 +247,18 @@ async fn code_flow_with_pkce_signs_the_user_in(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(refreshed.status(), StatusCode::OK);
+    // With a new ID token for the same user, app and login (OIDC Core 12.2), no nonce.
+    let refreshed: Value = refreshed.json().await.unwrap();
+    let renewed = server
+        .verify_signed(refreshed["id_token"].as_str().unwrap(), &setup.client_id)
+        .await;
+    for claim in ["sub", "aud", "sid", "auth_time", "email"] {
+        assert_eq!(renewed[claim], claims[claim], "{claim}");
+    }
+    assert!(renewed.get("nonce").is_none());
+    let renewed_access = refreshed["access_token"].as_str().unwrap();
+    let digest = Sha256::digest(renewed_access.as_bytes());
+    assert_eq!(renewed["at_hash"], URL_SAFE_NO_PAD.encode(&digest[..16]));
 
     // Consent is remembered: the next request comes straight back with a code.
     let again = request_for(&app, &["openid", "email"]);
