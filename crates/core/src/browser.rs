@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gatehouse_entity::{browser_sessions, sessions, users};
+use gatehouse_entity::{browser_sessions, sessions};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use secrecy::SecretString;
@@ -174,17 +174,9 @@ impl Gatehouse {
     /// The user of a login session that still stands (not revoked, expired or idle, and
     /// the account enabled).
     pub async fn login_user(&self, session_id: Uuid) -> Result<Option<BrowserUser>> {
-        let Some((session, Some(user))) = sessions::Entity::find_by_id(session_id)
-            .find_also_related(users::Entity)
-            .one(&self.db)
-            .await?
-        else {
+        let Some((session, user)) = self.live_session(&self.db, session_id).await? else {
             return Ok(None);
         };
-        let now = self.clock.now();
-        if !self.session_is_live(&session, now) || user.disabled_at.is_some() {
-            return Ok(None);
-        }
         Ok(Some(BrowserUser {
             user_id: user.id,
             email: user.email,

@@ -195,7 +195,8 @@ impl Client {
     }
 }
 
-fn split(list: &str) -> impl Iterator<Item = &str> {
+/// The items of a space-separated list as stored (scopes, URIs, grant types).
+pub(crate) fn split(list: &str) -> impl Iterator<Item = &str> {
     list.split(' ').filter(|s| !s.is_empty())
 }
 

@@ -2,12 +2,12 @@
 //! introspection (RFC 7662) and revocation (RFC 7009).
 
 use gatehouse_entity::{refresh_tokens, sessions, users};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::clients::{Client, GrantType};
+use crate::clients::{Client, GrantType, split};
 use crate::secrets::token_hash;
 use crate::sessions::{RevokeReason, revoke_session};
 use crate::signing::TokenGrant;
@@ -39,7 +39,7 @@ impl Gatehouse {
         let allowed: Vec<&str> = client.scopes().collect();
         let granted: Vec<&str> = match scope.map(str::trim).filter(|s| !s.is_empty()) {
             Some(requested) => {
-                let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+                let requested: Vec<&str> = split(requested).collect();
                 if let Some(unknown) = requested.iter().find(|s| !allowed.contains(s)) {
                     return Err(Error::InvalidScope(format!(
                         "scope `{unknown}` is not allowed for this client"
@@ -188,21 +188,48 @@ impl Gatehouse {
             .is_some_and(|user| user.disabled_at.is_none()))
     }
 
-    /// The user of a session that still stands (not revoked, not expired, user enabled).
-    pub(crate) async fn live_session_user(
+    /// A session that still stands (not revoked, expired or idle) and its enabled user.
+    pub(crate) async fn live_session(
         &self,
+        conn: &impl ConnectionTrait,
         session_id: uuid::Uuid,
-    ) -> Result<Option<users::Model>> {
+    ) -> Result<Option<(sessions::Model, users::Model)>> {
         let Some((session, Some(user))) = sessions::Entity::find_by_id(session_id)
             .find_also_related(users::Entity)
-            .one(&self.db)
+            .one(conn)
             .await?
         else {
             return Ok(None);
         };
-        let now = self.clock.now();
-        let live =
-            session.revoked_at.is_none() && session.expires_at > now && user.disabled_at.is_none();
-        Ok(live.then_some(user))
+        let live = self.session_is_live(&session, self.clock.now()) && user.disabled_at.is_none();
+        Ok(live.then_some((session, user)))
+    }
+
+    /// The user of a session that still stands.
+    pub(crate) async fn live_session_user(
+        &self,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<users::Model>> {
+        Ok(self
+            .live_session(&self.db, session_id)
+            .await?
+            .map(|(_, user)| user))
+    }
+
+    /// The claims and user of a user's access token whose session still stands; any
+    /// audience when `audience` is `None`. Service tokens (no session) are refused.
+    pub(crate) async fn user_token(
+        &self,
+        access_token: &str,
+        audience: Option<&str>,
+    ) -> Result<(crate::signing::AccessClaims, users::Model)> {
+        let claims = self.tokens.verify(access_token, audience).await?;
+        let sid = claims.sid.ok_or(Error::Unauthenticated)?;
+        let user = self
+            .live_session_user(sid)
+            .await?
+            .filter(|user| user.id.to_string() == claims.sub)
+            .ok_or(Error::Unauthenticated)?;
+        Ok((claims, user))
     }
 }

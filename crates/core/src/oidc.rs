@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256, Sha512};
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::clients::{Client, GrantType};
+use crate::clients::{Client, GrantType, split};
 use crate::keys::SigningAlgorithm;
 use crate::secrets::{constant_time_eq, new_token, token_hash};
 use crate::sessions::{Principal, RevokeReason, insert_refresh_token, revoke_session};
@@ -185,10 +185,6 @@ fn single<'a>(
     }
 }
 
-fn split(list: &str) -> impl Iterator<Item = &str> {
-    list.split(' ').filter(|s| !s.is_empty())
-}
-
 /// `BASE64URL(SHA-256(verifier))` as RFC 7636 4.6 computes it.
 fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
@@ -238,8 +234,8 @@ impl Gatehouse {
         login: Option<Uuid>,
     ) -> Result<AuthorizeStep> {
         match self.check_authorization_request(params).await? {
-            Ok(request) => {
-                self.continue_authorization(&request, login, Progress::default())
+            Ok((request, client)) => {
+                self.decide(&request, &client, login, Progress::default())
                     .await
             }
             Err(step) => Ok(step),
@@ -249,7 +245,7 @@ impl Gatehouse {
     async fn check_authorization_request(
         &self,
         params: &[(String, String)],
-    ) -> Result<std::result::Result<AuthorizationRequest, AuthorizeStep>> {
+    ) -> Result<std::result::Result<(AuthorizationRequest, clients::Model), AuthorizeStep>> {
         let refuse = |message: String| Ok(Err(AuthorizeStep::Refuse { message }));
         let client_id = match single(params, "client_id") {
             Ok(Some(id)) => id,
@@ -414,7 +410,7 @@ impl Gatehouse {
                 );
             }
         };
-        Ok(Ok(AuthorizationRequest {
+        let request = AuthorizationRequest {
             client_id: client.id().to_owned(),
             client_name: client.0.name.clone(),
             redirect_uri: redirect_uri.to_owned(),
@@ -425,7 +421,8 @@ impl Gatehouse {
             prompt,
             max_age,
             login_hint: get("login_hint").map(str::to_owned),
-        }))
+        };
+        Ok(Ok((request, client.0)))
     }
 
     /// Decides the next step of a checked request: login, consent, or a code.
@@ -443,6 +440,16 @@ impl Gatehouse {
                 message: "The application that sent you here is not registered.".to_owned(),
             });
         };
+        self.decide(request, &client, login, progress).await
+    }
+
+    async fn decide(
+        &self,
+        request: &AuthorizationRequest,
+        client: &clients::Model,
+        login: Option<Uuid>,
+        progress: Progress,
+    ) -> Result<AuthorizeStep> {
         let now = self.clock.now();
         let user = match login {
             Some(login) => self.login_user(login).await?,
@@ -610,23 +617,19 @@ impl Gatehouse {
     pub async fn app_consents(&self, user_id: Uuid) -> Result<Vec<AppConsent>> {
         let rows = consents::Entity::find()
             .filter(consents::Column::UserId.eq(user_id))
+            .find_also_related(clients::Entity)
             .order_by_desc(consents::Column::GrantedAt)
             .all(&self.db)
             .await?;
-        let mut apps = Vec::with_capacity(rows.len());
-        for row in rows {
-            let name = clients::Entity::find_by_id(row.client_id.as_str())
-                .one(&self.db)
-                .await?
-                .map_or_else(|| row.client_id.clone(), |c| c.name);
-            apps.push(AppConsent {
-                client_id: row.client_id,
-                client_name: name,
-                scope: row.scope,
-                granted_at: row.granted_at,
-            });
-        }
-        Ok(apps)
+        Ok(rows
+            .into_iter()
+            .map(|(consent, client)| AppConsent {
+                client_name: client.map_or_else(|| consent.client_id.clone(), |c| c.name),
+                client_id: consent.client_id,
+                scope: consent.scope,
+                granted_at: consent.granted_at,
+            })
+            .collect())
     }
 
     /// Forgets the user's consent to a client and ends the client's sessions of the user,
@@ -731,16 +734,10 @@ impl Gatehouse {
             }
             (None, None) => {}
         }
-        let Some((login, Some(user))) = sessions::Entity::find_by_id(row.session_id)
-            .find_also_related(users::Entity)
-            .one(&txn)
+        let (login, user) = self
+            .live_session(&txn, row.session_id)
             .await?
-        else {
-            return Err(invalid("the login that approved the code has ended"));
-        };
-        if !self.session_is_live(&login, now) || user.disabled_at.is_some() {
-            return Err(invalid("the login that approved the code has ended"));
-        }
+            .ok_or_else(|| invalid("the login that approved the code has ended"))?;
         let scopes: Vec<&str> = split(&row.scope).collect();
         let app_session = Uuid::now_v7();
         let lifetime = chrono::Duration::from_std(self.settings.sessions.lifetime)
@@ -883,18 +880,12 @@ impl Gatehouse {
 
     /// OIDC Core 5.3: the claims about the user that the access token's scopes allow.
     pub async fn userinfo(&self, access_token: &str) -> Result<Value> {
-        let claims = self.tokens.verify(access_token, None).await?;
-        let sid = claims.sid.ok_or(Error::Unauthenticated)?;
+        let (claims, user) = self.user_token(access_token, None).await?;
         let scopes: Vec<&str> = claims
             .scope
             .as_deref()
             .map(|s| split(s).collect())
             .unwrap_or_default();
-        let user = self
-            .live_session_user(sid)
-            .await?
-            .filter(|user| user.id.to_string() == claims.sub)
-            .ok_or(Error::Unauthenticated)?;
         if !scopes.contains(&"openid") {
             return Err(Error::InsufficientScope(
                 "userinfo needs a token with the openid scope".to_owned(),

@@ -376,20 +376,12 @@ impl Gatehouse {
 
     /// The principal behind an access token, if its session still stands.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
-        let claims = self
-            .tokens
-            .verify(access_token, Some(&self.settings.tokens.default_audience))
+        let (claims, user) = self
+            .user_token(access_token, Some(&self.settings.tokens.default_audience))
             .await?;
-        // Service tokens (no session) are not for the user API.
-        let sid = claims.sid.ok_or(Error::Unauthenticated)?;
-        let user = self
-            .live_session_user(sid)
-            .await?
-            .filter(|user| user.id.to_string() == claims.sub)
-            .ok_or(Error::Unauthenticated)?;
         Ok(Principal {
             user_id: user.id,
-            session_id: sid,
+            session_id: claims.sid.ok_or(Error::Unauthenticated)?,
             role: Role::from_stored(&user.role),
         })
     }

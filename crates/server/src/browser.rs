@@ -138,7 +138,6 @@ pub fn session_middleware(
 const CSRF_KEY: &str = "csrf";
 const PENDING_AUTHORIZATION_KEY: &str = "authorize";
 const PENDING_LOGOUT_KEY: &str = "logout";
-const RETURN_TO_KEY: &str = "return_to";
 
 /// An authorization request waiting for the user to log in or consent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,20 +240,6 @@ impl BrowserSession<'_> {
 
     pub fn set_pending_logout(&self, logout: &LogoutRequest) -> Result<(), PageError> {
         self.set(PENDING_LOGOUT_KEY, logout)
-    }
-
-    /// Where to go after logging in (a path on this server only).
-    pub fn take_return_to(&self) -> Result<Option<String>, PageError> {
-        let value: Option<String> = self.get(RETURN_TO_KEY)?;
-        self.remove(RETURN_TO_KEY);
-        Ok(value)
-    }
-
-    pub fn set_return_to(&self, path: &str) -> Result<(), PageError> {
-        if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') {
-            self.set(RETURN_TO_KEY, &path)?;
-        }
-        Ok(())
     }
 }
 

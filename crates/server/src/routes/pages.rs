@@ -148,8 +148,7 @@ async fn login(
                 browser.set_pending_authorization(&pending)?;
                 return Ok(see_other("/oauth2/authorize/continue"));
             }
-            let next = browser.take_return_to()?;
-            Ok(see_other(next.as_deref().unwrap_or("/account/sessions")))
+            Ok(see_other("/account/sessions"))
         }
         Err(e) => {
             let unverified = matches!(e, gatehouse_core::Error::EmailNotVerified);
@@ -445,10 +444,10 @@ async fn sessions_page(
     session: Session,
 ) -> Result<HttpResponse, PageError> {
     let browser = BrowserSession(&session);
-    let Some(user) = browser.user(&gatehouse).await? else {
-        browser.set_return_to("/account/sessions")?;
-        return Ok(see_other("/login"));
-    };
+    let user = browser
+        .user(&gatehouse)
+        .await?
+        .ok_or(PageError::LoginRequired)?;
     let sessions: Vec<_> = gatehouse
         .list_own_sessions(&user.principal())
         .await?
