@@ -341,6 +341,15 @@ async fn rp_initiated_logout_ends_the_login_and_returns_to_a_registered_uri() {
         ]))
         .await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    // A client_id that is not the hint's audience is refused.
+    let mismatch = signed
+        .walker
+        .get(&end_session(&[
+            ("id_token_hint", &signed.id_token),
+            ("client_id", "another-app"),
+        ]))
+        .await;
+    assert_eq!(mismatch.status(), StatusCode::BAD_REQUEST);
     // Without a hint, the user confirms on the logout page.
     let unconfirmed = signed.walker.get(&end_session(&[])).await;
     assert_eq!(location(&unconfirmed).path(), "/logout");

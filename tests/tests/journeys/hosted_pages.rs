@@ -298,6 +298,13 @@ async fn the_session_cookie_is_http_only_lax_and_renewed_at_login() {
         cookie_value(&after),
         "a new session id at login"
     );
+    // And a new CSRF token: one seen before the login is no good after it.
+    let fresh = walker.csrf_of(&server.url("/logout")).await;
+    assert_ne!(fresh, csrf);
+    let stale_form = walker
+        .post(&server.url("/logout"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(stale_form.status(), StatusCode::FORBIDDEN);
     // The old cookie value is worth nothing now (no session fixation).
     let stale = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -537,6 +537,21 @@ async fn request_errors_go_back_to_the_app_with_state_and_issuer() {
             Some("s1"),
         ),
         (
+            with(&[("code_challenge", Some("too-short"))]),
+            "invalid_request",
+            Some("s1"),
+        ),
+        (
+            with(&[("prompt", Some("none login"))]),
+            "invalid_request",
+            Some("s1"),
+        ),
+        (
+            with(&[("response_mode", Some("fragment"))]),
+            "invalid_request",
+            Some("s1"),
+        ),
+        (
             with(&[("request", Some("eyJ"))]),
             "request_not_supported",
             Some("s1"),
@@ -748,4 +763,120 @@ async fn refresh_tokens_come_with_offline_access_or_by_client_setting() {
     let ignored = tokens_for(no_refresh, &["openid", "offline_access"]).await;
     assert!(ignored.get("refresh_token").is_none(), "{ignored}");
     assert_eq!(ignored["scope"], "openid");
+}
+
+#[tokio::test]
+async fn pkce_downgrade_scopes_and_ended_logins_are_refused() {
+    let setup = setup(Backend::Sqlite, json!({})).await;
+    let server = &setup.server;
+    let (confidential, secret) = server
+        .register_client(
+            &setup.admin,
+            json!({ "name": "Backend app", "type": "confidential", "first_party": true,
+                    "grant_types": ["authorization_code"], "redirect_uris": [APP] }),
+        )
+        .await;
+    let secret = secret.unwrap();
+    let walker = PageWalker::new();
+    let no_pkce = |scope: &str| {
+        authorize_url(
+            server,
+            &[
+                ("client_id", &confidential),
+                ("redirect_uri", APP),
+                ("response_type", "code"),
+                ("scope", scope),
+                ("state", "s"),
+            ],
+        )
+    };
+    let code_of = |url: Url| param(&url, "code").unwrap();
+    let exchange_confidential = |code: String, verifier: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", APP.to_owned()),
+        ];
+        if let Some(verifier) = verifier {
+            form.push(("code_verifier", verifier.to_owned()));
+        }
+        server
+            .http
+            .post(server.url("/oauth2/token"))
+            .basic_auth(&confidential, Some(&secret))
+            .form(&form)
+            .send()
+    };
+
+    // A confidential client may skip PKCE, but a verifier for a request without a
+    // challenge is a downgrade attempt.
+    let verifier = "a-verifier-that-is-long-enough-to-be-a-valid-pkce-verifier-0123";
+    let code = code_of(
+        walker
+            .authorize(&no_pkce("openid"), APP, &setup.email, PASSWORD)
+            .await,
+    );
+    let downgrade = exchange_confidential(code, Some(verifier)).await.unwrap();
+    assert_eq!(oauth_error(downgrade).await, "invalid_grant");
+    let code = code_of(
+        walker
+            .authorize(&no_pkce("email"), APP, &setup.email, PASSWORD)
+            .await,
+    );
+    let plain = exchange_confidential(code, None).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+
+    // userinfo needs the openid scope.
+    let body: Value = plain.json().await.unwrap();
+    let response = server
+        .http
+        .get(server.url("/oauth2/userinfo"))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+
+    // Consent covers the scopes allowed: asking for one more asks again.
+    let app = app(server, &setup.client_id);
+    let first = request(&app, &["openid", "email"]);
+    code_for(&setup, &walker, &first).await;
+    let same = request(&app, &["openid"]);
+    assert!(
+        location(&walker.get(same.url.as_str()).await)
+            .as_str()
+            .starts_with(APP)
+    );
+    let more = request(&app, &["openid", "email", "profile"]);
+    assert_eq!(
+        location(&walker.get(more.url.as_str()).await).path(),
+        "/consent"
+    );
+
+    // A code whose login ended before the exchange is refused.
+    let code = code_of(
+        walker
+            .authorize(&no_pkce("openid"), APP, &setup.email, PASSWORD)
+            .await,
+    );
+    let user = server.log_in(&setup.email, PASSWORD).await;
+    let user_id = decode_claims(&user.access)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = server
+        .post_as(
+            &setup.admin.access,
+            &format!("/api/v1/admin/users/{user_id}/sessions/revoke"),
+            json!({}),
+        )
+        .await;
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    let ended = exchange_confidential(code, None).await.unwrap();
+    assert_eq!(oauth_error(ended).await, "invalid_grant");
 }
