@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 on_both_databases!(
     malformed_requests_get_stable_errors,
     password_and_email_rules_hold_before_hashing,
+    addresses_that_mail_servers_rewrite_are_refused,
+    names_with_text_direction_characters_are_refused,
 );
 
 async fn malformed_requests_get_stable_errors(backend: Backend) {
@@ -136,4 +138,71 @@ async fn password_and_email_rules_hold_before_hashing(backend: Backend) {
         )
         .await;
     assert_eq!(accepted.status(), StatusCode::ACCEPTED, "8 characters");
+}
+
+/// `"alice"@example.com` reached alice@example.com's mailbox as a second account; these
+/// forms are refused before anything is written or mailed.
+async fn addresses_that_mail_servers_rewrite_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.sign_up("alice@example.com", "alice password").await;
+    for address in [
+        "\"alice\"@example.com",
+        "\"a b\"@example.com",
+        "alice(comment)@example.com",
+        "<alice@example.com>",
+        "Alice <alice@example.com>",
+        "alice.@example.com",
+        "alice@example.com.",
+        "ali ce@example.com",
+        "alice@[192.0.2.1]",
+    ] {
+        let response = server
+            .post(
+                "/api/v1/signup",
+                json!({ "email": address, "password": "long enough" }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{address}");
+        assert_eq!(error_code(response).await, "invalid_email", "{address}");
+    }
+    // A mail queued for any of them would have gone out before this one.
+    server.sign_up("bob@example.com", "bob password 1").await;
+    let recipients: Vec<Vec<String>> = server.mail.all().into_iter().map(|m| m.to).collect();
+    assert_eq!(
+        recipients,
+        [["alice@example.com"], ["bob@example.com"]],
+        "one mail per real sign-up, none for the refused ones"
+    );
+}
+
+async fn names_with_text_direction_characters_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for name in [
+        "Eve \u{202e}nimda",
+        "\u{2067}Eve\u{2069}",
+        "Eve\u{200f}",
+        "E\u{200b}ve",
+    ] {
+        let response = server
+            .post(
+                "/api/v1/signup",
+                json!({ "email": "eve@example.com", "password": "long enough", "name": name }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name:?}");
+        assert_eq!(error_code(response).await, "invalid_name", "{name:?}");
+    }
+    // Joiners that scripts need stay allowed.
+    let accepted = server
+        .post(
+            "/api/v1/signup",
+            json!({ "email": "eve@example.com", "password": "long enough", "name": "می\u{200c}خواهم" }),
+        )
+        .await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    server
+        .mail
+        .wait_for("eve@example.com", "Confirm your email")
+        .await;
+    assert_eq!(server.mail.all().len(), 1, "no mail for the refused names");
 }
