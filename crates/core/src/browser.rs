@@ -14,6 +14,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use crate::api_scopes::ApiAccess;
 use crate::secrets::{new_token, token_hash};
 use crate::sessions::Principal;
 use crate::types::Role;
@@ -46,6 +47,8 @@ impl BrowserUser {
             user_id: self.user_id,
             session_id: self.session_id,
             role: self.role,
+            // The hosted pages are Gatehouse itself.
+            access: ApiAccess::FULL,
         }
     }
 }

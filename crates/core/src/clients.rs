@@ -8,6 +8,7 @@ use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, SqlErr, Transactio
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::api_scopes::is_api_scope;
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::secrets::{constant_time_eq, fill_random, new_token, token_hash};
 use crate::sessions::Principal;
@@ -190,8 +191,21 @@ impl Client {
         split(&self.0.scopes)
     }
 
+    /// The `aud` of the client's service tokens: its audience, else `default`.
     pub(crate) fn audience<'a>(&'a self, default: &'a str) -> &'a str {
         self.0.audience.as_deref().unwrap_or(default)
+    }
+}
+
+/// The `aud` of a user token issued to a client (code flow, refresh): the audience an
+/// admin registered for it, else the client itself. Only the built-in client gets
+/// Gatehouse's own API audience without registering it: an app's token is for the app,
+/// never for the account or admin API by default.
+pub(crate) fn token_audience(client: &clients::Model, api_audience: &str) -> String {
+    match &client.audience {
+        Some(audience) => audience.clone(),
+        None if client.id == API_CLIENT_ID => api_audience.to_owned(),
+        None => client.id.clone(),
     }
 }
 
@@ -247,6 +261,8 @@ struct ClientInput<'a> {
     redirect_uris: &'a [String],
     post_logout_redirect_uris: &'a [String],
     backchannel_logout_uri: Option<&'a str>,
+    /// `tokens.default_audience`: the audience of Gatehouse's own API.
+    api_audience: &'a str,
 }
 
 /// A URL the server sends users or notices to: https, or http on a loopback host; no fragment.
@@ -279,6 +295,7 @@ fn validate(input: ClientInput<'_>) -> Result<ClientFields> {
         redirect_uris,
         post_logout_redirect_uris,
         backchannel_logout_uri,
+        api_audience,
     } = input;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -312,6 +329,18 @@ fn validate(input: ClientInput<'_>) -> Result<ClientFields> {
         return Err(Error::invalid(
             "invalid_client_metadata",
             "audience: 1 to 200 characters, no spaces",
+        ));
+    }
+    // Gatehouse's own API scopes mean something only in tokens for that API.
+    if let Some(scope) = scopes.iter().find(|s| is_api_scope(s))
+        && audience != Some(api_audience)
+    {
+        return Err(Error::invalid(
+            "invalid_client_metadata",
+            format!(
+                "scopes: `{scope}` opens Gatehouse's own API; register the client with \
+                 audience `{api_audience}` (tokens.default_audience) to grant it"
+            ),
         ));
     }
     for uri in redirect_uris {
@@ -396,6 +425,7 @@ impl Gatehouse {
             redirect_uris: &new.redirect_uris,
             post_logout_redirect_uris: &new.post_logout_redirect_uris,
             backchannel_logout_uri: new.backchannel_logout_uri.as_deref(),
+            api_audience: &self.settings.tokens.default_audience,
         })?;
         let secret = (new.client_type == ClientType::Confidential)
             .then(new_token)
@@ -489,6 +519,7 @@ impl Gatehouse {
                 Some(uri) => uri.as_deref(),
                 None => current.backchannel_logout_uri.as_deref(),
             },
+            api_audience: &self.settings.tokens.default_audience,
         })?;
         let updated = clients::ActiveModel {
             id: Set(client_id.to_owned()),

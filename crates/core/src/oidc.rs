@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256, Sha512};
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::clients::{Client, GrantType, split};
+use crate::api_scopes::API_SCOPES;
+use crate::clients::{Client, GrantType, split, token_audience};
 use crate::keys::SigningAlgorithm;
 use crate::secrets::{constant_time_eq, new_token, token_hash};
 use crate::sessions::{Principal, RevokeReason, insert_refresh_token, revoke_session};
@@ -216,6 +217,7 @@ pub fn describe_scopes(scopes: &[String]) -> Vec<ScopeInfo> {
             name: name.clone(),
             description: STANDARD_SCOPES
                 .iter()
+                .chain(API_SCOPES.iter())
                 .find(|(standard, _)| standard == name)
                 .map_or_else(
                     || format!("Use the “{name}” permission"),
@@ -786,9 +788,7 @@ impl Gatehouse {
                 TokenGrant {
                     subject: user.id.to_string(),
                     client_id: client.id().to_owned(),
-                    audience: client
-                        .audience(&self.settings.tokens.default_audience)
-                        .to_owned(),
+                    audience: token_audience(&client.0, &self.settings.tokens.default_audience),
                     session: Some(app_session),
                     scope: Some(row.scope.clone()).filter(|s| !s.is_empty()),
                     role: Some(user.role.clone()),

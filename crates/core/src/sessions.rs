@@ -12,8 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::api_scopes::{ACCOUNT_SCOPE, ADMIN_SCOPE, ApiAccess, builtin_login_scope};
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::clients::API_CLIENT_ID;
+use crate::clients::{API_CLIENT_ID, token_audience};
 use crate::oidc::IdTokenFor;
 use crate::secrets::{new_token, token_hash};
 use crate::signing::TokenGrant;
@@ -44,10 +45,18 @@ pub struct Principal {
     pub session_id: Uuid,
     /// The role as stored now, not as it was when the token was issued.
     pub role: Role,
+    /// The parts of Gatehouse's API the token was issued for.
+    pub access: ApiAccess,
 }
 
 impl Principal {
+    /// Admin rights: the admin role now, and a token issued for the admin API.
     pub(crate) fn require_admin(&self) -> Result<()> {
+        if !self.access.admin {
+            return Err(Error::InsufficientScope(format!(
+                "the admin API needs a token with the `{ADMIN_SCOPE}` scope"
+            )));
+        }
         if self.role == Role::Admin {
             Ok(())
         } else {
@@ -137,7 +146,7 @@ impl Gatehouse {
             client_id: API_CLIENT_ID.to_owned(),
             audience: self.settings.tokens.default_audience.clone(),
             session: Some(opened.session_id),
-            scope: None,
+            scope: Some(builtin_login_scope(Role::from_stored(&opened.user.role))),
             role: Some(opened.user.role.clone()),
         };
         self.token_pair(grant, refresh_token, opened.now).await
@@ -240,7 +249,10 @@ impl Gatehouse {
         .insert(&txn)
         .await?;
         let refresh_token = match refresh_client {
-            Some(client) => Some(insert_refresh_token(&txn, session_id, client, None, now).await?),
+            Some(client) => {
+                let scope = builtin_login_scope(Role::from_stored(&user.role));
+                Some(insert_refresh_token(&txn, session_id, client, Some(scope), now).await?)
+            }
             None => None,
         };
         if let Some(hash) = upgraded_hash {
@@ -347,10 +359,7 @@ impl Gatehouse {
         txn.commit().await?;
         let grant = TokenGrant {
             subject: user.id.to_string(),
-            audience: client
-                .audience
-                .clone()
-                .unwrap_or_else(|| self.settings.tokens.default_audience.clone()),
+            audience: token_audience(&client, &self.settings.tokens.default_audience),
             client_id: client.id.clone(),
             session: Some(session.id),
             scope: token.scope.clone(),
@@ -374,16 +383,37 @@ impl Gatehouse {
         Ok(pair)
     }
 
-    /// The principal behind an access token, if its session still stands.
+    /// The principal behind an access token for Gatehouse's own API, if its session
+    /// still stands: `aud` must be `tokens.default_audience` (else `Unauthenticated`) and
+    /// the token must carry the account or the admin scope (else `InsufficientScope`).
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
         let (claims, user) = self
             .user_token(access_token, Some(&self.settings.tokens.default_audience))
             .await?;
+        let access = ApiAccess::of_scope(claims.scope.as_deref());
+        if !access.account && !access.admin {
+            return Err(Error::InsufficientScope(format!(
+                "this API needs a token with the `{ACCOUNT_SCOPE}` or `{ADMIN_SCOPE}` scope"
+            )));
+        }
         Ok(Principal {
             user_id: user.id,
             session_id: claims.sid.ok_or(Error::Unauthenticated)?,
             role: Role::from_stored(&user.role),
+            access,
         })
+    }
+
+    /// [`Self::authenticate`] for the account API: the token must carry the account scope.
+    pub async fn authenticate_account(&self, access_token: &str) -> Result<Principal> {
+        let principal = self.authenticate(access_token).await?;
+        if principal.access.account {
+            Ok(principal)
+        } else {
+            Err(Error::InsufficientScope(format!(
+                "the account API needs a token with the `{ACCOUNT_SCOPE}` scope"
+            )))
+        }
     }
 
     /// Ends the session of the access token used.

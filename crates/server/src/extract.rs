@@ -14,8 +14,10 @@ use secrecy::SecretString;
 
 use crate::error::{ApiError, OAuthError};
 
-/// The caller, proven by `Authorization: Bearer <access token>` of a session that still
-/// stands. Anything else is `401` with `WWW-Authenticate: Bearer`.
+/// The caller of the account API, proven by `Authorization: Bearer <access token>` of a
+/// session that still stands, issued for Gatehouse's API with the `gatehouse:account`
+/// scope. A token for another audience is `401` with `WWW-Authenticate: Bearer`; one
+/// without the scope is `403 insufficient_scope`.
 pub struct Authenticated(pub Principal);
 
 impl FromRequest for Authenticated {
@@ -23,15 +25,39 @@ impl FromRequest for Authenticated {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req).map(str::to_owned);
-        let gatehouse = req.app_data::<web::Data<Gatehouse>>().cloned();
+        let caller = api_caller(req);
         Box::pin(async move {
-            let token = token.ok_or(CoreError::Unauthenticated)?;
-            let gatehouse = gatehouse
-                .ok_or_else(|| CoreError::Internal("Gatehouse is not registered".into()))?;
-            Ok(Authenticated(gatehouse.authenticate(&token).await?))
+            let (gatehouse, token) = caller?;
+            Ok(Authenticated(gatehouse.authenticate_account(&token).await?))
         })
     }
+}
+
+/// The caller of the admin API: as [`Authenticated`], with a token for Gatehouse's API;
+/// the core then requires the `gatehouse:admin` scope and the admin role.
+pub struct AdminCaller(pub Principal);
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = api_caller(req);
+        Box::pin(async move {
+            let (gatehouse, token) = caller?;
+            Ok(AdminCaller(gatehouse.authenticate(&token).await?))
+        })
+    }
+}
+
+/// The service and the Bearer token of a request to the JSON API.
+fn api_caller(req: &HttpRequest) -> Result<(web::Data<Gatehouse>, String), ApiError> {
+    let token = bearer_token(req).ok_or(CoreError::Unauthenticated)?.to_owned();
+    let gatehouse = req
+        .app_data::<web::Data<Gatehouse>>()
+        .cloned()
+        .ok_or_else(|| CoreError::Internal("Gatehouse is not registered".into()))?;
+    Ok((gatehouse, token))
 }
 
 /// The token of `Authorization: Bearer <token>`.

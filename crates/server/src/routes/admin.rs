@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::{Authenticated, ClientMeta};
+use crate::extract::{AdminCaller, ClientMeta};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -31,7 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[post("/clients")]
 async fn create_client(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     body: web::Json<NewClient>,
 ) -> Result<HttpResponse, ApiError> {
@@ -44,7 +44,7 @@ async fn create_client(
 #[get("/clients")]
 async fn list_clients(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.list_clients(Actor::Admin(&admin)).await?))
 }
@@ -52,7 +52,7 @@ async fn list_clients(
 #[get("/clients/{id}")]
 async fn get_client(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.get_client(Actor::Admin(&admin), &id).await?))
@@ -61,7 +61,7 @@ async fn get_client(
 #[patch("/clients/{id}")]
 async fn update_client(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
     body: web::Json<ClientPatch>,
@@ -75,7 +75,7 @@ async fn update_client(
 #[delete("/clients/{id}")]
 async fn delete_client(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -88,7 +88,7 @@ async fn delete_client(
 #[post("/clients/{id}/secret")]
 async fn rotate_client_secret(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -101,7 +101,7 @@ async fn rotate_client_secret(
 #[get("/users")]
 async fn list_users(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     query: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(
@@ -114,7 +114,7 @@ async fn list_users(
 #[get("/users/{id}")]
 async fn get_user(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.admin_get_user(&admin, *id).await?))
@@ -123,7 +123,7 @@ async fn get_user(
 #[patch("/users/{id}")]
 async fn update_user(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<Uuid>,
     body: web::Json<UserPatch>,
@@ -137,7 +137,7 @@ async fn update_user(
 #[get("/users/{id}/sessions")]
 async fn user_sessions(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.admin_user_sessions(&admin, *id).await?))
@@ -146,7 +146,7 @@ async fn user_sessions(
 #[post("/users/{id}/sessions/revoke")]
 async fn revoke_user_sessions(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -159,7 +159,7 @@ async fn revoke_user_sessions(
 #[delete("/sessions/{id}")]
 async fn revoke_session(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -170,7 +170,7 @@ async fn revoke_session(
 #[get("/audit")]
 async fn audit(
     gatehouse: web::Data<Gatehouse>,
-    Authenticated(admin): Authenticated,
+    AdminCaller(admin): AdminCaller,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.admin_audit(&admin, query.into_inner()).await?))

@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
+use gatehouse_core::api_scopes::API_SCOPES;
 use gatehouse_core::keys::SigningAlgorithm;
 use gatehouse_core::oidc::STANDARD_SCOPES;
 use serde_json::json;
@@ -32,6 +33,7 @@ async fn openid_configuration(gatehouse: web::Data<Gatehouse>) -> Result<HttpRes
         .iter()
         .map(|(s, _)| (*s).to_owned())
         .collect();
+    scopes.extend(API_SCOPES.iter().map(|(s, _)| (*s).to_owned()));
     for scope in gatehouse.registered_scopes().await? {
         if !scopes.contains(&scope) {
             scopes.push(scope);
