@@ -26,6 +26,17 @@ pub fn csrf_token(html: &str) -> String {
     html[start..end].to_owned()
 }
 
+/// The value of a hidden form field of a page.
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field on the page:\n{html}"))
+        + marker.len();
+    let end = html[start..].find('"').expect("closing quote") + start;
+    html[start..end].to_owned()
+}
+
 /// Where a redirect goes, resolved against the request URL.
 pub fn location(response: &Response) -> Url {
     let value = response
@@ -103,10 +114,16 @@ impl PageWalker {
                 response = match next.path() {
                     "/login" => self.log_in(&base, email, password).await,
                     "/consent" => {
-                        let csrf = self.csrf_of(next.as_str()).await;
+                        let page = self.get(next.as_str()).await;
+                        assert_eq!(page.status(), StatusCode::OK, "GET {next}");
+                        let html = page.text().await.expect("body");
                         self.post(
-                            next.as_str(),
-                            &[("csrf_token", &csrf), ("decision", "allow")],
+                            &format!("{base}/consent"),
+                            &[
+                                ("csrf_token", &csrf_token(&html)),
+                                ("request", &hidden_field(&html, "request")),
+                                ("decision", "allow"),
+                            ],
                         )
                         .await
                     }

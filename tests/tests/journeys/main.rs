@@ -8,10 +8,12 @@
 )]
 
 mod admin;
+mod app_tokens;
 mod backchannel_logout;
 mod backend_extractor;
 mod bad_input;
 mod browser_flow;
+mod consent_binding;
 mod hashing;
 mod health;
 mod hosted_pages;

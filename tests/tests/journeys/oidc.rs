@@ -593,11 +593,23 @@ async fn request_errors_go_back_to_the_app_with_state_and_issuer() {
     // Denying on the consent page: access_denied.
     let response = walker.get(&authorize_url(server, &good)).await;
     assert_eq!(location(&response).path(), "/consent");
-    let csrf = walker.csrf_of(&server.url("/consent")).await;
+    let page = walker
+        .get(location(&response).as_str())
+        .await
+        .text()
+        .await
+        .unwrap();
     let denied = walker
         .post(
             &server.url("/consent"),
-            &[("csrf_token", &csrf), ("decision", "deny")],
+            &[
+                ("csrf_token", &gatehouse_tests::pages::csrf_token(&page)),
+                (
+                    "request",
+                    &gatehouse_tests::pages::hidden_field(&page, "request"),
+                ),
+                ("decision", "deny"),
+            ],
         )
         .await;
     let back = location(&denied);

@@ -173,7 +173,7 @@ async fn every_hosted_page_is_valid_html() {
         .await;
     let to_consent = walker.get(authorize.as_str()).await;
     assert_eq!(location(&to_consent).path(), "/consent");
-    let consent = walker.get(&url("/consent")).await;
+    let consent = walker.get(location(&to_consent).as_str()).await;
     let consent_html = consent.text().await.unwrap();
     std::fs::write(out.join("consent.html"), &consent_html).unwrap();
     walker
@@ -181,6 +181,10 @@ async fn every_hosted_page_is_valid_html() {
             &url("/consent"),
             &[
                 ("csrf_token", &csrf_token(&consent_html)),
+                (
+                    "request",
+                    &gatehouse_tests::pages::hidden_field(&consent_html, "request"),
+                ),
                 ("decision", "allow"),
             ],
         )

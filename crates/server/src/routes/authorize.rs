@@ -10,7 +10,7 @@ use gatehouse_core::{Gatehouse, RequestMeta};
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::browser::{BrowserSession, Pages, PendingAuthorization, see_other};
+use crate::browser::{BrowserSession, Pages, PendingAuthorization, PendingConsent, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
 use crate::routes::pages::signed_out;
@@ -59,7 +59,7 @@ async fn authorize(
     session: &Session,
     params: &[(String, String)],
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(session);
+    let browser = BrowserSession::new(session, gatehouse);
     let step = gatehouse.authorize(params, browser.login()?).await?;
     next_step(pages, &browser, step, Progress::default())
 }
@@ -71,7 +71,7 @@ async fn continue_authorization(
     pages: web::Data<Pages>,
     session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     let Some(pending) = browser.pending_authorization()? else {
         return no_pending_request(&pages);
     };
@@ -123,14 +123,25 @@ fn next_step(
             Ok(see_other("/login"))
         }
         AuthorizeStep::Consent { request, .. } => {
-            browser.set_pending_authorization(&PendingAuthorization {
+            browser.clear_pending_authorization();
+            let login = browser.login()?.ok_or(PageError::LoginRequired)?;
+            let id = browser.add_pending_consent(PendingConsent {
                 request,
+                login,
                 logged_in: progress.logged_in,
-                consented: false,
             })?;
-            Ok(see_other("/consent"))
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("request", &id)
+                .finish();
+            Ok(see_other(&format!("/consent?{query}")))
         }
     }
+}
+
+/// The identifier of the consent request a page or form is about.
+#[derive(Deserialize)]
+struct ConsentQuery {
+    request: Option<String>,
 }
 
 #[get("/consent")]
@@ -138,19 +149,26 @@ async fn consent_page(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
     session: Session,
+    query: web::Query<ConsentQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
-    let (Some(pending), Some(user)) = (
-        browser.pending_authorization()?,
-        browser.user(&gatehouse).await?,
-    ) else {
+    let browser = BrowserSession::new(&session, &gatehouse);
+    let pending = match &query.request {
+        Some(id) => browser.pending_consent(id)?,
+        None => None,
+    };
+    let user = browser.user().await?;
+    let (Some(pending), Some(user), Some(id)) = (pending, user, &query.request) else {
         return no_pending_request(&pages);
     };
+    if pending.login != user.session_id {
+        return no_pending_request(&pages);
+    }
     pages.render(
         StatusCode::OK,
         "consent.html",
         &browser.csrf_token()?,
         context! {
+            request_id => id,
             client_name => pending.request.client_name,
             user_email => user.email,
             scopes => oidc::describe_scopes(&pending.request.scopes),
@@ -161,9 +179,12 @@ async fn consent_page(
 #[derive(Deserialize)]
 struct ConsentForm {
     csrf_token: Option<String>,
+    request: Option<String>,
     decision: Option<String>,
 }
 
+/// The user's answer to one consent page: it applies to the request that page showed,
+/// once.
 #[post("/consent")]
 async fn consent(
     gatehouse: web::Data<Gatehouse>,
@@ -172,14 +193,19 @@ async fn consent(
     ClientMeta(meta): ClientMeta,
     form: web::Form<ConsentForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
-    let (Some(mut pending), Some(user)) = (
-        browser.pending_authorization()?,
-        browser.user(&gatehouse).await?,
-    ) else {
+    let pending = match &form.request {
+        Some(id) => browser.take_pending_consent(id)?,
+        None => None,
+    };
+    let user = browser.user().await?;
+    let (Some(pending), Some(user)) = (pending, user) else {
         return no_pending_request(&pages);
     };
+    if pending.login != user.session_id {
+        return no_pending_request(&pages);
+    }
     if form.decision.as_deref() != Some("allow") {
         let step = gatehouse.request_error(
             &pending.request,
@@ -191,9 +217,14 @@ async fn consent(
     gatehouse
         .grant_consent(user.user_id, &pending.request, &meta)
         .await?;
-    pending.consented = true;
-    browser.set_pending_authorization(&pending)?;
-    Ok(see_other("/oauth2/authorize/continue"))
+    let progress = Progress {
+        logged_in: pending.logged_in,
+        consented: true,
+    };
+    let step = gatehouse
+        .continue_authorization(&pending.request, Some(user.session_id), progress)
+        .await?;
+    next_step(&pages, &browser, step, progress)
 }
 
 #[derive(Deserialize)]
@@ -240,7 +271,7 @@ async fn end_session(
     meta: &RequestMeta,
     params: EndSessionParams,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(session);
+    let browser = BrowserSession::new(session, gatehouse);
     let empty = |s: Option<String>| s.filter(|v| !v.is_empty());
     let request = gatehouse
         .check_logout_request(
@@ -262,7 +293,7 @@ async fn end_session(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(user) = browser.user(gatehouse).await? else {
+    let Some(user) = browser.user().await? else {
         return signed_out(pages, &browser, request.redirect.as_deref());
     };
     if request.hint_login == Some(user.session_id) {
