@@ -1,7 +1,7 @@
 //! Tokens of the built-in client name the parts of Gatehouse's API they open
-//! (`gatehouse:account`, and `gatehouse:admin` for admins). Refresh tokens issued before
-//! carry no scope; they get the one a login issues now, so API sessions survive the
-//! upgrade.
+//! (`gatehouse:account gatehouse:admin`; the user's role still decides what they may do).
+//! Refresh tokens issued before carry no scope; they get the one a login issues now, so
+//! API sessions survive the upgrade.
 
 use sea_orm_migration::prelude::*;
 
@@ -13,31 +13,16 @@ const BUILTIN_CLIENT: &str = "gatehouse-api";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let admins = Query::select()
-            .column((Sessions::Table, Sessions::Id))
-            .from(Sessions::Table)
-            .inner_join(
-                Users::Table,
-                Expr::col((Users::Table, Users::Id)).equals((Sessions::Table, Sessions::UserId)),
+        manager
+            .exec_stmt(
+                Query::update()
+                    .table(RefreshTokens::Table)
+                    .value(RefreshTokens::Scope, "gatehouse:account gatehouse:admin")
+                    .and_where(Expr::col(RefreshTokens::ClientId).eq(BUILTIN_CLIENT))
+                    .and_where(Expr::col(RefreshTokens::Scope).is_null())
+                    .to_owned(),
             )
-            .and_where(Expr::col((Users::Table, Users::Role)).eq("admin"))
-            .to_owned();
-        for (scope, only_admins) in [
-            ("gatehouse:account gatehouse:admin", true),
-            ("gatehouse:account", false),
-        ] {
-            let mut update = Query::update();
-            update
-                .table(RefreshTokens::Table)
-                .value(RefreshTokens::Scope, scope)
-                .and_where(Expr::col(RefreshTokens::ClientId).eq(BUILTIN_CLIENT))
-                .and_where(Expr::col(RefreshTokens::Scope).is_null());
-            if only_admins {
-                update.and_where(Expr::col(RefreshTokens::SessionId).in_subquery(admins.clone()));
-            }
-            manager.exec_stmt(update.to_owned()).await?;
-        }
-        Ok(())
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -56,21 +41,6 @@ impl MigrationTrait for Migration {
 #[derive(DeriveIden)]
 enum RefreshTokens {
     Table,
-    SessionId,
     ClientId,
     Scope,
-}
-
-#[derive(DeriveIden)]
-enum Sessions {
-    Table,
-    Id,
-    UserId,
-}
-
-#[derive(DeriveIden)]
-enum Users {
-    Table,
-    Id,
-    Role,
 }

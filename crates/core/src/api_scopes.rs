@@ -8,7 +8,6 @@
 //! otherwise for the app's own resource and for userinfo, never for this API.
 
 use crate::clients::split;
-use crate::types::Role;
 
 /// The scope of the account API: the caller's profile, sessions and password.
 pub const ACCOUNT_SCOPE: &str = "gatehouse:account";
@@ -57,13 +56,11 @@ impl ApiAccess {
     }
 }
 
-/// The scope of a login through the built-in client: the account API, and the admin API
-/// for an admin (a role is no credential by itself; the token must also say so).
-pub(crate) fn builtin_login_scope(role: Role) -> String {
-    match role {
-        Role::Admin => format!("{ACCOUNT_SCOPE} {ADMIN_SCOPE}"),
-        Role::User => ACCOUNT_SCOPE.to_owned(),
-    }
+/// The scope of a login through the built-in client: Gatehouse's whole API. The built-in
+/// client is Gatehouse itself; what the user may do there is their role's, read at each
+/// request (so a new role applies to existing tokens at once).
+pub(crate) fn builtin_login_scope() -> String {
+    format!("{ACCOUNT_SCOPE} {ADMIN_SCOPE}")
 }
 
 #[cfg(test)]
@@ -85,7 +82,7 @@ mod tests {
             }
         );
         assert_eq!(
-            ApiAccess::of_scope(Some(&builtin_login_scope(Role::Admin))),
+            ApiAccess::of_scope(Some(&builtin_login_scope())),
             ApiAccess::FULL
         );
         assert!(!ApiAccess::of_scope(Some("gatehouse:accounts")).account);

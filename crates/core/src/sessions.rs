@@ -146,7 +146,7 @@ impl Gatehouse {
             client_id: API_CLIENT_ID.to_owned(),
             audience: self.settings.tokens.default_audience.clone(),
             session: Some(opened.session_id),
-            scope: Some(builtin_login_scope(Role::from_stored(&opened.user.role))),
+            scope: Some(builtin_login_scope()),
             role: Some(opened.user.role.clone()),
         };
         self.token_pair(grant, refresh_token, opened.now).await
@@ -250,8 +250,8 @@ impl Gatehouse {
         .await?;
         let refresh_token = match refresh_client {
             Some(client) => {
-                let scope = builtin_login_scope(Role::from_stored(&user.role));
-                Some(insert_refresh_token(&txn, session_id, client, Some(scope), now).await?)
+                let scope = Some(builtin_login_scope());
+                Some(insert_refresh_token(&txn, session_id, client, scope, now).await?)
             }
             None => None,
         };

@@ -306,7 +306,11 @@ async fn the_builtin_login_token_opens_the_api(backend: Backend) {
     let user = server
         .verified_user("ann@example.com", "ann password 1")
         .await;
-    assert_eq!(decode_claims(&user.access)["scope"], "gatehouse:account");
+    // The same scopes for every user: the role decides, read at each request.
+    assert_eq!(
+        decode_claims(&user.access)["scope"],
+        "gatehouse:account gatehouse:admin"
+    );
     assert_eq!(
         server.get_as(&user.access, "/api/v1/me").await.status(),
         StatusCode::OK
