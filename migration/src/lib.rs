@@ -7,6 +7,8 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial_schema;
 mod m20261123_000002_openid_connect;
+mod m20261201_000001_api_scopes;
+mod m20261201_000002_mail_cooldowns;
 
 /// Every migration of Gatehouse, in the order they run.
 pub struct Migrator;
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_initial_schema::Migration),
             Box::new(m20261123_000002_openid_connect::Migration),
+            Box::new(m20261201_000001_api_scopes::Migration),
+            Box::new(m20261201_000002_mail_cooldowns::Migration),
         ]
     }
 }

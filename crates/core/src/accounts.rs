@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{one_time_tokens, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
     SqlErr, TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::mail::Mail;
+use crate::mail_cooldown::MailPurpose;
 use crate::secrets::{new_token, token_hash};
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::types::{Email, Password, Role};
@@ -111,21 +112,31 @@ impl Gatehouse {
                 )
                 .await?;
                 let token = self.prepare_verification(&txn, &user, now).await?;
+                self.start_mail_cooldown(&txn, MailPurpose::VerifyEmail, &email, now)
+                    .await?;
                 txn.commit().await?;
                 self.send_verification(&user, &token)?;
             }
             Err(Error::Conflict { .. }) => {
                 txn.rollback().await?;
                 let existing = self.find_by_email(&email).await?;
+                let txn = self.db.begin().await?;
+                // The owner hears of it once per cooldown, however often it is tried.
+                let notify = self
+                    .claim_mail_slot(&txn, MailPurpose::AccountExists, &email, now)
+                    .await?;
                 let entry = AuditEntry {
                     event: AuditEvent::SignupExistingEmail,
                     actor: None,
                     subject: existing.map(|u| u.id),
                     session: None,
-                    details: None,
+                    details: Some(serde_json::json!({ "notice_sent": notify })),
                 };
-                audit::record(&self.db, now, meta, entry).await?;
-                self.mailer.send_in_background(&email, Mail::AccountExists);
+                audit::record(&txn, now, meta, entry).await?;
+                txn.commit().await?;
+                if notify {
+                    self.mailer.send_in_background(&email, Mail::AccountExists);
+                }
             }
             Err(other) => return Err(other),
         }
@@ -188,45 +199,52 @@ impl Gatehouse {
         Ok(())
     }
 
-    /// Mails a new verification link, if the address has an unverified account.
-    /// The caller learns nothing either way.
+    /// Mails a new verification link, if the address has an unverified account and none
+    /// went to it within the cooldown. The caller learns nothing either way: an unknown
+    /// address costs the same lookup and the same write transaction (the cooldown claim).
     pub async fn resend_verification(&self, email: &str, meta: &RequestMeta) -> Result<()> {
         let email = Email::parse(email)?;
         let now = self.clock.now();
-        if let Some(user) = self.find_by_email(&email).await?
-            && user.email_verified_at.is_none()
-            && user.disabled_at.is_none()
-            && !self
-                .in_mail_cooldown(user.id, Purpose::VerifyEmail, now)
-                .await?
-        {
-            let txn = self.db.begin().await?;
-            let token = self.prepare_verification(&txn, &user, now).await?;
-            let entry = AuditEntry::by_user(AuditEvent::VerificationEmailRequested, user.id);
-            audit::record(&txn, now, meta, entry).await?;
-            txn.commit().await?;
+        let user = self.find_by_email(&email).await?;
+        let txn = self.db.begin().await?;
+        let claimed = self
+            .claim_mail_slot(&txn, MailPurpose::VerifyEmail, &email, now)
+            .await?;
+        let eligible = user
+            .filter(|u| claimed && u.email_verified_at.is_none() && u.disabled_at.is_none());
+        let token = match &eligible {
+            Some(user) => {
+                let token = self.prepare_verification(&txn, user, now).await?;
+                let entry = AuditEntry::by_user(AuditEvent::VerificationEmailRequested, user.id);
+                audit::record(&txn, now, meta, entry).await?;
+                Some(token)
+            }
+            None => None,
+        };
+        txn.commit().await?;
+        if let (Some(user), Some(token)) = (eligible, token) {
             self.send_verification(&user, &token)?;
         }
         Ok(())
     }
 
-    /// Mails a password reset link, if the address has an active account. Earlier reset
-    /// links stop working. The caller learns nothing either way.
+    /// Mails a password reset link, if the address has an active account and none went
+    /// to it within the cooldown. Earlier reset links stop working. The caller learns
+    /// nothing either way: an unknown address costs the same lookup and the same write
+    /// transaction (the cooldown claim).
     pub async fn forgot_password(&self, email: &str, meta: &RequestMeta) -> Result<()> {
         let email = Email::parse(email)?;
         let now = self.clock.now();
-        let Some(user) = self.find_by_email(&email).await? else {
-            return Ok(());
-        };
-        if user.disabled_at.is_some()
-            || self
-                .in_mail_cooldown(user.id, Purpose::ResetPassword, now)
-                .await?
-        {
-            return Ok(());
-        }
+        let user = self.find_by_email(&email).await?;
         let ttl = self.settings.tokens.password_reset_ttl;
         let txn = self.db.begin().await?;
+        let claimed = self
+            .claim_mail_slot(&txn, MailPurpose::ResetPassword, &email, now)
+            .await?;
+        let Some(user) = user.filter(|u| claimed && u.disabled_at.is_none()) else {
+            txn.commit().await?;
+            return Ok(());
+        };
         one_time_tokens::Entity::update_many()
             .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
             .filter(one_time_tokens::Column::UserId.eq(user.id))
@@ -380,24 +398,6 @@ impl Gatehouse {
         };
         self.mailer.send_in_background(&email, mail);
         Ok(())
-    }
-
-    /// Whether a mail of this purpose went to the user too recently to send another.
-    async fn in_mail_cooldown(
-        &self,
-        user_id: Uuid,
-        purpose: Purpose,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let latest = one_time_tokens::Entity::find()
-            .filter(one_time_tokens::Column::UserId.eq(user_id))
-            .filter(one_time_tokens::Column::Purpose.eq(purpose.as_str()))
-            .order_by_desc(one_time_tokens::Column::CreatedAt)
-            .one(&self.db)
-            .await?;
-        let cooldown =
-            chrono::Duration::from_std(self.settings.tokens.mail_cooldown).unwrap_or_default();
-        Ok(latest.is_some_and(|t| now - t.created_at < cooldown))
     }
 
     fn link(&self, page: &str, token: &SecretString) -> String {

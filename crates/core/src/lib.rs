@@ -8,6 +8,7 @@
 
 mod accounts;
 mod admin;
+pub mod api_scopes;
 pub mod audit;
 pub mod backchannel;
 pub mod browser;
@@ -18,6 +19,7 @@ mod error;
 pub mod hashing;
 pub mod keys;
 pub mod mail;
+mod mail_cooldown;
 mod maintenance;
 mod oauth;
 pub mod oidc;
@@ -54,6 +56,7 @@ pub struct Gatehouse {
     mailer: Arc<mail::Mailer>,
     tokens: Arc<signing::AccessTokens>,
     revocations: Arc<revocations::RevocationHub>,
+    keyed: Arc<secrets::KeyedHashes>,
     settings: Arc<CoreSettings>,
 }
 
@@ -66,6 +69,7 @@ impl Gatehouse {
         hasher: Arc<hashing::PasswordHasher>,
         mailer: Arc<mail::Mailer>,
         tokens: Arc<signing::AccessTokens>,
+        keyed: secrets::KeyedHashes,
         settings: CoreSettings,
     ) -> Self {
         Self {
@@ -75,8 +79,14 @@ impl Gatehouse {
             mailer,
             tokens,
             revocations: Arc::default(),
+            keyed: Arc::new(keyed),
             settings: Arc::new(settings),
         }
+    }
+
+    /// The CSRF token of a browser session whose state holds `seed`.
+    pub fn csrf_token(&self, seed: &str) -> String {
+        self.keyed.csrf_token(seed)
     }
 
     /// The public base URL, without a trailing slash.

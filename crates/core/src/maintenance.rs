@@ -17,6 +17,7 @@ pub struct PurgeReport {
     pub revocations: u64,
     pub signing_keys: u64,
     pub login_failures: u64,
+    pub mail_cooldowns: u64,
     pub authorization_codes: u64,
     pub browser_sessions: u64,
     pub backchannel_deliveries: u64,
@@ -29,7 +30,7 @@ impl Gatehouse {
     /// Deletes expired one-time tokens; sessions (with their refresh tokens) that
     /// expired, or were revoked longer ago than any access token of theirs can live;
     /// revocation feed entries whose tokens all expired; unpublished signing keys;
-    /// authorization codes past use; idle browser sessions; and back-channel logout
+    /// mail cooldowns that are over; authorization codes past use; idle browser sessions; and back-channel logout
     /// notices finished a week ago.
     pub async fn purge_expired(&self) -> Result<PurgeReport> {
         let now = self.clock.now();
@@ -56,6 +57,7 @@ impl Gatehouse {
             .rows_affected;
         let signing_keys = self.tokens.keys().purge_expired().await?;
         let login_failures = self.purge_login_failures(now).await?;
+        let mail_cooldowns = self.purge_mail_cooldowns(now).await?;
         // A used code is kept while its replay could still revoke live access tokens.
         let authorization_codes = authorization_codes::Entity::delete_many()
             .filter(authorization_codes::Column::ExpiresAt.lte(now - access_ttl))
@@ -81,6 +83,7 @@ impl Gatehouse {
             revocations,
             signing_keys,
             login_failures,
+            mail_cooldowns,
             authorization_codes,
             browser_sessions,
             backchannel_deliveries,

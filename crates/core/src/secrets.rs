@@ -38,10 +38,41 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The 256-bit key that encrypts signing keys at rest (AES-256-GCM), and from which the
-/// key that signs session cookies is derived.
+/// key that signs session cookies and the [`KeyedHashes`] keys are derived.
 pub struct MasterKey {
     sealing: LessSafeKey,
     cookie_key: [u8; 64],
+    derivation: aws_lc_rs::hmac::Key,
+}
+
+/// HMAC-SHA256 under keys derived from the master key, for values that are stored or
+/// sent and must not be recomputable by someone who reads the database: the keys of
+/// throttling and mail cooldown counters (an unkeyed hash of an address is reversed by
+/// guessing addresses) and the CSRF tokens of the hosted pages (the database holds only
+/// the seed they are derived from).
+pub struct KeyedHashes {
+    lookup: aws_lc_rs::hmac::Key,
+    csrf: aws_lc_rs::hmac::Key,
+}
+
+impl std::fmt::Debug for KeyedHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedHashes(..)")
+    }
+}
+
+impl KeyedHashes {
+    /// The hex key under which a counter about `value` is stored, e.g.
+    /// `lookup_key("email", "ann@example.com")`.
+    pub fn lookup_key(&self, kind: &str, value: &str) -> String {
+        let message = format!("{kind}:{value}");
+        hex::encode(aws_lc_rs::hmac::sign(&self.lookup, message.as_bytes()))
+    }
+
+    /// The CSRF token of a browser session whose state holds `seed`.
+    pub fn csrf_token(&self, seed: &str) -> String {
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&self.csrf, seed.as_bytes()))
+    }
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -78,7 +109,20 @@ impl MasterKey {
         Ok(Self {
             sealing: LessSafeKey::new(key),
             cookie_key,
+            derivation,
         })
+    }
+
+    /// The keys of [`KeyedHashes`], each derived for its own use.
+    pub fn keyed_hashes(&self) -> KeyedHashes {
+        let derive = |label: &[u8]| {
+            let tag = aws_lc_rs::hmac::sign(&self.derivation, label);
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &tag.as_ref()[..32])
+        };
+        KeyedHashes {
+            lookup: derive(b"gatehouse counter lookup key"),
+            csrf: derive(b"gatehouse csrf token key"),
+        }
     }
 
     /// 64 bytes derived from the master key, for signing the hosted pages' session cookie.
@@ -150,6 +194,21 @@ mod tests {
         assert_eq!(key.open(&sealed, b"kid-1").unwrap(), b"private");
         assert!(key.open(&sealed, b"kid-2").is_err());
         assert!(other.open(&sealed, b"kid-1").is_err());
+    }
+
+    #[test]
+    fn keyed_hashes_depend_on_the_master_key_and_the_use() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        let other = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        let hashes = key.keyed_hashes();
+        let email = hashes.lookup_key("email", "ann@example.com");
+        assert_eq!(email, key.keyed_hashes().lookup_key("email", "ann@example.com"));
+        assert_ne!(email, other.keyed_hashes().lookup_key("email", "ann@example.com"));
+        assert_ne!(email, hashes.lookup_key("ip", "ann@example.com"));
+        assert_ne!(email, token_hash("email:ann@example.com"), "not the unkeyed hash");
+        let csrf = hashes.csrf_token("seed");
+        assert_ne!(csrf, other.keyed_hashes().csrf_token("seed"));
+        assert_eq!(csrf.len(), 43);
     }
 
     #[test]

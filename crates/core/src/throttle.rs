@@ -2,7 +2,8 @@
 //! client IP, within `login_throttle.window`, further attempts get 429 without any
 //! password hashing. Counters live in the database, so every instance sees them; they
 //! are keyed by the address typed, whether or not it has an account, so the limit tells
-//! nothing about which accounts exist.
+//! nothing about which accounts exist, and stored under an HMAC of it (see
+//! [`crate::secrets::KeyedHashes`]).
 
 use std::time::Duration;
 
@@ -15,7 +16,6 @@ use sea_orm::{
 use serde::Deserialize;
 
 use crate::audit::RequestMeta;
-use crate::secrets::token_hash;
 use crate::types::Email;
 use crate::{Error, Gatehouse, Result};
 
@@ -32,16 +32,21 @@ pub struct LoginThrottleSettings {
     pub window: Duration,
 }
 
-/// The counters a login attempt is checked against.
-fn keys(email: &Email, meta: &RequestMeta) -> Vec<(String, bool)> {
-    let mut keys = vec![(token_hash(&format!("email:{}", email.as_str())), true)];
-    if let Some(ip) = &meta.ip {
-        keys.push((token_hash(&format!("ip:{ip}")), false));
-    }
-    keys
-}
-
 impl Gatehouse {
+    /// The counters a login attempt is checked against, keyed by an HMAC under a key
+    /// derived from the master key: a database reader cannot test guessed addresses.
+    fn throttle_keys(&self, email: &Email, meta: &RequestMeta) -> Vec<(String, bool)> {
+        let mut keys = vec![(self.email_throttle_key(email), true)];
+        if let Some(ip) = &meta.ip {
+            keys.push((self.keyed.lookup_key("login_ip", ip), false));
+        }
+        keys
+    }
+
+    fn email_throttle_key(&self, email: &Email) -> String {
+        self.keyed.lookup_key("login_email", email.as_str())
+    }
+
     /// Refuses the attempt when the address or the IP has used up its failures.
     pub(crate) async fn check_login_throttle(
         &self,
@@ -51,7 +56,7 @@ impl Gatehouse {
         let settings = &self.settings.login_throttle;
         let since =
             self.clock.now() - chrono::Duration::from_std(settings.window).unwrap_or_default();
-        for (key, is_email) in keys(email, meta) {
+        for (key, is_email) in self.throttle_keys(email, meta) {
             let limit = if is_email {
                 settings.max_failures_per_email
             } else {
@@ -79,7 +84,7 @@ impl Gatehouse {
         meta: &RequestMeta,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        for (key, _) in keys(email, meta) {
+        for (key, _) in self.throttle_keys(email, meta) {
             login_failures::ActiveModel {
                 id: NotSet,
                 key_hash: Set(key),
@@ -99,8 +104,7 @@ impl Gatehouse {
     ) -> Result<()> {
         login_failures::Entity::delete_many()
             .filter(
-                login_failures::Column::KeyHash
-                    .eq(token_hash(&format!("email:{}", email.as_str()))),
+                login_failures::Column::KeyHash.eq(self.email_throttle_key(email)),
             )
             .exec(conn)
             .await?;

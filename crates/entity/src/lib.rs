@@ -8,6 +8,7 @@ pub mod browser_sessions;
 pub mod clients;
 pub mod consents;
 pub mod login_failures;
+pub mod mail_cooldowns;
 pub mod one_time_tokens;
 pub mod refresh_tokens;
 pub mod session_revocations;

@@ -7,7 +7,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
-    /// Hex SHA-256 of `email:<normalised address>` or `ip:<address>`.
+    /// Hex HMAC-SHA256 (under a key derived from the master key) of
+    /// `login_email:<normalised address>` or `login_ip:<address>`.
     pub key_hash: String,
     pub failed_at: DateTimeUtc,
 }

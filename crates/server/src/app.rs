@@ -48,6 +48,7 @@ pub async fn build_gatehouse(
         db::migrate(&db).await?;
     }
     let master_key = config.master_key()?;
+    let keyed_hashes = master_key.keyed_hashes();
     let settings = config.core_settings();
     let hasher = PasswordHasher::new(&config.password)?;
     let mailer = Mailer::new(&config.mail, &settings.issuer)?;
@@ -72,6 +73,7 @@ pub async fn build_gatehouse(
         Arc::new(hasher),
         Arc::new(mailer),
         Arc::new(tokens),
+        keyed_hashes,
         settings,
     );
     gatehouse.ensure_api_client().await?;

@@ -16,7 +16,7 @@ use actix_web::http::header::{self, ContentType};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::browser::{BrowserState, BrowserUser, LOGIN_SESSION_KEY};
 use gatehouse_core::oidc::{AuthorizationRequest, LogoutRequest};
-use gatehouse_core::secrets::{constant_time_eq, new_token};
+use gatehouse_core::secrets::{constant_time_eq, new_token, token_hash};
 use minijinja::{Environment, Value, context};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -135,9 +135,14 @@ pub fn session_middleware(
         .build()
 }
 
-const CSRF_KEY: &str = "csrf";
+const CSRF_SEED_KEY: &str = "csrf_seed";
 const PENDING_AUTHORIZATION_KEY: &str = "authorize";
+const PENDING_CONSENTS_KEY: &str = "consents";
 const PENDING_LOGOUT_KEY: &str = "logout";
+
+/// How many consent pages one browser may have open at once (tabs); opening another
+/// forgets the oldest, whose form then answers "nothing to continue".
+pub const MAX_PENDING_CONSENTS: usize = 8;
 
 /// An authorization request waiting for the user to log in or consent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,36 +152,63 @@ pub struct PendingAuthorization {
     pub consented: bool,
 }
 
+/// An authorization request shown on a consent page, waiting for the user's answer. The
+/// page's form names it by an unguessable identifier, so the answer applies to the
+/// request the user saw and no other (not to one a second tab, or another site sending
+/// the browser to `/oauth2/authorize`, started since).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingConsent {
+    pub request: AuthorizationRequest,
+    /// The login that was shown the page; another login cannot answer it.
+    pub login: Uuid,
+    /// The user entered their password for this request.
+    pub logged_in: bool,
+}
+
+/// Pending consents under the SHA-256 of their identifiers, oldest first.
+type PendingConsents = Vec<(String, PendingConsent)>;
+
 fn session_error(e: impl std::fmt::Display) -> PageError {
     PageError::Session(e.to_string())
 }
 
 /// Typed access to the browser session's entries.
-pub struct BrowserSession<'a>(pub &'a Session);
+pub struct BrowserSession<'a> {
+    session: &'a Session,
+    gatehouse: &'a Gatehouse,
+}
 
-impl BrowserSession<'_> {
+impl<'a> BrowserSession<'a> {
+    pub fn new(session: &'a Session, gatehouse: &'a Gatehouse) -> Self {
+        Self { session, gatehouse }
+    }
+
     fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PageError> {
-        self.0.get(key).map_err(session_error)
+        self.session.get(key).map_err(session_error)
     }
 
     fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<(), PageError> {
-        self.0.insert(key, value).map_err(session_error)
+        self.session.insert(key, value).map_err(session_error)
     }
 
-    /// The CSRF token of this browser session, made on first use.
+    /// The CSRF token of this browser session. The session's state holds only a random
+    /// seed, made on first use; the token is an HMAC of it under a key derived from the
+    /// master key, so someone who reads the database cannot forge a form.
     pub fn csrf_token(&self) -> Result<String, PageError> {
-        if let Some(token) = self.get::<String>(CSRF_KEY)? {
-            return Ok(token);
+        if let Some(seed) = self.get::<String>(CSRF_SEED_KEY)? {
+            return Ok(self.gatehouse.csrf_token(&seed));
         }
-        let (token, _) = new_token().map_err(PageError::Core)?;
-        let token = token.expose_secret().to_owned();
-        self.set(CSRF_KEY, &token)?;
-        Ok(token)
+        let (seed, _) = new_token().map_err(PageError::Core)?;
+        let seed = seed.expose_secret().to_owned();
+        self.set(CSRF_SEED_KEY, &seed)?;
+        Ok(self.gatehouse.csrf_token(&seed))
     }
 
     /// Refuses a form without the session's CSRF token (compared in constant time).
     pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), PageError> {
-        let expected = self.get::<String>(CSRF_KEY)?;
+        let expected = self
+            .get::<String>(CSRF_SEED_KEY)?
+            .map(|seed| self.gatehouse.csrf_token(&seed));
         match (expected, presented) {
             (Some(expected), Some(presented))
                 if constant_time_eq(expected.as_bytes(), presented.as_bytes()) =>
@@ -193,23 +225,23 @@ impl BrowserSession<'_> {
     }
 
     /// The user logged in on this browser, if their login still stands.
-    pub async fn user(&self, gatehouse: &Gatehouse) -> Result<Option<BrowserUser>, PageError> {
+    pub async fn user(&self) -> Result<Option<BrowserUser>, PageError> {
         match self.login()? {
-            Some(login) => Ok(gatehouse.login_user(login).await?),
+            Some(login) => Ok(self.gatehouse.login_user(login).await?),
             None => Ok(None),
         }
     }
 
     /// Starts a login: a new cookie key (no fixation) and a new CSRF token.
     pub fn start_login(&self, login: Uuid) -> Result<(), PageError> {
-        self.0.renew();
-        self.0.remove(CSRF_KEY);
+        self.session.renew();
+        self.session.remove(CSRF_SEED_KEY);
         self.set(LOGIN_SESSION_KEY, &login)
     }
 
     /// Forgets everything, and expires the cookie.
     pub fn end(&self) {
-        self.0.purge();
+        self.session.purge();
     }
 
     pub fn pending_authorization(&self) -> Result<Option<PendingAuthorization>, PageError> {
@@ -229,9 +261,46 @@ impl BrowserSession<'_> {
 
     /// Removes an entry; the session is only written back if there was one.
     fn remove(&self, key: &str) {
-        if self.0.entries().contains_key(key) {
-            self.0.remove(key);
+        if self.session.entries().contains_key(key) {
+            self.session.remove(key);
         }
+    }
+
+    /// Keeps a request for its consent page; returns the identifier the page's form
+    /// carries. Only its hash is stored.
+    pub fn add_pending_consent(&self, pending: PendingConsent) -> Result<String, PageError> {
+        let mut consents: PendingConsents = self.get(PENDING_CONSENTS_KEY)?.unwrap_or_default();
+        let (id, id_hash) = new_token().map_err(PageError::Core)?;
+        consents.push((id_hash, pending));
+        let excess = consents.len().saturating_sub(MAX_PENDING_CONSENTS);
+        consents.drain(..excess);
+        self.set(PENDING_CONSENTS_KEY, &consents)?;
+        Ok(id.expose_secret().to_owned())
+    }
+
+    /// The request a consent page shows, if it is still waiting.
+    pub fn pending_consent(&self, id: &str) -> Result<Option<PendingConsent>, PageError> {
+        let consents: PendingConsents = self.get(PENDING_CONSENTS_KEY)?.unwrap_or_default();
+        let id_hash = token_hash(id);
+        Ok(consents
+            .into_iter()
+            .find(|(stored, _)| constant_time_eq(stored.as_bytes(), id_hash.as_bytes()))
+            .map(|(_, pending)| pending))
+    }
+
+    /// Removes and returns a waiting request: each consent page is answered once.
+    pub fn take_pending_consent(&self, id: &str) -> Result<Option<PendingConsent>, PageError> {
+        let mut consents: PendingConsents = self.get(PENDING_CONSENTS_KEY)?.unwrap_or_default();
+        let id_hash = token_hash(id);
+        let Some(index) = consents
+            .iter()
+            .position(|(stored, _)| constant_time_eq(stored.as_bytes(), id_hash.as_bytes()))
+        else {
+            return Ok(None);
+        };
+        let (_, pending) = consents.remove(index);
+        self.set(PENDING_CONSENTS_KEY, &consents)?;
+        Ok(Some(pending))
     }
 
     pub fn pending_logout(&self) -> Result<Option<LogoutRequest>, PageError> {

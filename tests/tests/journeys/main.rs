@@ -28,6 +28,7 @@ mod oidc;
 mod openid_client;
 mod passwords;
 mod revocation_feed;
+mod secrets_at_rest;
 mod security_headers;
 mod sessions;
 mod signing_keys;

@@ -10,6 +10,8 @@ on_both_databases!(
     verification_link_works_once_and_expires,
     concurrent_uses_of_one_link_let_exactly_one_succeed,
     resend_answers_the_same_for_unknown_addresses,
+    repeated_sign_ups_for_an_existing_address_send_one_notice_per_cooldown,
+    concurrent_resends_send_one_mail,
 );
 
 async fn sign_up_verify_and_reach_me(backend: Backend) {
@@ -202,4 +204,91 @@ async fn resend_answers_the_same_for_unknown_addresses(backend: Backend) {
         .await;
     assert_eq!(verified.status(), StatusCode::OK);
     assert!(server.mail.to("nobody@example.com").is_empty());
+}
+
+async fn repeated_sign_ups_for_an_existing_address_send_one_notice_per_cooldown(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    server
+        .verified_user("owner@example.com", "owner password 1")
+        .await;
+    let attempt = || {
+        server.post(
+            "/api/v1/signup",
+            json!({ "email": "owner@example.com", "password": "bomb password 1" }),
+        )
+    };
+    // Twenty one after the other, then twenty at once: one notice in all.
+    let mut bodies = Vec::new();
+    for _ in 0..20 {
+        let response = attempt().await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        bodies.push(response.text().await.unwrap());
+    }
+    for response in futures_util::future::join_all((0..20).map(|_| attempt())).await {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        bodies.push(response.text().await.unwrap());
+    }
+    let fresh = server
+        .post(
+            "/api/v1/signup",
+            json!({ "email": "fresh@example.com", "password": "fresh password 1" }),
+        )
+        .await;
+    assert_eq!(fresh.status(), StatusCode::ACCEPTED);
+    let fresh_body = fresh.text().await.unwrap();
+    assert!(
+        bodies.iter().all(|b| *b == fresh_body),
+        "the same answer as for a new address"
+    );
+    server.mail.wait_for("owner@example.com", "Sign-up attempt").await;
+
+    // After the cooldown the owner hears of the next attempt.
+    server.advance(std::time::Duration::from_secs(61));
+    assert_eq!(attempt().await.status(), StatusCode::ACCEPTED);
+    server
+        .mail
+        .wait_for_nth("owner@example.com", "Sign-up attempt", 2)
+        .await;
+    let notices = server
+        .mail
+        .to("owner@example.com")
+        .iter()
+        .filter(|m| m.subject.contains("Sign-up attempt"))
+        .count();
+    assert_eq!(notices, 2, "41 attempts, two cooldowns: two notices");
+}
+
+async fn concurrent_resends_send_one_mail(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.sign_up("slow@example.com", "slow password 1").await;
+    server.advance(std::time::Duration::from_secs(61));
+    let resends = (0..10).map(|_| {
+        server.post(
+            "/api/v1/email/verify/resend",
+            json!({ "email": "slow@example.com" }),
+        )
+    });
+    for response in futures_util::future::join_all(resends).await {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    server.advance(std::time::Duration::from_secs(61));
+    server
+        .post(
+            "/api/v1/email/verify/resend",
+            json!({ "email": "slow@example.com" }),
+        )
+        .await;
+    server
+        .mail
+        .wait_for_nth("slow@example.com", "Confirm your email", 3)
+        .await;
+    let mails = server
+        .mail
+        .to("slow@example.com")
+        .iter()
+        .filter(|m| m.subject.contains("Confirm your email"))
+        .count();
+    assert_eq!(mails, 3, "sign-up, one of ten concurrent resends, one after the cooldown");
 }

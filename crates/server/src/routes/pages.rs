@@ -68,9 +68,9 @@ async fn login_page(
     session: Session,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     let pending = browser.pending_authorization()?;
-    if pending.is_none() && browser.user(&gatehouse).await?.is_some() {
+    if pending.is_none() && browser.user().await?.is_some() {
         return Ok(see_other("/account/sessions"));
     }
     let email = query
@@ -134,7 +134,7 @@ async fn login(
     ClientMeta(meta): ClientMeta,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     let form = form.into_inner();
     match gatehouse
@@ -176,7 +176,7 @@ async fn signup_page(
     pages: web::Data<Pages>,
     session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     let pending = browser.pending_authorization()?;
     pages.render(
         StatusCode::OK,
@@ -209,7 +209,7 @@ async fn signup(
     ClientMeta(meta): ClientMeta,
     form: web::Form<SignupForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     let form = form.into_inner();
     let name = Some(form.name.trim()).filter(|n| !n.is_empty());
@@ -252,11 +252,12 @@ struct TokenQuery {
 
 #[get("/verify-email")]
 async fn verify_email_page(
+    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
     session: Session,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     // The link only fills the form: mail scanners that open links do not use it up.
     pages.render(
         StatusCode::OK,
@@ -281,7 +282,7 @@ async fn verify_email(
     ClientMeta(meta): ClientMeta,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     match gatehouse.verify_email(form.token.trim(), &meta).await {
         Ok(()) if browser.pending_authorization()?.is_some() => Ok(see_other("/login?verified=1")),
@@ -318,7 +319,7 @@ async fn resend_verification(
     ClientMeta(meta): ClientMeta,
     form: web::Form<EmailForm>,
 ) -> Result<HttpResponse, PageError> {
-    BrowserSession(&session).check_csrf(form.csrf_token.as_deref())?;
+    BrowserSession::new(&session, &gatehouse).check_csrf(form.csrf_token.as_deref())?;
     gatehouse.resend_verification(&form.email, &meta).await?;
     pages.message(
         StatusCode::OK,
@@ -330,10 +331,11 @@ async fn resend_verification(
 
 #[get("/forgot-password")]
 async fn forgot_password_page(
+    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
     session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     pages.render(
         StatusCode::OK,
         "forgot_password.html",
@@ -350,7 +352,7 @@ async fn forgot_password(
     ClientMeta(meta): ClientMeta,
     form: web::Form<EmailForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     match gatehouse.forgot_password(&form.email, &meta).await {
         Ok(()) => pages.message(
@@ -378,7 +380,7 @@ async fn reset_password_page(
     session: Session,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     pages.render(
         StatusCode::OK,
         "reset_password.html",
@@ -404,7 +406,7 @@ async fn reset_password(
     ClientMeta(meta): ClientMeta,
     form: web::Form<ResetForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     let form = form.into_inner();
     match gatehouse
@@ -443,9 +445,9 @@ async fn sessions_page(
     pages: web::Data<Pages>,
     session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     let user = browser
-        .user(&gatehouse)
+        .user()
         .await?
         .ok_or(PageError::LoginRequired)?;
     let sessions: Vec<_> = gatehouse
@@ -495,10 +497,10 @@ async fn form_user(
     session: &Session,
     form: &CsrfForm,
 ) -> Result<gatehouse_core::browser::BrowserUser, PageError> {
-    let browser = BrowserSession(session);
+    let browser = BrowserSession::new(session, gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     browser
-        .user(gatehouse)
+        .user()
         .await?
         .ok_or(PageError::LoginRequired)
 }
@@ -553,8 +555,8 @@ async fn logout_page(
     pages: web::Data<Pages>,
     session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
-    if browser.user(&gatehouse).await?.is_none() {
+    let browser = BrowserSession::new(&session, &gatehouse);
+    if browser.user().await?.is_none() {
         return signed_out(&pages, &browser, None);
     }
     let client_name = browser.pending_logout()?.and_then(|l| l.client_name);
@@ -574,7 +576,7 @@ async fn logout(
     ClientMeta(meta): ClientMeta,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession(&session);
+    let browser = BrowserSession::new(&session, &gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     if let Some(login_session) = browser.login()? {
         gatehouse.log_out_login(login_session, &meta).await?;
