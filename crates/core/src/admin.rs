@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{audit_events, sessions, users};
+use sea_orm::sea_query::LikeExpr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
@@ -48,7 +49,8 @@ impl From<users::Model> for UserView {
     }
 }
 
-/// Filters of the user list. `email` matches any part of the (lower-case) address.
+/// Filters of the user list. `email` matches any part of the (lower-case) address,
+/// character for character: `%` and `_` are not wildcards.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
@@ -90,6 +92,25 @@ pub struct AuditPage {
     pub next_cursor: Option<i64>,
 }
 
+/// The escape character of [`containing`] patterns.
+const LIKE_ESCAPE: char = '\\';
+
+/// A `LIKE` pattern matching any text that contains `literal`. The wildcards `%` and `_`
+/// and the escape character itself are escaped, and the escape character is named in the
+/// query (`ESCAPE '\'`): SQLite has no default one.
+fn containing(literal: &str) -> LikeExpr {
+    let mut pattern = String::with_capacity(literal.len() + 2);
+    pattern.push('%');
+    for c in literal.chars() {
+        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
+            pattern.push(LIKE_ESCAPE);
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    LikeExpr::new(pattern).escape(LIKE_ESCAPE)
+}
+
 fn page_size(limit: Option<u64>) -> Result<u64> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
@@ -113,7 +134,7 @@ impl Gatehouse {
             .map(str::trim)
             .filter(|e| !e.is_empty())
         {
-            select = select.filter(users::Column::Email.contains(email.to_lowercase()));
+            select = select.filter(users::Column::Email.like(containing(&email.to_lowercase())));
         }
         if let Some(cursor) = query.cursor {
             select = select.filter(users::Column::Id.gt(cursor));
@@ -319,5 +340,28 @@ impl Gatehouse {
             .one(&self.db)
             .await?
             .ok_or(Error::NotFound("user"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{DbBackend, QueryTrait};
+
+    #[test]
+    fn the_email_filter_escapes_wildcards() {
+        for (backend, expected) in [
+            (DbBackend::Sqlite, r"LIKE '%a\_b\%c\\d%' ESCAPE '\'"),
+            (
+                DbBackend::Postgres,
+                r"LIKE E'%a\\_b\\%c\\\\d%' ESCAPE E'\\'",
+            ),
+        ] {
+            let sql = users::Entity::find()
+                .filter(users::Column::Email.like(containing(r"a_b%c\d")))
+                .build(backend)
+                .to_string();
+            assert!(sql.ends_with(expected), "{sql}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 on_both_databases!(
     only_admins_reach_the_admin_api,
     admins_find_users_by_page_and_email,
+    the_email_filter_takes_wildcards_literally,
     admins_change_roles_and_disable_accounts,
     admins_end_sessions,
     audit_log_records_who_did_what,
@@ -153,6 +154,41 @@ async fn admins_find_users_by_page_and_email(backend: Backend) {
         .get_as(&admin.access, "/api/v1/admin/users?cursor=zzz")
         .await;
     assert_eq!(error_code(bad_cursor).await, "invalid_request");
+}
+
+/// `%` and `_` in `email=` are the characters themselves, not `LIKE` wildcards.
+async fn the_email_filter_takes_wildcards_literally(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    for email in ["a_b@example.com", "axb@example.com", "c%d@example.com"] {
+        server.sign_up(email, "z password 1").await;
+    }
+    let cases: [(&str, &[&str]); 6] = [
+        ("_", &["a_b@example.com"]),
+        ("a_b", &["a_b@example.com"]),
+        ("%25", &["c%d@example.com"]),
+        ("c%25d", &["c%d@example.com"]),
+        ("%5C", &[]),
+        ("%5C_", &[]),
+    ];
+    for (filter, expected) in cases {
+        let found: Value = server
+            .get_as(
+                &admin.access,
+                &format!("/api/v1/admin/users?email={filter}"),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let emails: Vec<&str> = found["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["email"].as_str().unwrap())
+            .collect();
+        assert_eq!(emails, expected, "email={filter}");
+    }
 }
 
 async fn admins_change_roles_and_disable_accounts(backend: Backend) {
