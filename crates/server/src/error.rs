@@ -8,6 +8,11 @@ use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use gatehouse_core::Error as CoreError;
 use serde::Serialize;
 
+/// The `Retry-After` of a 503 caused by an unavailable dependency (the database), in
+/// seconds: long enough for a connection pool to reconnect or a failover to finish,
+/// short enough that clients come back soon.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
+
 /// An error answered to a client of the JSON API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -99,7 +104,8 @@ impl ResponseError for ApiError {
     }
 }
 
-/// `WWW-Authenticate` for authentication failures, `Retry-After` when overloaded.
+/// `WWW-Authenticate` for authentication failures, `Retry-After` when overloaded,
+/// throttled or unavailable (every 503 carries one).
 fn add_challenge_headers(response: &mut HttpResponseBuilder, error: &CoreError) {
     match error {
         CoreError::Unauthenticated => {
@@ -119,6 +125,9 @@ fn add_challenge_headers(response: &mut HttpResponseBuilder, error: &CoreError) 
             if let Ok(value) = HeaderValue::from_str(&seconds) {
                 response.insert_header((header::RETRY_AFTER, value));
             }
+        }
+        CoreError::Unavailable { .. } => {
+            response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECONDS));
         }
         _ => {}
     }
