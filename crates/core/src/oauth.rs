@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::clients::{Client, GrantType, split};
 use crate::secrets::token_hash;
-use crate::sessions::{RevokeReason, revoke_session};
+use crate::sessions::{RevokeReason, TokenPair, revoke_session};
 use crate::signing::TokenGrant;
 use crate::{Error, Gatehouse, Result};
 
@@ -72,6 +72,22 @@ impl Gatehouse {
             expires_in: self.tokens.ttl().as_secs(),
             scope,
         })
+    }
+
+    /// `grant_type=refresh_token` at the token endpoint: the client must be allowed the
+    /// grant, and the token must be its own (see [`Gatehouse::refresh`]).
+    pub async fn refresh_token_grant(
+        &self,
+        client: &Client,
+        refresh_token: &str,
+        meta: &RequestMeta,
+    ) -> Result<TokenPair> {
+        if !client.allows(GrantType::RefreshToken) {
+            return Err(Error::UnauthorizedClient(
+                "this client may not use refresh_token".to_owned(),
+            ));
+        }
+        self.refresh(refresh_token, client.id(), meta).await
     }
 
     /// RFC 7662: whether `token` (access or refresh) is active, with its claims if so.

@@ -6,6 +6,7 @@
 //! (`revocations.poll_interval`) and broadcasts new rows to its subscribers (the SSE
 //! streams), so a revocation made on any instance reaches every instance's streams.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ use sea_orm::{
     NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
 use crate::{Gatehouse, Result};
@@ -49,8 +50,40 @@ impl From<session_revocations::Model> for Revocation {
 #[derive(Debug, Serialize)]
 pub struct RevocationPage {
     pub revocations: Vec<Revocation>,
-    /// The id of the last entry, to pass as `after`; null when the page is empty.
-    pub next_cursor: Option<i64>,
+    /// What to pass as `after` next time: the id of the last entry; on an empty page the
+    /// `after` that was given, or the newest id when none was (never null, so a backend
+    /// that polls with `after=<next_cursor>` never falls back to the beginning).
+    pub next_cursor: i64,
+}
+
+/// A subscriber's view of the feed: what it missed since its cursor, then what arrives
+/// live, in order and without gaps or repeats.
+pub struct RevocationFeed {
+    backlog: VecDeque<Revocation>,
+    live: broadcast::Receiver<Revocation>,
+    last_id: i64,
+}
+
+impl RevocationFeed {
+    /// The next revocation; `None` when this subscriber fell too far behind the live
+    /// channel (it reconnects from its last id and reads the rest from the database).
+    /// Cancel-safe: dropping the future loses nothing.
+    pub async fn next(&mut self) -> Option<Revocation> {
+        if let Some(revocation) = self.backlog.pop_front() {
+            self.last_id = revocation.id;
+            return Some(revocation);
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(revocation) if revocation.id > self.last_id => {
+                    self.last_id = revocation.id;
+                    return Some(revocation);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_) | RecvError::Closed) => return None,
+            }
+        }
+    }
 }
 
 /// Fans new revocations out to this instance's subscribers.
@@ -143,9 +176,39 @@ impl Gatehouse {
             .all(&self.db)
             .await?;
         let revocations: Vec<Revocation> = rows.into_iter().map(Revocation::from).collect();
+        let next_cursor = match (revocations.last(), after) {
+            (Some(last), _) => last.id,
+            (None, Some(after)) => after,
+            (None, None) => session_revocations::Entity::find()
+                .order_by_desc(session_revocations::Column::Id)
+                .one(&self.db)
+                .await?
+                .map_or(0, |r| r.id),
+        };
         Ok(RevocationPage {
-            next_cursor: revocations.last().map(|r| r.id),
+            next_cursor,
             revocations,
+        })
+    }
+
+    /// The feed after `after` for a live subscriber: it subscribes before reading the
+    /// backlog, so nothing revoked in between falls through.
+    pub async fn follow_revocations(&self, after: Option<i64>) -> Result<RevocationFeed> {
+        let live = self.revocations.subscribe();
+        let mut backlog = VecDeque::new();
+        let mut cursor = after;
+        loop {
+            let page = self.revocations_after(cursor).await?;
+            if page.revocations.is_empty() {
+                break;
+            }
+            cursor = Some(page.next_cursor);
+            backlog.extend(page.revocations);
+        }
+        Ok(RevocationFeed {
+            backlog,
+            live,
+            last_id: cursor.unwrap_or(0),
         })
     }
 

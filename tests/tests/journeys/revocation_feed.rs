@@ -18,6 +18,21 @@ async fn feed_pages_list_revoked_sessions(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin("root@example.com").await;
     let (id, secret) = server.service_client(&admin, &[]).await;
+    let empty: Value = server
+        .http
+        .get(server.url("/api/v1/revocations"))
+        .basic_auth(&id, Some(&secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        empty,
+        json!({ "revocations": [], "next_cursor": 0 }),
+        "an empty feed's cursor is a number, not null"
+    );
     let user = server
         .verified_user("fd@example.com", "fd password 1")
         .await;
@@ -57,7 +72,13 @@ async fn feed_pages_list_revoked_sessions(backend: Backend) {
         "the entry outlives the session's last token"
     );
     let cursor = page["next_cursor"].as_i64().unwrap();
-    assert_eq!(feed(Some(cursor)).await["revocations"], json!([]));
+    // An idle poll hands back the cursor it was given, so a backend polling with
+    // `after=<next_cursor>` never falls back to the beginning.
+    let idle = feed(Some(cursor)).await;
+    assert_eq!(idle["revocations"], json!([]));
+    assert_eq!(idle["next_cursor"], json!(cursor));
+    let again = feed(idle["next_cursor"].as_i64()).await;
+    assert_eq!(again["revocations"], json!([]), "nothing is read twice");
 
     server
         .post_as(&kept.access, "/api/v1/logout", json!({}))

@@ -4,7 +4,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use gatehouse_core::Gatehouse;
-use gatehouse_core::clients::GrantType;
 
 use crate::error::{ApiError, OAuthError};
 use crate::extract::{ClientMeta, OAuthForm, bearer_token, client_credentials};
@@ -48,14 +47,9 @@ async fn token(
             Ok(HttpResponse::Ok().json(token))
         }
         "refresh_token" => {
-            if !client.allows(GrantType::RefreshToken) {
-                return Err(gatehouse_core::Error::UnauthorizedClient(
-                    "this client may not use refresh_token".to_owned(),
-                )
-                .into());
-            }
-            let refresh_token = form.require("refresh_token")?;
-            let tokens = gatehouse.refresh(refresh_token, client.id(), &meta).await?;
+            let tokens = gatehouse
+                .refresh_token_grant(&client, form.require("refresh_token")?, &meta)
+                .await?;
             Ok(HttpResponse::Ok().json(tokens))
         }
         "authorization_code" => {

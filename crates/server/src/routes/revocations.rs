@@ -1,16 +1,14 @@
 //! `GET /api/v1/revocations`: the revocation feed for app backends, as JSON pages or as a
 //! Server-Sent Events stream (`Accept: text/event-stream`). Confidential clients only.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
-use gatehouse_core::revocations::Revocation;
+use gatehouse_core::revocations::{Revocation, RevocationFeed};
 use serde::Deserialize;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::error::OAuthError;
 use crate::extract::client_credentials;
@@ -51,22 +49,10 @@ async fn revocations(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
-    // Subscribe before reading the backlog, so nothing falls between the two.
-    let live = gatehouse.revocation_hub().subscribe();
-    let mut backlog = VecDeque::new();
-    let mut after = last_event_id.or(query.after);
-    loop {
-        let page = gatehouse.revocations_after(after).await?;
-        if page.revocations.is_empty() {
-            break;
-        }
-        after = page.next_cursor;
-        backlog.extend(page.revocations);
-    }
     let state = FeedStream {
-        backlog,
-        live,
-        last_id: after.unwrap_or(0),
+        feed: gatehouse
+            .follow_revocations(last_event_id.or(query.after))
+            .await?,
         keepalive: tokio::time::interval_at(tokio::time::Instant::now() + keepalive.0, keepalive.0),
     };
     Ok(HttpResponse::Ok()
@@ -76,10 +62,9 @@ async fn revocations(
         .streaming(futures_util::stream::unfold(state, FeedStream::next)))
 }
 
+/// The feed as Server-Sent Events, with a keep-alive comment when idle.
 struct FeedStream {
-    backlog: VecDeque<Revocation>,
-    live: broadcast::Receiver<Revocation>,
-    last_id: i64,
+    feed: RevocationFeed,
     keepalive: tokio::time::Interval,
 }
 
@@ -87,24 +72,12 @@ impl FeedStream {
     /// The next chunk of the stream; `None` ends it (the client reconnects with
     /// `Last-Event-ID` and gets what it missed from the database).
     async fn next(mut self) -> Option<(Result<Bytes, actix_web::Error>, Self)> {
-        if let Some(revocation) = self.backlog.pop_front() {
-            self.last_id = revocation.id;
-            return Some((Ok(event(&revocation)), self));
-        }
-        loop {
-            tokio::select! {
-                received = self.live.recv() => match received {
-                    Ok(revocation) if revocation.id > self.last_id => {
-                        self.last_id = revocation.id;
-                        return Some((Ok(event(&revocation)), self));
-                    }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_) | RecvError::Closed) => return None,
-                },
-                _ = self.keepalive.tick() => {
-                    return Some((Ok(Bytes::from_static(b": keepalive\n\n")), self));
-                }
+        tokio::select! {
+            revocation = self.feed.next() => {
+                let revocation = revocation?;
+                Some((Ok(event(&revocation)), self))
             }
+            _ = self.keepalive.tick() => Some((Ok(Bytes::from_static(b": keepalive\n\n")), self)),
         }
     }
 }
