@@ -160,6 +160,10 @@ pub struct MailSettings {
     pub smtp_url: SecretString,
     /// A file holding the SMTP URL, read instead of `smtp_url` when set.
     pub smtp_url_file: Option<PathBuf>,
+    /// Production refuses an `smtp_url` that does not require TLS (neither `smtps://` nor
+    /// `?tls=required`) unless its host is on loopback; `true` accepts it, for a relay
+    /// reached over a network the operator trusts.
+    pub allow_insecure_smtp: bool,
     /// The `From` mailbox, e.g. `Gatehouse <no-reply@example.com>`.
     pub from: String,
     /// Folder for the `file` transport.

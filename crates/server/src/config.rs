@@ -190,11 +190,13 @@ impl Config {
                     .to_owned(),
             );
         }
-        if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://")) {
-            problems.push(
-                "issuer: must be an http:// or https:// URL, e.g. https://auth.example.com"
-                    .to_owned(),
-            );
+        let issuer_ok = issuer_is_usable(&self.issuer);
+        if !issuer_ok {
+            problems.push(format!(
+                "issuer: `{}` must be an http:// or https:// URL with a host and no query, \
+                 fragment or user name, e.g. https://auth.example.com",
+                self.issuer
+            ));
         }
         let colour = self.pages.accent_colour.as_bytes();
         if !(colour.len() == 7
@@ -234,7 +236,7 @@ impl Config {
                     }
                 }
             }
-            if !self.issuer.starts_with("https://") {
+            if issuer_ok && !self.issuer.starts_with("https://") {
                 problems.push(format!(
                     "issuer: `{}` is not https; production tokens and links must use an https:// URL",
                     self.issuer
@@ -245,6 +247,33 @@ impl Config {
                     "mail.transport: `log` writes verification and reset links to the log; use `smtp` in production"
                         .to_owned(),
                 );
+            }
+            if self.mail.transport == MailTransportKind::File {
+                problems.push(
+                    "mail.transport: `file` writes verification and reset links to files on disk; use `smtp` in production"
+                        .to_owned(),
+                );
+            }
+            if self.mail.transport == MailTransportKind::Smtp {
+                // Never the URL itself: it may hold the SMTP password.
+                let setting = if self.mail.smtp_url_file.is_some() {
+                    "mail.smtp_url (read from mail.smtp_url_file)"
+                } else {
+                    "mail.smtp_url"
+                };
+                match smtp_security(self.mail.smtp_url.expose_secret()) {
+                    SmtpSecurity::Encrypted | SmtpSecurity::Loopback => {}
+                    SmtpSecurity::Plaintext if self.mail.allow_insecure_smtp => {}
+                    SmtpSecurity::Plaintext => problems.push(format!(
+                        "{setting}: does not require TLS to a host that is not on loopback, so mails, \
+                         their links and the SMTP credentials can be read or changed on the way; use \
+                         smtps://host:465 or smtp://host:587?tls=required, or set \
+                         mail.allow_insecure_smtp = true if the network to that host is trusted"
+                    )),
+                    SmtpSecurity::Invalid => problems.push(format!(
+                        "{setting}: not a valid smtp:// or smtps:// URL"
+                    )),
+                }
             }
         }
         if problems.is_empty() {
@@ -301,6 +330,78 @@ impl Config {
     }
 }
 
+/// An issuer is the base of every link and the `iss` of every token: an http(s) URL with
+/// a host, and nothing that a base URL cannot carry. It is used as written, so it must
+/// also be written as a URL parser reads it: no white space (which parsers drop) and a
+/// host right after `//` (parsers read `https:///x` as `https://x/`).
+fn issuer_is_usable(issuer: &str) -> bool {
+    let authority = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"));
+    if !authority.is_some_and(|rest| !rest.starts_with(['/', '\\']))
+        || issuer.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    url::Url::parse(issuer).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some_and(|host| !host.is_empty())
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+            && url.password().is_none()
+    })
+}
+
+/// What an SMTP URL protects, read the way lettre reads it (`from_url`).
+#[derive(Debug, PartialEq, Eq)]
+enum SmtpSecurity {
+    /// `smtps://` (TLS from the start) or `smtp://...?tls=required` (STARTTLS or fail).
+    Encrypted,
+    /// No TLS, or opportunistic STARTTLS (a network attacker can strip it), to a host on
+    /// loopback: nothing crosses the network.
+    Loopback,
+    /// No TLS, or opportunistic STARTTLS, to a host across the network.
+    Plaintext,
+    /// lettre would refuse it.
+    Invalid,
+}
+
+fn smtp_security(smtp_url: &str) -> SmtpSecurity {
+    let Ok(url) = url::Url::parse(smtp_url) else {
+        return SmtpSecurity::Invalid;
+    };
+    // lettre takes the first `tls` parameter.
+    let tls = url
+        .query_pairs()
+        .find(|(key, _)| key == "tls")
+        .map(|(_, value)| value.into_owned());
+    let encrypted = match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) | ("smtp", Some("required")) => true,
+        ("smtp", None | Some("opportunistic")) => false,
+        _ => return SmtpSecurity::Invalid,
+    };
+    // `smtp` is not a special scheme: its host stays text, even an IP address.
+    let loopback = match url.host() {
+        None => return SmtpSecurity::Invalid,
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    };
+    if encrypted {
+        SmtpSecurity::Encrypted
+    } else if loopback {
+        SmtpSecurity::Loopback
+    } else {
+        SmtpSecurity::Plaintext
+    }
+}
+
 fn read_secret(path: &Path, setting: &str) -> Result<SecretString, ConfigError> {
     std::fs::read_to_string(path)
         .map(|s| SecretString::from(s.trim().to_owned()))
@@ -322,4 +423,73 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuers_need_a_host_and_nothing_a_base_url_cannot_carry() {
+        for good in [
+            "https://auth.example.com",
+            "https://auth.example.com/",
+            "https://example.com/auth",
+            "http://127.0.0.1:8080",
+        ] {
+            assert!(issuer_is_usable(good), "{good}");
+        }
+        for bad in [
+            "https://",
+            "http://",
+            "https:///path",
+            "https:\\\\auth.example.com",
+            "https://auth.example.com ",
+            "https://auth.\texample.com",
+            "HTTPS://auth.example.com",
+            "auth.example.com",
+            "ftp://auth.example.com",
+            "https://auth.example.com?x=1",
+            "https://auth.example.com/#top",
+            "https://user:pass@auth.example.com",
+            "",
+        ] {
+            assert!(!issuer_is_usable(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn smtp_urls_are_read_as_lettre_reads_them() {
+        use SmtpSecurity::*;
+        for (url, expected) in [
+            ("smtps://user:pass@mail.example.com:465", Encrypted),
+            ("smtps://mail.example.com", Encrypted),
+            (
+                "smtp://user:pass@mail.example.com:587?tls=required",
+                Encrypted,
+            ),
+            (
+                "smtp://mail.example.com:587?tls=required&tls=opportunistic",
+                Encrypted,
+            ),
+            ("smtp://user:pass@mail.example.com:25", Plaintext),
+            ("smtp://mail.example.com:587?tls=opportunistic", Plaintext),
+            (
+                "smtp://mail.example.com?tls=opportunistic&tls=required",
+                Plaintext,
+            ),
+            ("smtp://10.0.0.5:25", Plaintext),
+            ("smtp://127.0.0.2.example.com:25", Plaintext),
+            ("smtp://127.0.0.1:2525", Loopback),
+            ("smtp://127.8.9.10", Loopback),
+            ("smtp://[::1]:2525", Loopback),
+            ("smtp://LocalHost:25", Loopback),
+            ("smtp://mail.example.com?tls=always", Invalid),
+            ("smtpx://mail.example.com", Invalid),
+            ("smtp://", Invalid),
+            ("not a url", Invalid),
+        ] {
+            assert_eq!(smtp_security(url), expected, "{url}");
+        }
+    }
 }

@@ -126,6 +126,106 @@ fn page_branding_is_checked() {
     }
 }
 
+/// A production configuration that passes every other check, with this `issuer` and
+/// the `tables` appended.
+fn production_config(dir: &std::path::Path, issuer: &str, tables: &str) -> std::path::PathBuf {
+    let config = dir.join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"production\"\nissuer = \"{issuer}\"\ndata_dir = \"{data}\"\n\
+             [database]\nurl = \"sqlite://{data}/gatehouse.db?mode=rwc\"\n\
+             [secrets]\nmaster_key = \"c2dd1zFOTR4Sxr6N1W1FkuSeVTTmUj4F5+TRfFtQAeE=\"\n\
+             {tables}",
+            data = dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn production_refuses_mail_to_files_and_an_issuer_without_a_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = production_config(dir.path(), "https://", "[mail]\ntransport = \"file\"\n");
+    let output = gatehouse(&config).arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let problems: Vec<&str> = stderr.lines().skip(1).collect();
+    assert_eq!(problems.len(), 2, "one line per problem:\n{stderr}");
+    assert!(problems[0].starts_with("issuer: `https://`"), "{stderr}");
+    assert!(
+        problems[1].starts_with("mail.transport: `file`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn production_refuses_plaintext_smtp_across_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let plaintext = "smtp://user:pass@mail.example.com:25";
+    let refusal = |extra: &str| {
+        let config = production_config(dir.path(), "https://auth.example.com", extra);
+        let output = gatehouse(&config)
+            .args(["migrate", "status"])
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+
+    let (code, stderr) = refusal(&format!(
+        "[mail]\ntransport = \"smtp\"\nsmtp_url = \"{plaintext}\"\n"
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("mail.smtp_url: "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("pass"),
+        "the URL's password leaked: {stderr}"
+    );
+
+    // The same from a secret file: the error names the setting, never the file's text.
+    let secret = dir.path().join("smtp_url");
+    std::fs::write(&secret, format!("{plaintext}\n")).unwrap();
+    let (code, stderr) = refusal(&format!(
+        "[mail]\ntransport = \"smtp\"\nsmtp_url_file = \"{}\"\n",
+        secret.display()
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("mail.smtp_url"), "{stderr}");
+    assert!(
+        !stderr.contains("pass"),
+        "the URL's password leaked: {stderr}"
+    );
+
+    // Accepted past the configuration check: the operator's say-so, TLS, or loopback.
+    for mail in [
+        format!(
+            "[mail]\ntransport = \"smtp\"\nsmtp_url = \"{plaintext}\"\nallow_insecure_smtp = true\n"
+        ),
+        "[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://user:pass@mail.example.com:587?tls=required\"\n"
+            .to_owned(),
+        "[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtps://user:pass@mail.example.com\"\n"
+            .to_owned(),
+        "[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://127.0.0.1:2525\"\n".to_owned(),
+    ] {
+        let (_, stderr) = refusal(&mail);
+        assert!(
+            !stderr.contains("mail.smtp_url") && !stderr.contains("refusing to start"),
+            "{mail}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn create_an_admin_then_serve_and_log_in() {
     let dir = tempfile::tempdir().unwrap();
