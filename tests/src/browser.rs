@@ -6,6 +6,10 @@
 //! Every method fails the test with a message naming the selector and the page; nothing
 //! outlives the test, even one that panics: the chromedriver and node processes are killed
 //! on drop, and Chromium goes with its chromedriver.
+#![expect(
+    clippy::disallowed_methods,
+    reason = "polls chromedriver and the page: processes outside the test, with no clock to move"
+)]
 
 use std::fmt::Display;
 use std::net::TcpListener;

@@ -310,6 +310,10 @@ async fn run(verifier: Verifier, credentials: Credentials, state: Arc<WatchState
                 state.set_last_error(Some(error));
             }
         }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the back-off between two reconnections of a long-lived watcher is a real wait"
+        )]
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

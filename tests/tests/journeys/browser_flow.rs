@@ -251,6 +251,10 @@ fn revoke_forms(page: &str) -> usize {
 
 /// Waits for the demo app to have accepted a logout token for the session `sid`; the
 /// event it recorded.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls the demo app, a process outside the test with no clock to move"
+)]
 async fn backchannel_logout(server: &TestServer, demo: &DemoRp, sid: &str) -> Value {
     let started = Instant::now();
     loop {

@@ -41,6 +41,10 @@ fn token(issuer: &MockIssuer, key: &TestKey, sid: &str) -> String {
 }
 
 /// Waits for `condition` without sleeping blindly: gives up after 10 s.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls a watcher fed by a real socket, with no clock to move"
+)]
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !condition() {
