@@ -338,7 +338,7 @@ fn issuer_is_usable(issuer: &str) -> bool {
     let authority = issuer
         .strip_prefix("https://")
         .or_else(|| issuer.strip_prefix("http://"));
-    if !authority.is_some_and(|rest| !rest.starts_with(['/', '\\']))
+    if authority.is_none_or(|rest| rest.starts_with(['/', '\\']))
         || issuer.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return false;
