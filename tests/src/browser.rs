@@ -55,6 +55,14 @@ const CANCELLED_NAVIGATION_GRACE: Duration = Duration::from_secs(2);
 /// How long the demo relying party may take to say where it listens.
 const DEMO_RP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How to install Chromium and chromedriver, for a failure message.
+const INSTALL_CHROMIUM: &str =
+    "run tests/run (or `apt-get install chromium chromium-driver` as root)";
+
+/// How to install what the demo relying party needs, for a failure message.
+const INSTALL_DEMO_RP: &str =
+    "run tests/run (or `npm ci` in examples/demo-rp, with Node.js 20 or newer)";
+
 /// Between two looks at something being waited for.
 const POLL: Duration = Duration::from_millis(25);
 
@@ -125,7 +133,9 @@ impl Browser {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("could not run chromedriver {driver_binary}: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("could not run chromedriver {driver_binary}: {e}; {INSTALL_CHROMIUM}")
+            });
         let driver_url = format!("http://127.0.0.1:{port}");
         wait_until_ready(&mut driver, &driver_url, &log).await;
 
@@ -176,7 +186,7 @@ impl Browser {
         let client = match tokio::time::timeout(SESSION_TIMEOUT, connecting).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => panic!(
-                "chromedriver could not start {chromium}: {e}\n{}",
+                "chromedriver could not start {chromium}: {e} ({INSTALL_CHROMIUM})\n{}",
                 log_tail(&log)
             ),
             Err(_) => panic!(
@@ -566,6 +576,12 @@ impl DemoRp {
         client_secret: Option<&str>,
     ) -> DemoRp {
         let folder = workspace_root().join("examples").join("demo-rp");
+        let package = folder.join("node_modules/openid-client/package.json");
+        assert!(
+            package.exists(),
+            "{} is missing: {INSTALL_DEMO_RP}",
+            package.display()
+        );
         let mut command = Command::new("node");
         command
             .arg("server.mjs")
@@ -578,8 +594,12 @@ impl DemoRp {
             Some(secret) => command.env("DEMO_CLIENT_SECRET", secret),
             None => command.env_remove("DEMO_CLIENT_SECRET"),
         };
-        let (process, url) =
-            spawn_listening(command, &format!("demo-rp in {}", folder.display())).await;
+        let (process, url) = spawn_listening(
+            command,
+            &format!("demo-rp in {}", folder.display()),
+            INSTALL_DEMO_RP,
+        )
+        .await;
         if port != 0 {
             assert_eq!(
                 url,
@@ -598,15 +618,15 @@ impl DemoRp {
 
 /// Spawns `command` and reads its standard output until it says where it listens; the
 /// rest of that output goes on to the test's standard error, and so does its standard
-/// error all along.
-async fn spawn_listening(mut command: Command, what: &str) -> (Child, String) {
+/// error all along. `setup` says how to install what it needs, for the failure messages.
+async fn spawn_listening(mut command: Command, what: &str, setup: &str) -> (Child, String) {
     let mut process = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("could not start {what}: {e}"));
+        .unwrap_or_else(|e| panic!("could not start {what}: {e}; {setup}"));
     let stdout = process.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let reading = async {
@@ -622,7 +642,10 @@ async fn spawn_listening(mut command: Command, what: &str) -> (Child, String) {
         Ok(Ok(Some(url))) => url,
         Ok(Ok(None)) => {
             let exit = process.wait().await;
-            panic!("{what} ended without saying where it listens: {exit:?}")
+            panic!(
+                "{what} ended without saying where it listens ({exit:?}); its errors are above. \
+                 Missing packages? {setup}"
+            )
         }
         Ok(Err(e)) => panic!("could not read the output of {what}: {e}"),
         Err(_) => panic!("{what} did not say where it listens within {DEMO_RP_TIMEOUT:?}"),

@@ -51,6 +51,9 @@ fn tampered(token: &str) -> Vec<(String, &'static str)> {
     ]
 }
 
+/// How to install PyJWT, for a failure message.
+const INSTALL_PYJWT: &str = "run tests/run (or `python3 -m pip install 'pyjwt[crypto]>=2.10'`)";
+
 fn pyjwt(server: &TestServer, audience: &str, tokens: &[String]) -> Vec<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/verify_with_pyjwt.py");
     let mut child = Command::new("python3")
@@ -59,7 +62,9 @@ fn pyjwt(server: &TestServer, audience: &str, tokens: &[String]) -> Vec<Value> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| {
+            panic!("could not run python3: {e}; install Python 3, then {INSTALL_PYJWT}")
+        });
     let request = json!({
         "jwks_uri": server.url("/.well-known/jwks.json"),
         "issuer": server.base_url,
@@ -73,10 +78,15 @@ fn pyjwt(server: &TestServer, audience: &str, tokens: &[String]) -> Vec<Value> {
         .write_all(request.to_string().as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hint = if stderr.contains("ModuleNotFoundError") {
+        format!("\nPyJWT is missing: {INSTALL_PYJWT}")
+    } else {
+        String::new()
+    };
     assert!(
         output.status.success(),
-        "PyJWT script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        "PyJWT script failed: {stderr}{hint}"
     );
     serde_json::from_slice(&output.stdout).unwrap()
 }

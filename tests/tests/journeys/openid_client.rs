@@ -16,6 +16,10 @@ use tokio::process::Command;
 /// How long one run of the flow may take.
 const FLOW_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How to install openid-client, for a failure message.
+const INSTALL_OPENID_CLIENT: &str =
+    "run tests/run (or `npm ci` in tests/oidc-client, with Node.js 20 or newer)";
+
 /// Registered for both clients; nothing listens there: the script stops at the redirect.
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 
@@ -73,6 +77,14 @@ async fn openid_client_completes_the_code_flow() {
 /// redirect chain it walked).
 async fn check_flow(server: &TestServer, client_id: &str, secret: Option<&str>) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/oidc-client/flow.mjs");
+    let package = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/oidc-client/node_modules/openid-client/package.json"
+    );
+    assert!(
+        std::path::Path::new(package).exists(),
+        "{package} is missing: {INSTALL_OPENID_CLIENT}"
+    );
     let mut command = Command::new("node");
     command
         .arg(script)
@@ -92,12 +104,17 @@ async fn check_flow(server: &TestServer, client_id: &str, secret: Option<&str>) 
     let output = tokio::time::timeout(FLOW_TIMEOUT, command.output())
         .await
         .unwrap_or_else(|_| panic!("node {script} did not finish within {FLOW_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("could not run node {script}: {e}"));
+        .unwrap_or_else(|e| panic!("could not run node {script}: {e}; {INSTALL_OPENID_CLIENT}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let hint = if stderr.contains("ERR_MODULE_NOT_FOUND") {
+        format!("\na package is missing: {INSTALL_OPENID_CLIENT}")
+    } else {
+        String::new()
+    };
     assert!(
         output.status.success(),
-        "{script} failed ({}) as {client_id} after {:?}:\n{stderr}{stdout}",
+        "{script} failed ({}) as {client_id} after {:?}:\n{stderr}{stdout}{hint}",
         output.status,
         started.elapsed()
     );

@@ -10,12 +10,16 @@ use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
 
+/// How to install the Java the Nu HTML Checker runs on, for a failure message.
+const INSTALL_JAVA: &str = "run tests/run (or `apt-get install default-jre-headless` as root: \
+     the Nu HTML Checker needs Java 11 or newer)";
+
 fn validator() -> PathBuf {
     let jar =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("html/node_modules/vnu-jar/build/dist/vnu.jar");
     assert!(
         jar.exists(),
-        "{} is missing: run `npm ci` in tests/html (.ci/run does)",
+        "{} is missing: run tests/run (or `npm ci` in tests/html)",
         jar.display()
     );
     jar
@@ -209,10 +213,15 @@ async fn every_hosted_page_is_valid_html() {
         .args(&pages)
         .output()
         .await
-        .expect("java runs (install a JRE)");
+        .unwrap_or_else(|e| panic!("could not run java: {e}; {INSTALL_JAVA}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hint = if stderr.contains("UnsupportedClassVersionError") {
+        format!("\nthis Java is too old: {INSTALL_JAVA}")
+    } else {
+        String::new()
+    };
     assert!(
         output.status.success(),
-        "the Nu HTML Checker found errors:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "the Nu HTML Checker found errors:\n{stderr}{hint}"
     );
 }
