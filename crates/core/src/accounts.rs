@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{one_time_tokens, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
-    SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, SqlErr,
+    TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -200,8 +200,9 @@ impl Gatehouse {
     }
 
     /// Mails a new verification link, if the address has an unverified account and none
-    /// went to it within the cooldown. The caller learns nothing either way: an unknown
-    /// address costs the same lookup and the same write transaction (the cooldown claim).
+    /// went to it within the cooldown. The caller learns nothing either way: every request
+    /// costs the same lookup and the same write transaction (the cooldown claim and the
+    /// audit entry), known address or not.
     pub async fn resend_verification(&self, email: &str, meta: &RequestMeta) -> Result<()> {
         let email = Email::parse(email)?;
         let now = self.clock.now();
@@ -211,27 +212,30 @@ impl Gatehouse {
             .claim_mail_slot(&txn, MailPurpose::VerifyEmail, &email, now)
             .await?;
         let eligible = user
+            .as_ref()
             .filter(|u| claimed && u.email_verified_at.is_none() && u.disabled_at.is_none());
-        let token = match &eligible {
-            Some(user) => {
-                let token = self.prepare_verification(&txn, user, now).await?;
-                let entry = AuditEntry::by_user(AuditEvent::VerificationEmailRequested, user.id);
-                audit::record(&txn, now, meta, entry).await?;
-                Some(token)
-            }
+        let token = match eligible {
+            Some(user) => Some(self.prepare_verification(&txn, user, now).await?),
             None => None,
         };
+        let entry = mail_request_entry(
+            AuditEvent::VerificationEmailRequested,
+            user.as_ref(),
+            token.is_some(),
+        );
+        audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
         if let (Some(user), Some(token)) = (eligible, token) {
-            self.send_verification(&user, &token)?;
+            self.send_verification(user, &token)?;
         }
         Ok(())
     }
 
     /// Mails a password reset link, if the address has an active account and none went
     /// to it within the cooldown. Earlier reset links stop working. The caller learns
-    /// nothing either way: an unknown address costs the same lookup and the same write
-    /// transaction (the cooldown claim).
+    /// nothing either way: every request costs the same lookup and the same write
+    /// transaction (the cooldown claim, the invalidation of earlier links, the audit
+    /// entry), known address or not.
     pub async fn forgot_password(&self, email: &str, meta: &RequestMeta) -> Result<()> {
         let email = Email::parse(email)?;
         let now = self.clock.now();
@@ -241,32 +245,36 @@ impl Gatehouse {
         let claimed = self
             .claim_mail_slot(&txn, MailPurpose::ResetPassword, &email, now)
             .await?;
-        let Some(user) = user.filter(|u| claimed && u.disabled_at.is_none()) else {
-            txn.commit().await?;
-            return Ok(());
-        };
+        let eligible = user.as_ref().filter(|u| claimed && u.disabled_at.is_none());
+        // Run for every request (matching no row when no mail goes out).
         one_time_tokens::Entity::update_many()
             .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
-            .filter(one_time_tokens::Column::UserId.eq(user.id))
+            .filter(one_time_tokens::Column::UserId.eq(eligible.map_or(Uuid::nil(), |u| u.id)))
             .filter(one_time_tokens::Column::Purpose.eq(Purpose::ResetPassword.as_str()))
             .filter(one_time_tokens::Column::UsedAt.is_null())
             .exec(&txn)
             .await?;
-        let token = insert_one_time_token(&txn, user.id, Purpose::ResetPassword, ttl, now).await?;
-        audit::record(
-            &txn,
-            now,
-            meta,
-            AuditEntry::by_user(AuditEvent::PasswordResetRequested, user.id),
-        )
-        .await?;
-        txn.commit().await?;
-        let mail = Mail::ResetPassword {
-            name: user.name.clone(),
-            link: self.link("reset-password", &token),
-            valid_for: ttl,
+        let token = match eligible {
+            Some(user) => {
+                Some(insert_one_time_token(&txn, user.id, Purpose::ResetPassword, ttl, now).await?)
+            }
+            None => None,
         };
-        self.mailer.send_in_background(&email, mail);
+        let entry = mail_request_entry(
+            AuditEvent::PasswordResetRequested,
+            user.as_ref(),
+            token.is_some(),
+        );
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        if let (Some(user), Some(token)) = (eligible, token) {
+            let mail = Mail::ResetPassword {
+                name: user.name.clone(),
+                link: self.link("reset-password", &token),
+                valid_for: ttl,
+            };
+            self.mailer.send_in_background(&email, mail);
+        }
         Ok(())
     }
 
@@ -406,6 +414,22 @@ impl Gatehouse {
             self.settings.issuer.trim_end_matches('/'),
             token.expose_secret()
         )
+    }
+}
+
+/// The audit entry of a request for a mail: about the account if the address has one
+/// (whoever asked), with whether a mail went out.
+fn mail_request_entry(
+    event: AuditEvent,
+    user: Option<&users::Model>,
+    mail_sent: bool,
+) -> AuditEntry {
+    AuditEntry {
+        event,
+        actor: None,
+        subject: user.map(|u| u.id),
+        session: None,
+        details: Some(serde_json::json!({ "mail_sent": mail_sent })),
     }
 }
 

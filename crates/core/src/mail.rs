@@ -131,6 +131,9 @@ impl Mailer {
         let mailer = self.clone();
         let to = to.clone();
         tokio::spawn(async move {
+            // Let the request that asked finish first: its answer should not wait for
+            // (nor its timing tell of) a mail being rendered and sent.
+            tokio::task::yield_now().await;
             let kind = mail.template();
             if let Err(e) = mailer.send(&to, mail).await {
                 tracing::warn!(mail = kind, error = %e, "mail delivery failed");

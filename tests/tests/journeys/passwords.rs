@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use gatehouse_tests::{Backend, TestServer, error_code, on_both_databases, token_of};
 use reqwest::StatusCode;
-use serde_json::json;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
 
 on_both_databases!(
     reset_by_mail_signs_out_everywhere,
@@ -13,6 +14,7 @@ on_both_databases!(
     concurrent_resets_with_one_link_let_exactly_one_succeed,
     forgot_answers_the_same_for_unknown_addresses,
     change_password_keeps_this_session_and_ends_the_others,
+    known_and_unknown_addresses_cost_the_same_writes,
 );
 
 async fn reset_by_mail_signs_out_everywhere(backend: Backend) {
@@ -282,4 +284,50 @@ async fn change_password_keeps_this_session_and_ends_the_others(backend: Backend
         )
         .await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Forgot-password and resend do the same work for an address with an account and one
+/// without (the time to answer must not tell them apart): each writes its cooldown claim
+/// and an audit entry, which says whether a mail went out.
+async fn known_and_unknown_addresses_cost_the_same_writes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    server
+        .verified_user("wa@example.com", "wa password 1")
+        .await;
+    for email in ["wa@example.com", "nobody@example.com"] {
+        for path in ["/api/v1/password/forgot", "/api/v1/email/verify/resend"] {
+            let response = server.post(path, json!({ "email": email })).await;
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+        }
+    }
+    for (event, sent_to_known) in [
+        ("password_reset_requested", true),
+        ("verification_email_requested", false),
+    ] {
+        let page: Value = server
+            .get_as(&admin.access, &format!("/api/v1/admin/audit?event={event}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let events = page["events"].as_array().unwrap();
+        assert_eq!(events.len(), 2, "{event}: one per request: {events:?}");
+        let sent: Vec<bool> = events
+            .iter()
+            .map(|e| e["details"]["mail_sent"].as_bool().unwrap())
+            .collect();
+        assert_eq!(
+            sent.iter().filter(|s| **s).count(),
+            usize::from(sent_to_known),
+            "{event}"
+        );
+    }
+    let rows = gatehouse_entity::mail_cooldowns::Entity::find()
+        .all(server.gatehouse.db())
+        .await
+        .unwrap();
+    // Verification: wa (sign-up, then the resend within its cooldown) and nobody; reset:
+    // wa and nobody.
+    assert_eq!(rows.len(), 4, "{rows:?}");
 }
