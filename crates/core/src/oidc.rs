@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 use uuid::Uuid;
 
-use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::api_scopes::API_SCOPES;
+use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::clients::{Client, GrantType, split, token_audience};
 use crate::keys::SigningAlgorithm;
 use crate::secrets::{constant_time_eq, new_token, token_hash};

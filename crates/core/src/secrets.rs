@@ -202,10 +202,20 @@ mod tests {
         let other = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
         let hashes = key.keyed_hashes();
         let email = hashes.lookup_key("email", "ann@example.com");
-        assert_eq!(email, key.keyed_hashes().lookup_key("email", "ann@example.com"));
-        assert_ne!(email, other.keyed_hashes().lookup_key("email", "ann@example.com"));
+        assert_eq!(
+            email,
+            key.keyed_hashes().lookup_key("email", "ann@example.com")
+        );
+        assert_ne!(
+            email,
+            other.keyed_hashes().lookup_key("email", "ann@example.com")
+        );
         assert_ne!(email, hashes.lookup_key("ip", "ann@example.com"));
-        assert_ne!(email, token_hash("email:ann@example.com"), "not the unkeyed hash");
+        assert_ne!(
+            email,
+            token_hash("email:ann@example.com"),
+            "not the unkeyed hash"
+        );
         let csrf = hashes.csrf_token("seed");
         assert_ne!(csrf, other.keyed_hashes().csrf_token("seed"));
         assert_eq!(csrf.len(), 43);

@@ -103,9 +103,7 @@ impl Gatehouse {
         email: &Email,
     ) -> Result<()> {
         login_failures::Entity::delete_many()
-            .filter(
-                login_failures::Column::KeyHash.eq(self.email_throttle_key(email)),
-            )
+            .filter(login_failures::Column::KeyHash.eq(self.email_throttle_key(email)))
             .exec(conn)
             .await?;
         Ok(())

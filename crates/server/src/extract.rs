@@ -52,7 +52,9 @@ impl FromRequest for AdminCaller {
 
 /// The service and the Bearer token of a request to the JSON API.
 fn api_caller(req: &HttpRequest) -> Result<(web::Data<Gatehouse>, String), ApiError> {
-    let token = bearer_token(req).ok_or(CoreError::Unauthenticated)?.to_owned();
+    let token = bearer_token(req)
+        .ok_or(CoreError::Unauthenticated)?
+        .to_owned();
     let gatehouse = req
         .app_data::<web::Data<Gatehouse>>()
         .cloned()

@@ -70,7 +70,10 @@ async fn api_statuses(server: &TestServer, token: &str) -> Vec<(&'static str, St
     let new_client = json!({ "name": "stolen", "type": "confidential",
                              "grant_types": ["client_credentials"] });
     vec![
-        ("/api/v1/me", server.get_as(token, "/api/v1/me").await.status()),
+        (
+            "/api/v1/me",
+            server.get_as(token, "/api/v1/me").await.status(),
+        ),
         (
             "/api/v1/sessions",
             server.get_as(token, "/api/v1/sessions").await.status(),
@@ -101,10 +104,7 @@ async fn api_statuses(server: &TestServer, token: &str) -> Vec<(&'static str, St
 }
 
 async fn userinfo_status(server: &TestServer, token: &str) -> StatusCode {
-    server
-        .get_as(token, "/oauth2/userinfo")
-        .await
-        .status()
+    server.get_as(token, "/oauth2/userinfo").await.status()
 }
 
 fn assert_refused(statuses: &[(&str, StatusCode)]) {
@@ -215,7 +215,10 @@ async fn a_client_registered_for_the_api_gets_tokens_it_takes(backend: Backend) 
     .await;
     let tokens = app_tokens(&server, &account_app, "openid gatehouse:account").await;
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(server.get_as(access, "/api/v1/me").await.status(), StatusCode::OK);
+    assert_eq!(
+        server.get_as(access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
     assert_eq!(
         server.get_as(access, "/api/v1/sessions").await.status(),
         StatusCode::OK

@@ -65,7 +65,12 @@ async fn consent_page(walker: &PageWalker, url: &str) -> (Url, String) {
 }
 
 /// Posts a consent page's own form ("Allow" or "Deny").
-async fn answer(walker: &PageWalker, server: &TestServer, html: &str, decision: &str) -> reqwest::Response {
+async fn answer(
+    walker: &PageWalker,
+    server: &TestServer,
+    html: &str,
+    decision: &str,
+) -> reqwest::Response {
     walker
         .post(
             &server.url("/consent"),
@@ -78,7 +83,12 @@ async fn answer(walker: &PageWalker, server: &TestServer, html: &str, decision: 
         .await
 }
 
-async fn exchange(server: &TestServer, client: &(String, String), code: &str, redirect_uri: &str) -> StatusCode {
+async fn exchange(
+    server: &TestServer,
+    client: &(String, String),
+    code: &str,
+    redirect_uri: &str,
+) -> StatusCode {
     server
         .post_form(
             "/oauth2/token",
@@ -104,7 +114,9 @@ async fn allow_on_one_page_cannot_be_switched_to_another_app(backend: Backend) {
     let apps = two_apps(backend).await;
     let server = &apps.server;
     let walker = PageWalker::new();
-    walker.log_in(&server.base_url, "ada@example.com", PASSWORD).await;
+    walker
+        .log_in(&server.base_url, "ada@example.com", PASSWORD)
+        .await;
 
     let (_, good_page) = consent_page(&walker, &authorize_url(server, &apps.good.0, GOOD)).await;
     assert!(good_page.contains("Good App"), "{good_page}");
@@ -116,7 +128,10 @@ async fn allow_on_one_page_cannot_be_switched_to_another_app(backend: Backend) {
     let allowed = answer(&walker, server, &good_page, "allow").await;
     let back = location(&allowed);
     assert!(back.as_str().starts_with(GOOD), "{back}");
-    assert_eq!(exchange(server, &apps.good, &code_of(&back), GOOD).await, StatusCode::OK);
+    assert_eq!(
+        exchange(server, &apps.good, &code_of(&back), GOOD).await,
+        StatusCode::OK
+    );
 
     // Evil App got no consent: it is still asked for, and prompt=none is refused.
     let mut silent = Url::parse(&authorize_url(server, &apps.evil.0, EVIL)).unwrap();
@@ -124,11 +139,21 @@ async fn allow_on_one_page_cannot_be_switched_to_another_app(backend: Backend) {
     let refused = location(&walker.get(silent.as_str()).await);
     assert!(refused.as_str().starts_with(EVIL));
     assert!(
-        refused.query_pairs().any(|(k, v)| k == "error" && v == "consent_required"),
+        refused
+            .query_pairs()
+            .any(|(k, v)| k == "error" && v == "consent_required"),
         "{refused}"
     );
-    let page = walker.get(&server.url("/account/sessions")).await.text().await.unwrap();
-    assert!(page.contains("Good App") && !page.contains("Evil App"), "{page}");
+    let page = walker
+        .get(&server.url("/account/sessions"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Good App") && !page.contains("Evil App"),
+        "{page}"
+    );
 
     // The page's answer is single use, and a made-up request is nothing.
     let again = answer(&walker, server, &good_page, "allow").await;
@@ -141,7 +166,10 @@ async fn allow_on_one_page_cannot_be_switched_to_another_app(backend: Backend) {
     let bare = walker
         .post(
             &server.url("/consent"),
-            &[("csrf_token", &csrf_token(&good_page)), ("decision", "allow")],
+            &[
+                ("csrf_token", &csrf_token(&good_page)),
+                ("decision", "allow"),
+            ],
         )
         .await;
     assert_eq!(bare.status(), StatusCode::BAD_REQUEST);
@@ -151,7 +179,9 @@ async fn two_tabs_each_complete_their_own_request(backend: Backend) {
     let apps = two_apps(backend).await;
     let server = &apps.server;
     let walker = PageWalker::new();
-    walker.log_in(&server.base_url, "ada@example.com", PASSWORD).await;
+    walker
+        .log_in(&server.base_url, "ada@example.com", PASSWORD)
+        .await;
 
     let (_, first) = consent_page(&walker, &authorize_url(server, &apps.good.0, GOOD)).await;
     let (_, second) = consent_page(&walker, &authorize_url(server, &apps.evil.0, EVIL)).await;
@@ -160,16 +190,26 @@ async fn two_tabs_each_complete_their_own_request(backend: Backend) {
     // Answered in the other order than opened: each goes back to its own app.
     let back = location(&answer(&walker, server, &second, "allow").await);
     assert!(back.as_str().starts_with(EVIL), "{back}");
-    assert_eq!(exchange(server, &apps.evil, &code_of(&back), EVIL).await, StatusCode::OK);
+    assert_eq!(
+        exchange(server, &apps.evil, &code_of(&back), EVIL).await,
+        StatusCode::OK
+    );
     let back = location(&answer(&walker, server, &first, "deny").await);
     assert!(back.as_str().starts_with(GOOD), "{back}");
-    assert!(back.query_pairs().any(|(k, v)| k == "error" && v == "access_denied"));
+    assert!(
+        back.query_pairs()
+            .any(|(k, v)| k == "error" && v == "access_denied")
+    );
 
     // Another user's browser cannot answer this browser's page.
     let (_, third) = consent_page(&walker, &authorize_url(server, &apps.good.0, GOOD)).await;
     let other = PageWalker::new();
-    server.verified_user("eve@example.com", "eve password 1").await;
-    other.log_in(&server.base_url, "eve@example.com", "eve password 1").await;
+    server
+        .verified_user("eve@example.com", "eve password 1")
+        .await;
+    other
+        .log_in(&server.base_url, "eve@example.com", "eve password 1")
+        .await;
     let eve_csrf = other.csrf_of(&server.url("/account/sessions")).await;
     let stolen = other
         .post(

@@ -30,8 +30,7 @@ async fn the_stored_session_state_cannot_forge_a_form(backend: Backend) {
     assert!(!state.contains(&token), "the CSRF token is stored: {state}");
 
     // Every value the database holds, posted as the token, is refused.
-    let entries: std::collections::HashMap<String, String> =
-        serde_json::from_str(state).unwrap();
+    let entries: std::collections::HashMap<String, String> = serde_json::from_str(state).unwrap();
     for value in entries.values() {
         let stored: Value = serde_json::from_str(value).unwrap_or(json!(value));
         let forged = walker

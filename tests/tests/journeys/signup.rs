@@ -206,9 +206,7 @@ async fn resend_answers_the_same_for_unknown_addresses(backend: Backend) {
     assert!(server.mail.to("nobody@example.com").is_empty());
 }
 
-async fn repeated_sign_ups_for_an_existing_address_send_one_notice_per_cooldown(
-    backend: Backend,
-) {
+async fn repeated_sign_ups_for_an_existing_address_send_one_notice_per_cooldown(backend: Backend) {
     let server = TestServer::start(backend).await;
     server
         .verified_user("owner@example.com", "owner password 1")
@@ -242,7 +240,10 @@ async fn repeated_sign_ups_for_an_existing_address_send_one_notice_per_cooldown(
         bodies.iter().all(|b| *b == fresh_body),
         "the same answer as for a new address"
     );
-    server.mail.wait_for("owner@example.com", "Sign-up attempt").await;
+    server
+        .mail
+        .wait_for("owner@example.com", "Sign-up attempt")
+        .await;
 
     // After the cooldown the owner hears of the next attempt.
     server.advance(std::time::Duration::from_secs(61));
@@ -290,5 +291,8 @@ async fn concurrent_resends_send_one_mail(backend: Backend) {
         .iter()
         .filter(|m| m.subject.contains("Confirm your email"))
         .count();
-    assert_eq!(mails, 3, "sign-up, one of ten concurrent resends, one after the cooldown");
+    assert_eq!(
+        mails, 3,
+        "sign-up, one of ten concurrent resends, one after the cooldown"
+    );
 }

@@ -446,10 +446,7 @@ async fn sessions_page(
     session: Session,
 ) -> Result<HttpResponse, PageError> {
     let browser = BrowserSession::new(&session, &gatehouse);
-    let user = browser
-        .user()
-        .await?
-        .ok_or(PageError::LoginRequired)?;
+    let user = browser.user().await?.ok_or(PageError::LoginRequired)?;
     let sessions: Vec<_> = gatehouse
         .list_own_sessions(&user.principal())
         .await?
@@ -499,10 +496,7 @@ async fn form_user(
 ) -> Result<gatehouse_core::browser::BrowserUser, PageError> {
     let browser = BrowserSession::new(session, gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
-    browser
-        .user()
-        .await?
-        .ok_or(PageError::LoginRequired)
+    browser.user().await?.ok_or(PageError::LoginRequired)
 }
 
 #[post("/account/sessions/{id}/revoke")]
