@@ -1,8 +1,8 @@
-//! Opening the database and running migrations. SQLite and PostgreSQL share one schema.
+//! Opening the database. SQLite and PostgreSQL share one schema, which the server's
+//! start-up migrates (the domain carries no schema tooling).
 
 use std::time::Duration;
 
-use gatehouse_migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::{Error, Result};
@@ -44,27 +44,6 @@ pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
             reason: "database_unreachable",
             source: Some(Box::new(e)),
         })
-}
-
-/// Applies every pending migration.
-pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
-    Migrator::up(db, None).await.map_err(Error::internal)
-}
-
-/// One line per migration: its name and whether it is applied.
-pub async fn migration_status(db: &DatabaseConnection) -> Result<Vec<(String, bool)>> {
-    let migrations = Migrator::get_migration_with_status(db)
-        .await
-        .map_err(Error::internal)?;
-    Ok(migrations
-        .into_iter()
-        .map(|m| {
-            (
-                m.name().to_owned(),
-                matches!(m.status(), gatehouse_migration::MigrationStatus::Applied),
-            )
-        })
-        .collect())
 }
 
 fn sqlite_file(url: &str) -> Option<&str> {

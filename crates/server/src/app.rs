@@ -22,6 +22,7 @@ use crate::browser::{Pages, session_middleware};
 use crate::config::{Config, ConfigError, Mode};
 use crate::error::{ApiError, OAuthError};
 use crate::extract::TrustForwardedHeaders;
+use crate::migrations;
 use crate::routes;
 use crate::routes::revocations::KeepaliveInterval;
 use crate::telemetry::RequestSpan;
@@ -45,7 +46,7 @@ pub async fn build_gatehouse(
 ) -> Result<Gatehouse, StartupError> {
     let db = db::connect(&database_options(config)).await?;
     if config.database.auto_migrate {
-        db::migrate(&db).await?;
+        migrations::migrate(&db).await?;
     }
     let master_key = config.master_key()?;
     let keyed_hashes = master_key.keyed_hashes();

@@ -6,5 +6,6 @@ pub mod browser;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod migrations;
 pub mod routes;
 pub mod telemetry;

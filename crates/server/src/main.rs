@@ -15,6 +15,7 @@ use gatehouse_core::clients::{Actor, ClientType, GrantType, NewClient};
 use gatehouse_core::{RequestMeta, Role, SystemClock, db};
 use gatehouse_server::app::{self, StartupError};
 use gatehouse_server::config::Config;
+use gatehouse_server::migrations;
 use gatehouse_server::telemetry;
 use secrecy::SecretString;
 
@@ -211,11 +212,11 @@ async fn migrate(config: Config, action: MigrateAction) -> Result<(), StartupErr
     let db = db::connect(&app::database_options(&config)).await?;
     match action {
         MigrateAction::Up => {
-            db::migrate(&db).await?;
+            migrations::migrate(&db).await?;
             eprintln!("migrations applied");
         }
         MigrateAction::Status => {
-            for (name, applied) in db::migration_status(&db).await? {
+            for (name, applied) in migrations::migration_status(&db).await? {
                 let state = if applied { "applied" } else { "pending" };
                 println!("{state}\t{name}");
             }
