@@ -484,7 +484,7 @@ pub async fn error_code(response: Response) -> String {
 
 fn rand_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
-    gatehouse_core::secrets::fill_random(&mut bytes).expect("random");
+    gatehouse_core::platform::secrets::fill_random(&mut bytes).expect("random");
     bytes
 }
 

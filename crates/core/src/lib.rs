@@ -2,9 +2,24 @@
 //! access tokens, mail and the audit log. It stores state through SeaORM and sends mail
 //! through lettre; it knows nothing of HTTP.
 //!
-//! [`Gatehouse`] is the one entry point: every business operation is a method on it and
-//! runs in one database transaction. Its methods live next to the rules they apply
-//! (`accounts`, `sessions`, `admin`, `maintenance`).
+//! One folder per concept; each depends only on the ones listed before it:
+//!
+//! - [`platform`]: the audit log, the clock, the database, errors, secrets and keyed hashes.
+//! - [`tokens`]: signing keys, access tokens, ID tokens, who a token is for (audiences and
+//!   the scopes of Gatehouse's own API).
+//! - [`identity`]: email and password values, password hashing, the login throttle.
+//! - [`mail`]: the mails Gatehouse sends and their transports.
+//! - [`sessions`]: logins, refresh rotation and reuse detection, the live-session check,
+//!   revocation, browser sessions, the revocation feed, back-channel logout.
+//! - [`accounts`]: sign-up, email verification, password reset and change, mail cooldowns,
+//!   and the admins' user management.
+//! - [`oauth`]: clients, the client grants, introspection, RFC 7009 revocation.
+//! - [`oidc`]: the authorization endpoint, PKCE, consent, codes, userinfo, logout.
+//!
+//! [`settings`] gathers every concept's settings; `maintenance` purges what every concept
+//! leaves behind. [`Gatehouse`] is the one entry point: every business operation is a
+//! method on it, defined in the concept it belongs to, and runs in one database
+//! transaction.
 #![cfg_attr(
     test,
     allow(
@@ -13,70 +28,56 @@
     )
 )]
 
-mod accounts;
-mod admin;
-pub mod api_scopes;
-pub mod audit;
-pub mod backchannel;
-pub mod browser;
-pub mod clients;
-pub mod clock;
-pub mod db;
-mod error;
-pub mod hashing;
-pub mod keys;
+pub mod accounts;
+pub mod identity;
 pub mod mail;
-mod mail_cooldown;
 mod maintenance;
-mod oauth;
+pub mod oauth;
 pub mod oidc;
-pub mod revocations;
-pub mod secrets;
-mod sessions;
+pub mod platform;
+pub mod sessions;
 pub mod settings;
-pub mod signing;
-pub mod throttle;
-pub mod types;
+pub mod tokens;
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+pub use accounts::admin::UserView;
+pub use accounts::admin::{AuditPage, AuditQuery, UserPage, UserPatch, UserQuery};
 pub use accounts::{MeView, SignupReceipt};
-pub use admin::UserView;
-pub use admin::{AuditPage, AuditQuery, UserPage, UserPatch, UserQuery};
-pub use audit::{AuditEvent, RequestMeta};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Result};
+pub use identity::types::{Email, Password, Role};
 pub use maintenance::PurgeReport;
-pub use oauth::ServiceToken;
+pub use oauth::grants::ServiceToken;
+pub use platform::audit::{AuditEvent, RequestMeta};
+pub use platform::clock::{Clock, ManualClock, SystemClock};
+pub use platform::error::{Error, Result};
 pub use sessions::{BrowserLogin, Principal, SessionView, TokenPair};
 pub use settings::CoreSettings;
-pub use types::{Email, Password, Role};
 
 /// The identity service: one per process, shared by every request.
 #[derive(Clone)]
 pub struct Gatehouse {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
-    hasher: Arc<hashing::PasswordHasher>,
+    hasher: Arc<identity::hashing::PasswordHasher>,
     mailer: Arc<mail::Mailer>,
-    tokens: Arc<signing::AccessTokens>,
-    revocations: Arc<revocations::RevocationHub>,
-    keyed: Arc<secrets::KeyedHashes>,
+    tokens: Arc<tokens::access::AccessTokens>,
+    revocations: Arc<sessions::revocations::RevocationHub>,
+    keyed: Arc<platform::secrets::KeyedHashes>,
     settings: Arc<CoreSettings>,
 }
 
 impl Gatehouse {
     /// Builds the service from its collaborators. Signing keys are loaded (or created on
-    /// first start) by [`keys::KeyRing::load_or_create`] beforehand.
+    /// first start) by [`tokens::keys::KeyRing::load_or_create`] beforehand.
     pub fn new(
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
-        hasher: Arc<hashing::PasswordHasher>,
+        hasher: Arc<identity::hashing::PasswordHasher>,
         mailer: Arc<mail::Mailer>,
-        tokens: Arc<signing::AccessTokens>,
-        keyed: secrets::KeyedHashes,
+        tokens: Arc<tokens::access::AccessTokens>,
+        keyed: platform::secrets::KeyedHashes,
         settings: CoreSettings,
     ) -> Self {
         Self {
@@ -102,7 +103,7 @@ impl Gatehouse {
     }
 
     /// The access token issuer and its signing keys.
-    pub fn access_tokens(&self) -> &signing::AccessTokens {
+    pub fn access_tokens(&self) -> &tokens::access::AccessTokens {
         &self.tokens
     }
 
@@ -112,7 +113,7 @@ impl Gatehouse {
     }
 
     /// The password hasher, whose counters operators and tests read.
-    pub fn hasher(&self) -> &hashing::PasswordHasher {
+    pub fn hasher(&self) -> &identity::hashing::PasswordHasher {
         &self.hasher
     }
 

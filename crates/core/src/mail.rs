@@ -11,8 +11,8 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use minijinja::{Environment, context};
 use secrecy::ExposeSecret;
 
+use crate::identity::types::Email;
 use crate::settings::{MailSettings, MailTransportKind};
-use crate::types::Email;
 use crate::{Error, Result};
 
 /// The mails this server sends.

@@ -17,7 +17,7 @@ pub struct CoreSettings {
     pub password: PasswordSettings,
     pub sessions: SessionSettings,
     pub tokens: TokenSettings,
-    pub login_throttle: crate::throttle::LoginThrottleSettings,
+    pub login_throttle: LoginThrottleSettings,
     pub oidc: OidcSettings,
     pub backchannel_logout: BackchannelLogoutSettings,
     pub browser_sessions: BrowserSessionSettings,
@@ -124,7 +124,7 @@ pub struct TokenSettings {
     /// The `aud` of access tokens of clients without an audience of their own.
     pub default_audience: String,
     /// The algorithm of new signing keys.
-    pub signing_alg: crate::keys::SigningAlgorithm,
+    pub signing_alg: crate::tokens::keys::SigningAlgorithm,
 }
 
 /// `[revocations]`: the revocation feed.
@@ -173,4 +173,17 @@ pub struct MailSettings {
     pub timeout: Duration,
     /// The product name used in mail texts.
     pub product_name: String,
+}
+
+/// `[login_throttle]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginThrottleSettings {
+    /// Failed logins allowed per email address within `window`.
+    pub max_failures_per_email: u64,
+    /// Failed logins allowed per client IP within `window`.
+    pub max_failures_per_ip: u64,
+    /// How far back failures count.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
 }

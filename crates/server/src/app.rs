@@ -9,12 +9,12 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, Urlencode
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
-use gatehouse_core::backchannel::BackchannelSender;
-use gatehouse_core::db::{self, DatabaseOptions};
-use gatehouse_core::hashing::PasswordHasher;
-use gatehouse_core::keys::KeyRing;
+use gatehouse_core::identity::hashing::PasswordHasher;
 use gatehouse_core::mail::Mailer;
-use gatehouse_core::signing::AccessTokens;
+use gatehouse_core::platform::db::{self, DatabaseOptions};
+use gatehouse_core::sessions::backchannel::BackchannelSender;
+use gatehouse_core::tokens::access::AccessTokens;
+use gatehouse_core::tokens::keys::KeyRing;
 use gatehouse_core::{Clock, Gatehouse};
 use tracing_actix_web::{RequestId, TracingLogger};
 

@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use gatehouse_core::keys::KeySettings;
+use gatehouse_core::CoreSettings;
+use gatehouse_core::platform::secrets::MasterKey;
+use gatehouse_core::settings::LoginThrottleSettings;
 use gatehouse_core::settings::{
     AuthSettings, BackchannelLogoutSettings, BrowserSessionSettings, MailSettings,
     MailTransportKind, OidcSettings, PasswordSettings, RevocationSettings, SessionSettings,
     TokenSettings,
 };
-use gatehouse_core::throttle::LoginThrottleSettings;
-use gatehouse_core::{CoreSettings, secrets::MasterKey};
+use gatehouse_core::tokens::keys::KeySettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 

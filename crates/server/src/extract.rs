@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gatehouse_core::clients::ClientCredentials;
+use gatehouse_core::oauth::clients::ClientCredentials;
 use gatehouse_core::{Error as CoreError, Gatehouse, Principal, RequestMeta};
 use secrecy::SecretString;
 

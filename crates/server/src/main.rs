@@ -11,8 +11,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use gatehouse_core::clients::{Actor, ClientType, GrantType, NewClient};
-use gatehouse_core::{RequestMeta, Role, SystemClock, db};
+use gatehouse_core::oauth::clients::{Actor, ClientType, GrantType, NewClient};
+use gatehouse_core::platform::db;
+use gatehouse_core::{RequestMeta, Role, SystemClock};
 use gatehouse_server::app::{self, StartupError};
 use gatehouse_server::config::Config;
 use gatehouse_server::migrations;

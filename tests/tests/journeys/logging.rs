@@ -1,6 +1,6 @@
 //! A whole journey's logs hold no password, token or hash of either.
 
-use gatehouse_core::secrets::token_hash;
+use gatehouse_core::platform::secrets::token_hash;
 use gatehouse_entity::users;
 use gatehouse_tests::{Backend, TestServer, logs, token_of};
 use sea_orm::EntityTrait;

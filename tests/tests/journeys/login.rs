@@ -1,7 +1,7 @@
 //! Logging in: the same refusal for a wrong email or a wrong password, disabled and
 //! unverified accounts, and imported password hashes upgraded on the way.
 
-use gatehouse_core::hashing::PasswordHasher;
+use gatehouse_core::identity::hashing::PasswordHasher;
 use gatehouse_entity::users;
 use gatehouse_tests::{Backend, FAST_HASHING, TestServer, error_code, on_both_databases};
 use reqwest::StatusCode;

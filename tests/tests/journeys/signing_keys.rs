@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_core::Clock;
-use gatehouse_core::keys::KeyState;
+use gatehouse_core::tokens::keys::KeyState;
 use gatehouse_tests::{Backend, TestServer, on_both_databases};
 use gatehouse_verify::{UnixClock, Verifier};
 use reqwest::StatusCode;

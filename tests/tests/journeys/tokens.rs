@@ -240,7 +240,7 @@ on_both_databases!(only_hashes_of_tokens_and_secrets_are_stored);
 /// The database holds SHA-256 hashes of refresh tokens, one-time tokens and client
 /// secrets, never the values themselves.
 async fn only_hashes_of_tokens_and_secrets_are_stored(backend: Backend) {
-    use gatehouse_core::secrets::token_hash;
+    use gatehouse_core::platform::secrets::token_hash;
     use gatehouse_entity::{clients, one_time_tokens, refresh_tokens};
     use sea_orm::EntityTrait;
 

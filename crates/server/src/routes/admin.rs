@@ -1,7 +1,7 @@
 //! The admin API: accounts, sessions and the audit log. Core checks the admin role.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use gatehouse_core::clients::{Actor, ClientPatch, NewClient};
+use gatehouse_core::oauth::clients::{Actor, ClientPatch, NewClient};
 use gatehouse_core::{AuditQuery, Gatehouse, UserPatch, UserQuery};
 use serde_json::json;
 use uuid::Uuid;

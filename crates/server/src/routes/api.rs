@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use gatehouse_core::Gatehouse;
-use gatehouse_core::clients::API_CLIENT_ID;
+use gatehouse_core::oauth::clients::API_CLIENT_ID;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;

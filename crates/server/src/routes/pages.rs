@@ -493,7 +493,7 @@ async fn form_user(
     gatehouse: &Gatehouse,
     session: &Session,
     form: &CsrfForm,
-) -> Result<gatehouse_core::browser::BrowserUser, PageError> {
+) -> Result<gatehouse_core::sessions::browser::BrowserUser, PageError> {
     let browser = BrowserSession::new(session, gatehouse);
     browser.check_csrf(form.csrf_token.as_deref())?;
     browser.user().await?.ok_or(PageError::LoginRequired)

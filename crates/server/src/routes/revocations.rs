@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
-use gatehouse_core::revocations::{Revocation, RevocationFeed};
+use gatehouse_core::sessions::revocations::{Revocation, RevocationFeed};
 use serde::Deserialize;
 
 use crate::error::OAuthError;

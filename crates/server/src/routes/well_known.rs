@@ -3,9 +3,9 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
-use gatehouse_core::api_scopes::API_SCOPES;
-use gatehouse_core::keys::SigningAlgorithm;
 use gatehouse_core::oidc::STANDARD_SCOPES;
+use gatehouse_core::tokens::api_scopes::API_SCOPES;
+use gatehouse_core::tokens::keys::SigningAlgorithm;
 use serde_json::json;
 
 use crate::error::ApiError;

@@ -8,7 +8,7 @@ use gatehouse_entity::mail_cooldowns;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
-use crate::types::Email;
+use crate::identity::types::Email;
 use crate::{Gatehouse, Result};
 
 /// The kinds of mail a stranger can ask Gatehouse to send.

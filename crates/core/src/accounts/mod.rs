@@ -2,6 +2,9 @@
 //! own view of itself. One-time tokens (verification, reset) are 256 random bits of which
 //! only a SHA-256 is stored; each is single use and expires.
 
+pub mod admin;
+pub(crate) mod mail_cooldown;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,12 +18,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::accounts::mail_cooldown::MailPurpose;
+use crate::identity::types::{Email, Password, Role};
 use crate::mail::Mail;
-use crate::mail_cooldown::MailPurpose;
-use crate::secrets::{new_token, token_hash};
+use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::secrets::{new_token, token_hash};
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
-use crate::types::{Email, Password, Role};
 use crate::{Error, Gatehouse, Result};
 
 /// Longest display name accepted.
@@ -80,6 +83,11 @@ struct NewAccount {
 }
 
 impl Gatehouse {
+    /// The password rules, for forms that show them.
+    pub fn password_rules(&self) -> &crate::settings::PasswordSettings {
+        &self.settings.password
+    }
+
     /// Creates an account and mails a verification link. If the address already has an
     /// account, that address gets a notice instead, and the caller cannot tell.
     pub async fn sign_up(

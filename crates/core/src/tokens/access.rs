@@ -9,8 +9,8 @@ use jsonwebtoken::Validation;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::clock::Clock;
-use crate::keys::{KeyRing, SigningAlgorithm};
+use crate::platform::clock::Clock;
+use crate::tokens::keys::{KeyRing, SigningAlgorithm};
 use crate::{Error, Result};
 
 /// The `typ` header of access tokens (RFC 9068).

@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::clock::Clock;
-use crate::secrets::MasterKey;
+use crate::platform::clock::Clock;
+use crate::platform::secrets::MasterKey;
 use crate::{Error, Result};
 
 /// Shortest time between two reloads of the key set caused by an unknown `kid`.

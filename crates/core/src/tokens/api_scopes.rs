@@ -7,7 +7,7 @@
 //! `tokens.default_audience` as its audience. A token an app got through the code flow is
 //! otherwise for the app's own resource and for userinfo, never for this API.
 
-use crate::clients::split;
+use crate::platform::lists::split;
 
 /// The scope of the account API: the caller's profile, sessions and password.
 pub const ACCOUNT_SCOPE: &str = "gatehouse:account";

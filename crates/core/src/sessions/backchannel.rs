@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::{Error, Gatehouse, Result};
 
 /// The `typ` header of logout tokens.

@@ -14,10 +14,10 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::api_scopes::ApiAccess;
-use crate::secrets::{new_token, token_hash};
+use crate::identity::types::Role;
+use crate::platform::secrets::{new_token, token_hash};
 use crate::sessions::Principal;
-use crate::types::Role;
+use crate::tokens::api_scopes::ApiAccess;
 use crate::{Error, Gatehouse, Result};
 
 /// Activity closer together than this does not move the idle expiry again.

@@ -8,14 +8,14 @@ use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, SqlErr, Transactio
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::api_scopes::is_api_scope;
-use crate::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::secrets::{constant_time_eq, fill_random, new_token, token_hash};
+use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::lists::split;
+use crate::platform::secrets::{constant_time_eq, fill_random, new_token, token_hash};
 use crate::sessions::Principal;
+use crate::tokens::api_scopes::is_api_scope;
 use crate::{Error, Gatehouse, Result};
 
-/// The built-in first-party client that `/api/v1/login` acts for. Created at first start.
-pub const API_CLIENT_ID: &str = "gatehouse-api";
+pub use crate::tokens::audience::API_CLIENT_ID;
 
 /// Who manages clients: an admin over HTTP, or the operator on the command line.
 #[derive(Debug, Clone, Copy)]
@@ -195,23 +195,6 @@ impl Client {
     pub(crate) fn audience<'a>(&'a self, default: &'a str) -> &'a str {
         self.0.audience.as_deref().unwrap_or(default)
     }
-}
-
-/// The `aud` of a user token issued to a client (code flow, refresh): the audience an
-/// admin registered for it, else the client itself. Only the built-in client gets
-/// Gatehouse's own API audience without registering it: an app's token is for the app,
-/// never for the account or admin API by default.
-pub(crate) fn token_audience(client: &clients::Model, api_audience: &str) -> String {
-    match &client.audience {
-        Some(audience) => audience.clone(),
-        None if client.id == API_CLIENT_ID => api_audience.to_owned(),
-        None => client.id.clone(),
-    }
-}
-
-/// The items of a space-separated list as stored (scopes, URIs, grant types).
-pub(crate) fn split(list: &str) -> impl Iterator<Item = &str> {
-    list.split(' ').filter(|s| !s.is_empty())
 }
 
 impl From<clients::Model> for ClientView {

@@ -11,9 +11,9 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::audit::{self, AuditEntry, AuditEvent, AuditRecord, RequestMeta};
+use crate::identity::types::Role;
+use crate::platform::audit::{self, AuditEntry, AuditEvent, AuditRecord, RequestMeta};
 use crate::sessions::{Principal, RevokeReason, SessionView, revoke_session, revoke_user_sessions};
-use crate::types::Role;
 use crate::{Error, Gatehouse, Result};
 
 /// Page size when none is asked for.

@@ -3,9 +3,7 @@
 //! password hashing. Counters live in the database, so every instance sees them; they
 //! are keyed by the address typed, whether or not it has an account, so the limit tells
 //! nothing about which accounts exist, and stored under an HMAC of it (see
-//! [`crate::secrets::KeyedHashes`]).
-
-use std::time::Duration;
+//! [`crate::platform::secrets::KeyedHashes`]).
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::login_failures;
@@ -13,24 +11,10 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, NotSet, PaginatorTrait,
     QueryFilter, Set,
 };
-use serde::Deserialize;
 
-use crate::audit::RequestMeta;
-use crate::types::Email;
+use crate::identity::types::Email;
+use crate::platform::audit::RequestMeta;
 use crate::{Error, Gatehouse, Result};
-
-/// `[login_throttle]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginThrottleSettings {
-    /// Failed logins allowed per email address within `window`.
-    pub max_failures_per_email: u64,
-    /// Failed logins allowed per client IP within `window`.
-    pub max_failures_per_ip: u64,
-    /// How far back failures count.
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-}
 
 impl Gatehouse {
     /// The counters a login attempt is checked against, keyed by an HMAC under a key

@@ -1,0 +1,10 @@
+//! The plumbing every concept uses, and that knows none of them: the audit log, the clock,
+//! the database connection, the error type, random tokens and the keys derived from the
+//! master key, and the stored form of lists.
+
+pub mod audit;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod lists;
+pub mod secrets;

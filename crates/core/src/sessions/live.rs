@@ -1,0 +1,103 @@
+//! The live-session check: whether an access token's session still stands (not revoked,
+//! expired or idle, its account enabled). Every authenticated request, userinfo, the
+//! pages and introspection go through it.
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::{sessions, users};
+use sea_orm::{ConnectionTrait, EntityTrait};
+
+use crate::identity::types::Role;
+use crate::sessions::Principal;
+use crate::tokens::api_scopes::{ACCOUNT_SCOPE, ADMIN_SCOPE, ApiAccess};
+use crate::{Error, Gatehouse, Result};
+
+impl Gatehouse {
+    /// The principal behind an access token for Gatehouse's own API, if its session
+    /// still stands: `aud` must be `tokens.default_audience` (else `Unauthenticated`) and
+    /// the token must carry the account or the admin scope (else `InsufficientScope`).
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
+        let (claims, user) = self
+            .user_token(access_token, Some(&self.settings.tokens.default_audience))
+            .await?;
+        let access = ApiAccess::of_scope(claims.scope.as_deref());
+        if !access.account && !access.admin {
+            return Err(Error::InsufficientScope(format!(
+                "this API needs a token with the `{ACCOUNT_SCOPE}` or `{ADMIN_SCOPE}` scope"
+            )));
+        }
+        Ok(Principal {
+            user_id: user.id,
+            session_id: claims.sid.ok_or(Error::Unauthenticated)?,
+            role: Role::from_stored(&user.role),
+            access,
+        })
+    }
+
+    /// [`Self::authenticate`] for the account API: the token must carry the account scope.
+    pub async fn authenticate_account(&self, access_token: &str) -> Result<Principal> {
+        let principal = self.authenticate(access_token).await?;
+        if principal.access.account {
+            Ok(principal)
+        } else {
+            Err(Error::InsufficientScope(format!(
+                "the account API needs a token with the `{ACCOUNT_SCOPE}` scope"
+            )))
+        }
+    }
+
+    pub(crate) fn session_is_live(&self, session: &sessions::Model, now: DateTime<Utc>) -> bool {
+        let idle = chrono::Duration::from_std(self.settings.sessions.idle_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+        session.revoked_at.is_none()
+            && session.expires_at > now
+            && session
+                .last_seen_at
+                .checked_add_signed(idle)
+                .is_none_or(|limit| limit > now)
+    }
+
+    /// A session that still stands (not revoked, expired or idle) and its enabled user.
+    pub(crate) async fn live_session(
+        &self,
+        conn: &impl ConnectionTrait,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<(sessions::Model, users::Model)>> {
+        let Some((session, Some(user))) = sessions::Entity::find_by_id(session_id)
+            .find_also_related(users::Entity)
+            .one(conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let live = self.session_is_live(&session, self.clock.now()) && user.disabled_at.is_none();
+        Ok(live.then_some((session, user)))
+    }
+
+    /// The user of a session that still stands.
+    pub(crate) async fn live_session_user(
+        &self,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<users::Model>> {
+        Ok(self
+            .live_session(&self.db, session_id)
+            .await?
+            .map(|(_, user)| user))
+    }
+
+    /// The claims and user of a user's access token whose session still stands; any
+    /// audience when `audience` is `None`. Service tokens (no session) are refused.
+    pub(crate) async fn user_token(
+        &self,
+        access_token: &str,
+        audience: Option<&str>,
+    ) -> Result<(crate::tokens::access::AccessClaims, users::Model)> {
+        let claims = self.tokens.verify(access_token, audience).await?;
+        let sid = claims.sid.ok_or(Error::Unauthenticated)?;
+        let user = self
+            .live_session_user(sid)
+            .await?
+            .filter(|user| user.id.to_string() == claims.sub)
+            .ok_or(Error::Unauthenticated)?;
+        Ok((claims, user))
+    }
+}

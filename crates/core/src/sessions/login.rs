@@ -1,0 +1,179 @@
+//! The password login: checks email and password (throttled, the same work for unknown
+//! accounts) and opens a session, with tokens for the JSON API or for the hosted pages.
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::{sessions, users};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::identity::types::{Email, Password};
+use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::sessions::{BrowserLogin, TokenPair, insert_refresh_token};
+use crate::tokens::access::TokenGrant;
+use crate::tokens::api_scopes::builtin_login_scope;
+use crate::tokens::audience::API_CLIENT_ID;
+use crate::{Error, Gatehouse, Result};
+
+/// A checked password login and the session it opened.
+struct OpenedSession {
+    user: users::Model,
+    session_id: Uuid,
+    refresh_token: Option<SecretString>,
+    now: DateTime<Utc>,
+}
+
+impl Gatehouse {
+    /// Checks email and password and opens a session, with tokens for the JSON API.
+    pub async fn log_in(
+        &self,
+        email: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> Result<TokenPair> {
+        let opened = self
+            .open_session(email, password, meta, Some(API_CLIENT_ID))
+            .await?;
+        let refresh_token = opened
+            .refresh_token
+            .ok_or_else(|| Error::internal("an API login has a refresh token"))?;
+        let grant = TokenGrant {
+            subject: opened.user.id.to_string(),
+            client_id: API_CLIENT_ID.to_owned(),
+            audience: self.settings.tokens.default_audience.clone(),
+            session: Some(opened.session_id),
+            scope: Some(builtin_login_scope()),
+            role: Some(opened.user.role.clone()),
+        };
+        self.token_pair(grant, refresh_token, opened.now).await
+    }
+
+    /// Checks email and password for the hosted pages and opens a session without tokens;
+    /// apps get theirs through the authorization code flow.
+    pub async fn log_in_browser(
+        &self,
+        email: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> Result<BrowserLogin> {
+        let opened = self.open_session(email, password, meta, None).await?;
+        Ok(BrowserLogin {
+            user_id: opened.user.id,
+            session_id: opened.session_id,
+        })
+    }
+
+    /// The rules of every password login; a refresh token for `refresh_client` if given.
+    async fn open_session(
+        &self,
+        email: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+        refresh_client: Option<&str>,
+    ) -> Result<OpenedSession> {
+        let email = Email::parse(email)?;
+        let password = Password::presented(password, &self.settings.password, "password")?;
+        // Before any hashing: a throttled attempt costs nothing.
+        self.check_login_throttle(&email, meta).await?;
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await?;
+        // Unknown accounts are checked against a dummy hash: the same work either way.
+        let verification = self
+            .hasher
+            .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let now = self.clock.now();
+        let user = match user {
+            Some(user) if verification.matches => user,
+            user => {
+                let subject = user.map(|u| u.id);
+                let entry = AuditEntry {
+                    event: AuditEvent::LoginFailed,
+                    actor: subject,
+                    subject,
+                    session: None,
+                    details: Some(serde_json::json!({ "reason": "invalid_credentials" })),
+                };
+                let txn = self.db.begin().await?;
+                audit::record(&txn, now, meta, entry).await?;
+                self.record_login_failure(&txn, &email, meta, now).await?;
+                txn.commit().await?;
+                return Err(Error::InvalidCredentials);
+            }
+        };
+        let refusal = if user.disabled_at.is_some() {
+            Some((Error::AccountDisabled, "account_disabled"))
+        } else if self.settings.auth.require_verified_email && user.email_verified_at.is_none() {
+            Some((Error::EmailNotVerified, "email_not_verified"))
+        } else {
+            None
+        };
+        if let Some((error, reason)) = refusal {
+            let entry = AuditEntry::by_user(AuditEvent::LoginFailed, user.id)
+                .details(serde_json::json!({ "reason": reason }));
+            audit::record(&self.db, now, meta, entry).await?;
+            return Err(error);
+        }
+        let upgraded_hash = if verification.needs_rehash {
+            Some(self.hasher.hash(&password).await?)
+        } else {
+            None
+        };
+
+        let txn = self.db.begin().await?;
+        let session_id = Uuid::now_v7();
+        let expires_at = now
+            + chrono::Duration::from_std(self.settings.sessions.lifetime)
+                .unwrap_or(chrono::Duration::MAX);
+        sessions::ActiveModel {
+            id: Set(session_id),
+            user_id: Set(user.id),
+            created_at: Set(now),
+            last_seen_at: Set(now),
+            expires_at: Set(expires_at),
+            last_token_expires_at: Set(self.access_token_expiry(now)),
+            ip: Set(meta.ip.clone()),
+            user_agent: Set(meta.user_agent_stored()),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+            parent_id: Set(None),
+            client_id: Set(None),
+            auth_time: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        let refresh_token = match refresh_client {
+            Some(client) => {
+                let scope = Some(builtin_login_scope());
+                Some(insert_refresh_token(&txn, session_id, client, scope, now).await?)
+            }
+            None => None,
+        };
+        if let Some(hash) = upgraded_hash {
+            users::ActiveModel {
+                id: Set(user.id),
+                password_hash: Set(hash),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .update(&txn)
+            .await?;
+        }
+        self.clear_login_failures(&txn, &email).await?;
+        let mut entry =
+            AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
+        if verification.needs_rehash {
+            entry = entry.details(serde_json::json!({ "password_hash_upgraded": true }));
+        }
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(OpenedSession {
+            user,
+            session_id,
+            refresh_token,
+            now,
+        })
+    }
+}

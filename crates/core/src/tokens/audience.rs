@@ -1,0 +1,19 @@
+//! Who a token is for: the `aud` of user tokens issued to a client. See
+//! [`crate::tokens::api_scopes`] for what Gatehouse's own API then requires.
+
+use gatehouse_entity::clients;
+
+/// The built-in first-party client that `/api/v1/login` acts for. Created at first start.
+pub const API_CLIENT_ID: &str = "gatehouse-api";
+
+/// The `aud` of a user token issued to a client (code flow, refresh): the audience an
+/// admin registered for it, else the client itself. Only the built-in client gets
+/// Gatehouse's own API audience without registering it: an app's token is for the app,
+/// never for the account or admin API by default.
+pub(crate) fn token_audience(client: &clients::Model, api_audience: &str) -> String {
+    match &client.audience {
+        Some(audience) => audience.clone(),
+        None if client.id == API_CLIENT_ID => api_audience.to_owned(),
+        None => client.id.clone(),
+    }
+}
