@@ -450,3 +450,149 @@ fn create_an_admin_then_serve_and_log_in() {
     assert_eq!(status, reqwest::StatusCode::OK);
     assert_eq!(users["users"][0]["email"], "root@example.com");
 }
+
+/// A `VmRSS:`-style line of /proc/PID/status, in KiB.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .map(|kib| kib.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("{field} missing from /proc/{pid}/status"))
+}
+
+/// Issue 8: a flood of logins must not grow memory past the hashing slots. Hashing runs
+/// on a fixed pool of `max_concurrent_hashes` threads, each reusing one argon2 buffer of
+/// `argon2_memory_kib`, so the peak stays within idle + slots x m_cost + a margin.
+/// (Measured on 2 cores: with a fresh 19 MiB allocation per hash on the blocking thread
+/// pool this flood peaked at 871 MiB; on the fixed pool but still allocating per hash,
+/// glibc's arenas kept fragmented buffers and it peaked at 225 MiB; now about 73 MiB,
+/// from about 29 MiB at start.)
+#[test]
+fn login_flood_memory_stays_within_the_hashing_slots() {
+    const SLOTS: u64 = 2;
+    const MEMORY_KIB: u64 = 19456;
+    const LOGINS: usize = 400;
+    const CONNECTIONS: usize = 64;
+    // What is not argon2 memory: 64 connections' HTTP buffers (a few tens of KiB each,
+    // 2-4 MiB in all), the SQLite page caches of the pooled connections (up to 2 MiB each,
+    // 10 connections), and allocator slack. Measured: 5-6 MiB above start + 2 buffers;
+    // 64 MiB leaves room for a slower or busier machine while staying far below the
+    // failure it guards against (hundreds of MiB).
+    const MARGIN_KIB: u64 = 64 * 1024;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"http://127.0.0.1:{port}\"\ndata_dir = \"{data}\"\n\
+             [server]\nbind = \"127.0.0.1:{port}\"\nworkers = 2\n\
+             [database]\nurl = \"sqlite://{data}/gatehouse.db?mode=rwc\"\n\
+             [password]\nargon2_memory_kib = {MEMORY_KIB}\nargon2_iterations = 1\n\
+             max_concurrent_hashes = {SLOTS}\nmax_queued_hashes = 1000\n\
+             [login_throttle]\nmax_failures_per_email = 1000000\nmax_failures_per_ip = 1000000\n",
+            data = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut server = KillOnDrop(
+        gatehouse(&config)
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = server.0.id();
+    let mut log = BufReader::new(server.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("gatehouse listening") {
+        line.clear();
+        assert!(
+            log.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/api/v1/login");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Unknown addresses: each login still costs one full hash, against the dummy hash.
+    let login = |http: reqwest::Client, url: String, n: usize| async move {
+        http.post(url)
+            .json(&serde_json::json!({
+                "email": format!("flood{n}@example.com"),
+                "password": "not the password",
+            }))
+            .send()
+            .await
+            .map(|response| response.status())
+    };
+
+    // Before any hash but the start-up one (the dummy hash, in memory of its own).
+    let started = proc_status_kib(pid, "VmRSS");
+    // Warm-up: the database pool, the throttle rows' statements, the HTTP paths.
+    for n in 0..3 {
+        let status = runtime
+            .block_on(login(http.clone(), url.clone(), n))
+            .unwrap();
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    }
+    let idle = proc_status_kib(pid, "VmRSS");
+
+    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(LOGINS));
+    let statuses = runtime.block_on(async {
+        let mut connections = tokio::task::JoinSet::new();
+        for _ in 0..CONNECTIONS {
+            let (http, url, remaining) = (http.clone(), url.clone(), remaining.clone());
+            connections.spawn(async move {
+                let mut statuses = Vec::new();
+                while let Ok(n) = remaining.fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |left| left.checked_sub(1),
+                ) {
+                    statuses.push(login(http.clone(), url.clone(), n).await);
+                }
+                statuses
+            });
+        }
+        connections.join_all().await
+    });
+    let peak = proc_status_kib(pid, "VmHWM");
+    let after = proc_status_kib(pid, "VmRSS");
+    drop(server);
+
+    let statuses: Vec<_> = statuses.into_iter().flatten().collect();
+    assert_eq!(statuses.len(), LOGINS);
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, Ok(reqwest::StatusCode::UNAUTHORIZED))),
+        "every login hashed and failed: {:?}",
+        statuses
+            .iter()
+            .find(|s| !matches!(s, Ok(reqwest::StatusCode::UNAUTHORIZED)))
+    );
+    let slots_kib = SLOTS * MEMORY_KIB;
+    let report = format!(
+        "RSS at start {started} KiB, idle after warm-up {idle} KiB, peak {peak} KiB, \
+         after the flood {after} KiB; slots {SLOTS} x {MEMORY_KIB} KiB, margin {MARGIN_KIB} KiB"
+    );
+    eprintln!("{report}");
+    assert!(
+        peak <= idle + slots_kib + MARGIN_KIB,
+        "peak over idle + slots + margin: {report}"
+    );
+    // Stricter: the warm-up may already have made some of the slots' buffers.
+    assert!(
+        peak <= started + slots_kib + MARGIN_KIB,
+        "peak over start + slots + margin: {report}"
+    );
+}
