@@ -239,6 +239,19 @@ impl<'a> BrowserSession<'a> {
         self.set(LOGIN_SESSION_KEY, &login)
     }
 
+    /// Where a new login goes: back to the authorization request it interrupted (now
+    /// marked as logged in for), else the account page.
+    pub fn after_login(&self) -> Result<&'static str, PageError> {
+        match self.pending_authorization()? {
+            Some(mut pending) => {
+                pending.logged_in = true;
+                self.set_pending_authorization(&pending)?;
+                Ok("/oauth2/authorize/continue")
+            }
+            None => Ok("/account/sessions"),
+        }
+    }
+
     /// Forgets everything, and expires the cookie.
     pub fn end(&self) {
         self.session.purge();

@@ -19,17 +19,17 @@ async fn every_form_refuses_a_post_without_the_csrf_token() {
     server.verified_user("ada@example.com", PASSWORD).await;
     let walker = PageWalker::new();
     let real = walker.csrf_of(&server.url("/login")).await;
-    for path in [
-        "/login",
-        "/signup",
-        "/verify-email",
-        "/verify-email/resend",
-        "/forgot-password",
-        "/reset-password",
-        "/consent",
-        "/logout",
-        "/account/sessions/revoke-others",
-    ] {
+    // Every form post the app registers (the list is the one its routes are made from),
+    // with a real value for each path parameter.
+    let paths: Vec<String> = gatehouse_server::routes::pages::FORM_POSTS
+        .iter()
+        .map(|path| {
+            path.replace("{id}", "0190a3c4-5b6d-7e8f-9a0b-1c2d3e4f5a6b")
+                .replace("{client_id}", "some-app")
+        })
+        .collect();
+    assert!(paths.len() >= 11, "{paths:?}");
+    for path in &paths {
         let missing = walker
             .post(
                 &server.url(path),

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::oauth::clients::{Client, GrantType};
-use crate::oidc::pkce::is_pkce_value;
+use crate::oidc::pkce;
 use crate::oidc::{
     AuthorizationRequest, AuthorizeStep, Progress, Prompt, STANDARD_SCOPES, describe_scopes,
 };
@@ -144,28 +144,12 @@ impl Gatehouse {
             );
         };
         let code_challenge = get("code_challenge");
-        match (code_challenge, get("code_challenge_method")) {
-            (Some(challenge), Some("S256")) if is_pkce_value(challenge) => {}
-            (Some(_), Some("S256")) => {
-                return fail("invalid_request", "code_challenge is malformed".to_owned());
-            }
-            (Some(_), _) => {
-                return fail(
-                    "invalid_request",
-                    "code_challenge_method must be S256 (plain is not accepted)".to_owned(),
-                );
-            }
-            (None, Some(_)) => {
-                return fail("invalid_request", "code_challenge is missing".to_owned());
-            }
-            (None, None) if !client.is_confidential() => {
-                return fail(
-                    "invalid_request",
-                    "PKCE is required for public clients: send code_challenge with code_challenge_method=S256"
-                        .to_owned(),
-                );
-            }
-            (None, None) => {}
+        if let Err(description) = pkce::check_challenge(
+            code_challenge,
+            get("code_challenge_method"),
+            client.is_confidential(),
+        ) {
+            return fail("invalid_request", description.to_owned());
         }
         let mut scopes: Vec<String> = Vec::new();
         for scope in split(get("scope").unwrap_or("")) {

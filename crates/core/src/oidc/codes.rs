@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use crate::oauth::clients::{Client, GrantType};
 use crate::oidc::CodeTokens;
-use crate::oidc::pkce::{is_pkce_value, s256};
+use crate::oidc::pkce;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::platform::lists::split;
-use crate::platform::secrets::{constant_time_eq, token_hash};
+use crate::platform::secrets::token_hash;
 use crate::sessions::{RevokeReason, insert_refresh_token, revoke_session};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::audience::token_audience;
@@ -72,23 +72,7 @@ impl Gatehouse {
                 "redirect_uri does not match the one of the authorization request",
             ));
         }
-        match (&row.code_challenge, code_verifier) {
-            (Some(challenge), Some(verifier)) => {
-                if !is_pkce_value(verifier)
-                    || !constant_time_eq(s256(verifier).as_bytes(), challenge.as_bytes())
-                {
-                    return Err(invalid("code_verifier does not match the code_challenge"));
-                }
-            }
-            (Some(_), None) => return Err(invalid("code_verifier is required")),
-            // RFC 9700 2.1.1: a verifier without a challenge is a downgrade attempt.
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "code_verifier sent, but the request had no code_challenge",
-                ));
-            }
-            (None, None) => {}
-        }
+        pkce::check_verifier(row.code_challenge.as_deref(), code_verifier).map_err(invalid)?;
         let (login, user) = self
             .live_session(&txn, row.session_id)
             .await?

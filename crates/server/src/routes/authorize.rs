@@ -4,10 +4,9 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use gatehouse_core::oidc::{self, AuthorizeStep, Progress};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use gatehouse_core::oidc::{AuthorizeStep, Progress};
 use gatehouse_core::{Gatehouse, RequestMeta};
-use minijinja::context;
 use serde::Deserialize;
 
 use crate::browser::{BrowserSession, Pages, PendingAuthorization, PendingConsent, see_other};
@@ -28,11 +27,6 @@ pub fn configure_oauth2(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(end_session_get))
             .route(web::post().to(end_session_post)),
     );
-}
-
-/// Routes at the top level.
-pub fn configure_pages(cfg: &mut web::ServiceConfig) {
-    cfg.service(consent_page).service(consent);
 }
 
 async fn authorize_get(
@@ -85,7 +79,7 @@ async fn continue_authorization(
     next_step(&pages, &browser, step, progress)
 }
 
-fn no_pending_request(pages: &Pages) -> Result<HttpResponse, PageError> {
+pub(crate) fn no_pending_request(pages: &Pages) -> Result<HttpResponse, PageError> {
     pages.message(
         StatusCode::BAD_REQUEST,
         "Nothing to continue",
@@ -94,7 +88,7 @@ fn no_pending_request(pages: &Pages) -> Result<HttpResponse, PageError> {
     )
 }
 
-fn next_step(
+pub(crate) fn next_step(
     pages: &Pages,
     browser: &BrowserSession<'_>,
     step: AuthorizeStep,
@@ -136,95 +130,6 @@ fn next_step(
             Ok(see_other(&format!("/consent?{query}")))
         }
     }
-}
-
-/// The identifier of the consent request a page or form is about.
-#[derive(Deserialize)]
-struct ConsentQuery {
-    request: Option<String>,
-}
-
-#[get("/consent")]
-async fn consent_page(
-    gatehouse: web::Data<Gatehouse>,
-    pages: web::Data<Pages>,
-    session: Session,
-    query: web::Query<ConsentQuery>,
-) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
-    let pending = match &query.request {
-        Some(id) => browser.pending_consent(id)?,
-        None => None,
-    };
-    let user = browser.user().await?;
-    let (Some(pending), Some(user), Some(id)) = (pending, user, &query.request) else {
-        return no_pending_request(&pages);
-    };
-    if pending.login != user.session_id {
-        return no_pending_request(&pages);
-    }
-    pages.render(
-        StatusCode::OK,
-        "consent.html",
-        &browser.csrf_token()?,
-        context! {
-            request_id => id,
-            client_name => pending.request.client_name,
-            user_email => user.email,
-            scopes => oidc::describe_scopes(&pending.request.scopes),
-        },
-    )
-}
-
-#[derive(Deserialize)]
-struct ConsentForm {
-    csrf_token: Option<String>,
-    request: Option<String>,
-    decision: Option<String>,
-}
-
-/// The user's answer to one consent page: it applies to the request that page showed,
-/// once.
-#[post("/consent")]
-async fn consent(
-    gatehouse: web::Data<Gatehouse>,
-    pages: web::Data<Pages>,
-    session: Session,
-    ClientMeta(meta): ClientMeta,
-    form: web::Form<ConsentForm>,
-) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
-    browser.check_csrf(form.csrf_token.as_deref())?;
-    let pending = match &form.request {
-        Some(id) => browser.take_pending_consent(id)?,
-        None => None,
-    };
-    let user = browser.user().await?;
-    let (Some(pending), Some(user)) = (pending, user) else {
-        return no_pending_request(&pages);
-    };
-    if pending.login != user.session_id {
-        return no_pending_request(&pages);
-    }
-    if form.decision.as_deref() != Some("allow") {
-        let step = gatehouse.request_error(
-            &pending.request,
-            "access_denied",
-            "the user did not allow the request",
-        );
-        return next_step(&pages, &browser, step, Progress::default());
-    }
-    gatehouse
-        .grant_consent(user.user_id, &pending.request, &meta)
-        .await?;
-    let progress = Progress {
-        logged_in: pending.logged_in,
-        consented: true,
-    };
-    let step = gatehouse
-        .continue_authorization(&pending.request, Some(user.session_id), progress)
-        .await?;
-    next_step(&pages, &browser, step, progress)
 }
 
 #[derive(Deserialize)]

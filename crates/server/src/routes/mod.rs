@@ -18,7 +18,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(well_known::configure)
         .configure(oauth2::configure)
         .configure(pages::configure)
-        .configure(authorize::configure_pages)
         .service(
             web::scope("/api/v1")
                 .configure(api::configure)

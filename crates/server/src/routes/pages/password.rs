@@ -1,0 +1,114 @@
+//! The forgot-password and reset-password pages.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, web};
+use gatehouse_core::Gatehouse;
+use minijinja::context;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::csrf::CsrfForm;
+use super::verify_email::{EmailForm, TokenQuery};
+use super::{Errors, empty_secret, min_length, render, rerender};
+use crate::browser::{BrowserSession, Pages};
+use crate::error::PageError;
+use crate::extract::ClientMeta;
+
+#[get("/forgot-password")]
+pub(super) async fn forgot_page(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession::new(&session, &gatehouse);
+    render(
+        &pages,
+        &browser,
+        StatusCode::OK,
+        "forgot_password.html",
+        Errors::new(),
+        context! {},
+    )
+}
+
+pub(super) async fn forgot(
+    CsrfForm(form): CsrfForm<EmailForm>,
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+) -> Result<HttpResponse, PageError> {
+    match gatehouse.forgot_password(&form.email, &meta).await {
+        Ok(()) => pages.message(
+            StatusCode::OK,
+            "Check your email",
+            "If an account uses this address, we sent it a link to choose a new password. The link works for a limited time.",
+            None,
+        ),
+        Err(e) => {
+            let browser = BrowserSession::new(&session, &gatehouse);
+            let view = context! { email => form.email };
+            rerender(&pages, &browser, "forgot_password.html", e, "form", view)
+        }
+    }
+}
+
+#[get("/reset-password")]
+pub(super) async fn reset_page(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    query: web::Query<TokenQuery>,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession::new(&session, &gatehouse);
+    let view = context! { token => query.token, min_length => min_length(&gatehouse) };
+    render(
+        &pages,
+        &browser,
+        StatusCode::OK,
+        "reset_password.html",
+        Errors::new(),
+        view,
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default = "empty_secret")]
+    new_password: SecretString,
+}
+
+pub(super) async fn reset(
+    CsrfForm(form): CsrfForm<ResetForm>,
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+) -> Result<HttpResponse, PageError> {
+    match gatehouse
+        .reset_password(form.token.trim(), form.new_password, &meta)
+        .await
+    {
+        Ok(()) => pages.message(
+            StatusCode::OK,
+            "Password changed",
+            "Your new password is set, and every session signed in with the old one has ended.",
+            Some(("/login", "Log in")),
+        ),
+        Err(e) => {
+            let browser = BrowserSession::new(&session, &gatehouse);
+            let view = context! { token => form.token, min_length => min_length(&gatehouse) };
+            rerender(
+                &pages,
+                &browser,
+                "reset_password.html",
+                e,
+                "new_password",
+                view,
+            )
+        }
+    }
+}

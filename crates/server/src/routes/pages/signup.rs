@@ -1,0 +1,82 @@
+//! The sign-up page: creates the account and sends the verification mail.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, web};
+use gatehouse_core::Gatehouse;
+use minijinja::context;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::csrf::CsrfForm;
+use super::{Errors, empty_secret, min_length, render, rerender};
+use crate::browser::{BrowserSession, Pages};
+use crate::error::PageError;
+use crate::extract::ClientMeta;
+
+#[get("/signup")]
+pub(super) async fn page(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession::new(&session, &gatehouse);
+    let pending = browser.pending_authorization()?;
+    let view = context! {
+        email => pending.as_ref().and_then(|p| p.request.login_hint.clone()),
+        min_length => min_length(&gatehouse),
+        client_name => pending.map(|p| p.request.client_name),
+    };
+    render(
+        &pages,
+        &browser,
+        StatusCode::OK,
+        "signup.html",
+        Errors::new(),
+        view,
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignupForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default = "empty_secret")]
+    new_password: SecretString,
+}
+
+pub(super) async fn sign_up(
+    CsrfForm(form): CsrfForm<SignupForm>,
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession::new(&session, &gatehouse);
+    let name = Some(form.name.trim()).filter(|n| !n.is_empty());
+    match gatehouse
+        .sign_up(&form.email, form.new_password, name, &meta)
+        .await
+    {
+        Ok(_) => pages.message(
+            StatusCode::OK,
+            "Check your email",
+            &format!(
+                "We sent a link to {} to confirm the address. Open it to finish creating your account.",
+                form.email.trim()
+            ),
+            None,
+        ),
+        Err(e) => {
+            let view = context! {
+                email => form.email,
+                name => form.name,
+                min_length => min_length(&gatehouse),
+                client_name => browser.pending_authorization()?.map(|p| p.request.client_name),
+            };
+            rerender(&pages, &browser, "signup.html", e, "new_password", view)
+        }
+    }
+}
