@@ -14,7 +14,7 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use gatehouse_core::Gatehouse;
-use gatehouse_core::oidc::{AuthorizationRequest, LogoutRequest};
+use gatehouse_core::oidc::{AuthorizationRequest, LogoutRequest, Progress};
 use gatehouse_core::platform::secrets::{constant_time_eq, new_token, token_hash};
 use gatehouse_core::sessions::browser::{BrowserState, BrowserUser, LOGIN_SESSION_KEY};
 use minijinja::{Environment, Value, context};
@@ -163,6 +163,16 @@ pub struct PendingConsent {
     pub login: Uuid,
     /// The user entered their password for this request.
     pub logged_in: bool,
+}
+
+impl PendingConsent {
+    /// Where the request stands once the user allowed it.
+    pub fn allowed(&self) -> Progress {
+        Progress {
+            logged_in: self.logged_in,
+            consented: true,
+        }
+    }
 }
 
 /// Pending consents under the SHA-256 of their identifiers, oldest first.

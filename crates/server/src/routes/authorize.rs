@@ -185,19 +185,7 @@ async fn end_session(
             empty(params.post_logout_redirect_uri).as_deref(),
             empty(params.state).as_deref(),
         )
-        .await;
-    let request = match request {
-        Ok(request) => request,
-        Err(gatehouse_core::Error::InvalidInput { message, .. }) => {
-            return pages.message(
-                StatusCode::BAD_REQUEST,
-                "Cannot sign out here",
-                &message,
-                None,
-            );
-        }
-        Err(e) => return Err(e.into()),
-    };
+        .await?;
     let Some(user) = browser.user().await? else {
         return signed_out(pages, &browser, request.redirect.as_deref());
     };

@@ -3,7 +3,8 @@
 //! [`OAuthError`]; the browser endpoints are in [`super::authorize`].
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use gatehouse_core::Gatehouse;
+use gatehouse_core::oauth::clients::Client;
+use gatehouse_core::{Gatehouse, RequestMeta};
 
 use crate::error::{ApiError, OAuthError};
 use crate::extract::{ClientMeta, OAuthForm, bearer_token, client_credentials};
@@ -39,33 +40,41 @@ async fn token(
     let client = gatehouse
         .authenticate_client(&client_credentials(&req, Some(&form))?)
         .await?;
-    match grant_type {
-        "client_credentials" => {
-            let token = gatehouse
-                .client_credentials_grant(&client, form.get("scope")?)
-                .await?;
-            Ok(HttpResponse::Ok().json(token))
-        }
-        "refresh_token" => {
-            let tokens = gatehouse
-                .refresh_token_grant(&client, form.require("refresh_token")?, &meta)
-                .await?;
-            Ok(HttpResponse::Ok().json(tokens))
-        }
-        "authorization_code" => {
-            let tokens = gatehouse
+    grant(&gatehouse, &client, grant_type, &form, &meta).await
+}
+
+/// One grant of the token endpoint: its parameters from the form, one call into the core.
+async fn grant(
+    gatehouse: &Gatehouse,
+    client: &Client,
+    grant_type: &str,
+    form: &OAuthForm,
+    meta: &RequestMeta,
+) -> Result<HttpResponse, OAuthError> {
+    Ok(match grant_type {
+        "client_credentials" => HttpResponse::Ok().json(
+            gatehouse
+                .client_credentials_grant(client, form.get("scope")?)
+                .await?,
+        ),
+        "refresh_token" => HttpResponse::Ok().json(
+            gatehouse
+                .refresh_token_grant(client, form.require("refresh_token")?, meta)
+                .await?,
+        ),
+        "authorization_code" => HttpResponse::Ok().json(
+            gatehouse
                 .exchange_authorization_code(
-                    &client,
+                    client,
                     form.require("code")?,
                     form.get("redirect_uri")?,
                     form.get("code_verifier")?,
-                    &meta,
+                    meta,
                 )
-                .await?;
-            Ok(HttpResponse::Ok().json(tokens))
-        }
-        other => Err(OAuthError::UnsupportedGrantType(other.to_owned())),
-    }
+                .await?,
+        ),
+        other => return Err(OAuthError::UnsupportedGrantType(other.to_owned())),
+    })
 }
 
 #[post("/introspect")]

@@ -36,23 +36,12 @@ async fn revocations(
     gatehouse
         .authenticate_confidential_client(&client_credentials(&req, None)?)
         .await?;
-    let wants_stream = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    if !wants_stream {
+    if !wants_event_stream(&req) {
         return Ok(HttpResponse::Ok().json(gatehouse.revocations_after(query.after).await?));
     }
-    let last_event_id = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = last_event_id(&req).or(query.after);
     let state = FeedStream {
-        feed: gatehouse
-            .follow_revocations(last_event_id.or(query.after))
-            .await?,
+        feed: gatehouse.follow_revocations(after).await?,
         keepalive: tokio::time::interval_at(tokio::time::Instant::now() + keepalive.0, keepalive.0),
     };
     Ok(HttpResponse::Ok()
@@ -60,6 +49,22 @@ async fn revocations(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(futures_util::stream::unfold(state, FeedStream::next)))
+}
+
+/// Whether the client asked for the event stream (`Accept: text/event-stream`).
+fn wants_event_stream(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+/// The last event a reconnecting stream client saw (`Last-Event-ID`).
+fn last_event_id(req: &HttpRequest) -> Option<i64> {
+    req.headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
 }
 
 /// The feed as Server-Sent Events, with a keep-alive comment when idle.

@@ -27,13 +27,11 @@ async fn jwks(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError>
 
 #[get("/.well-known/openid-configuration")]
 async fn openid_configuration(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError> {
-    let issuer = gatehouse.issuer();
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
     let mut scopes: Vec<String> = STANDARD_SCOPES
         .iter()
+        .chain(API_SCOPES.iter())
         .map(|(s, _)| (*s).to_owned())
         .collect();
-    scopes.extend(API_SCOPES.iter().map(|(s, _)| (*s).to_owned()));
     for scope in gatehouse.registered_scopes().await? {
         if !scopes.contains(&scope) {
             scopes.push(scope);
@@ -41,33 +39,39 @@ async fn openid_configuration(gatehouse: web::Data<Gatehouse>) -> Result<HttpRes
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .json(json!({
-            "issuer": issuer,
-            "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
-            "token_endpoint": format!("{issuer}/oauth2/token"),
-            "userinfo_endpoint": format!("{issuer}/oauth2/userinfo"),
-            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-            "end_session_endpoint": format!("{issuer}/oauth2/logout"),
-            "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-            "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-            "subject_types_supported": ["public"],
-            "code_challenge_methods_supported": ["S256"],
-            "prompt_values_supported": ["none", "login", "consent"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "introspection_endpoint_auth_methods_supported": auth_methods,
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "id_token_signing_alg_values_supported": SigningAlgorithm::ALL.map(SigningAlgorithm::as_str),
-            "scopes_supported": scopes,
-            "claims_supported": [
-                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
-                "email", "email_verified", "name"
-            ],
-            "authorization_response_iss_parameter_supported": true,
-            "backchannel_logout_supported": true,
-            "backchannel_logout_session_supported": true,
-            "revocation_feed_endpoint": format!("{issuer}/api/v1/revocations"),
-        })))
+        .json(discovery_document(gatehouse.issuer(), &scopes)))
+}
+
+/// The OpenID Provider metadata (OpenID Connect Discovery 1.0, RFC 8414).
+fn discovery_document(issuer: &str, scopes: &[String]) -> serde_json::Value {
+    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "userinfo_endpoint": format!("{issuer}/oauth2/userinfo"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "end_session_endpoint": format!("{issuer}/oauth2/logout"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "id_token_signing_alg_values_supported": SigningAlgorithm::ALL.map(SigningAlgorithm::as_str),
+        "scopes_supported": scopes,
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
+            "email", "email_verified", "name"
+        ],
+        "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "revocation_feed_endpoint": format!("{issuer}/api/v1/revocations"),
+    })
 }

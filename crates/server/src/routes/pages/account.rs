@@ -2,16 +2,17 @@
 //! allowed (withdraw one).
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
+use gatehouse_core::SessionView;
+use gatehouse_core::oidc::AppConsent;
 use gatehouse_core::sessions::browser::BrowserUser;
-use minijinja::context;
+use minijinja::{Value, context};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::csrf::CsrfForm;
-use super::{Errors, readable, render};
+use super::{readable, show};
 use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
@@ -26,8 +27,14 @@ pub(super) async fn sessions_page(
     let user = browser.user().await?.ok_or(PageError::LoginRequired)?;
     let sessions = gatehouse.list_own_sessions(&user.principal()).await?;
     let apps = gatehouse.app_consents(user.user_id).await?;
-    let view = context! {
-        user_email => user.email,
+    let view = account_view(&user.email, sessions, apps);
+    show(&pages, &browser, "sessions.html", view)
+}
+
+/// What the account page shows: the live sessions and the apps allowed.
+fn account_view(email: &str, sessions: Vec<SessionView>, apps: Vec<AppConsent>) -> Value {
+    context! {
+        user_email => email,
         sessions => sessions.into_iter().map(|s| context! {
             id => s.id.to_string(),
             created_at => readable(s.created_at),
@@ -42,15 +49,7 @@ pub(super) async fn sessions_page(
             scopes => a.scope,
             granted_at => readable(a.granted_at),
         }).collect::<Vec<_>>(),
-    };
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "sessions.html",
-        Errors::new(),
-        view,
-    )
+    }
 }
 
 /// A form with nothing but its CSRF token.

@@ -3,17 +3,16 @@
 //! for the login that was shown the page.
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::oidc::{self, Progress};
+use gatehouse_core::sessions::browser::BrowserUser;
 use minijinja::context;
 use serde::Deserialize;
 
 use super::csrf::CsrfForm;
-use super::{Errors, render};
-use crate::browser::BrowserSession;
-use crate::browser::Pages;
+use super::show;
+use crate::browser::{BrowserSession, Pages, PendingConsent};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
 use crate::routes::authorize::{next_step, no_pending_request};
@@ -33,26 +32,29 @@ pub(super) async fn page(
 ) -> Result<HttpResponse, PageError> {
     let browser = BrowserSession::new(&session, &gatehouse);
     let id = query.request.as_deref().unwrap_or_default();
-    let (Some(pending), Some(user)) = (browser.pending_consent(id)?, browser.user().await?) else {
+    let Some((pending, user)) = for_this_login(&browser, browser.pending_consent(id)?).await?
+    else {
         return no_pending_request(&pages);
     };
-    if pending.login != user.session_id {
-        return no_pending_request(&pages);
-    }
     let view = context! {
         request_id => id,
         client_name => pending.request.client_name,
         user_email => user.email,
         scopes => oidc::describe_scopes(&pending.request.scopes),
     };
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "consent.html",
-        Errors::new(),
-        view,
-    )
+    show(&pages, &browser, "consent.html", view)
+}
+
+/// A waiting consent request with the user it was shown to, if that user's login is
+/// still this browser's.
+async fn for_this_login(
+    browser: &BrowserSession<'_>,
+    pending: Option<PendingConsent>,
+) -> Result<Option<(PendingConsent, BrowserUser)>, PageError> {
+    let (Some(pending), Some(user)) = (pending, browser.user().await?) else {
+        return Ok(None);
+    };
+    Ok((pending.login == user.session_id).then_some((pending, user)))
 }
 
 #[derive(Deserialize)]
@@ -71,28 +73,19 @@ pub(super) async fn answer(
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
     let browser = BrowserSession::new(&session, &gatehouse);
-    let pending = browser.take_pending_consent(&form.request)?;
-    let (Some(pending), Some(user)) = (pending, browser.user().await?) else {
+    let taken = browser.take_pending_consent(&form.request)?;
+    let Some((pending, user)) = for_this_login(&browser, taken).await? else {
         return no_pending_request(&pages);
     };
-    if pending.login != user.session_id {
-        return no_pending_request(&pages);
-    }
     if form.decision.as_deref() != Some("allow") {
-        let step = gatehouse.request_error(
-            &pending.request,
-            "access_denied",
-            "the user did not allow the request",
-        );
+        let denied = "the user did not allow the request";
+        let step = gatehouse.request_error(&pending.request, "access_denied", denied);
         return next_step(&pages, &browser, step, Progress::default());
     }
     gatehouse
         .grant_consent(user.user_id, &pending.request, &meta)
         .await?;
-    let progress = Progress {
-        logged_in: pending.logged_in,
-        consented: true,
-    };
+    let progress = pending.allowed();
     let step = gatehouse
         .continue_authorization(&pending.request, Some(user.session_id), progress)
         .await?;

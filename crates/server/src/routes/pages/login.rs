@@ -2,7 +2,6 @@
 //! came with, or to the account page.
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use minijinja::context;
@@ -10,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::csrf::CsrfForm;
-use super::{Errors, empty_secret, render, rerender};
+use super::{empty_secret, rerender, show};
 use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
@@ -42,14 +41,7 @@ pub(super) async fn page(
         .as_ref()
         .map(|_| "Your email address is verified. Log in to continue.");
     let view = context! { email, notice, client_name => client_name(&browser)? };
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "login.html",
-        Errors::new(),
-        view,
-    )
+    show(&pages, &browser, "login.html", view)
 }
 
 /// The app the login is for, if an authorization request waits for it.

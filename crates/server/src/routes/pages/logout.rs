@@ -9,7 +9,7 @@ use minijinja::context;
 
 use super::account::EmptyForm;
 use super::csrf::CsrfForm;
-use super::{Errors, render};
+use super::show;
 use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
@@ -25,14 +25,7 @@ pub(super) async fn page(
         return signed_out(&pages, &browser, None);
     }
     let client_name = browser.pending_logout()?.and_then(|l| l.client_name);
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "logout.html",
-        Errors::new(),
-        context! { client_name },
-    )
+    show(&pages, &browser, "logout.html", context! { client_name })
 }
 
 pub(super) async fn log_out(

@@ -105,6 +105,23 @@ fn rerender(
     )
 }
 
+/// A page as first shown (no errors), with this browser's CSRF token.
+fn show(
+    pages: &Pages,
+    browser: &BrowserSession<'_>,
+    template: &str,
+    page: Value,
+) -> Result<HttpResponse, PageError> {
+    render(
+        pages,
+        browser,
+        StatusCode::OK,
+        template,
+        Errors::new(),
+        page,
+    )
+}
+
 /// A page with its form's errors, the branding and this browser's CSRF token.
 fn render(
     pages: &Pages,

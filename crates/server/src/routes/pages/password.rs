@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::csrf::CsrfForm;
 use super::verify_email::{EmailForm, TokenQuery};
-use super::{Errors, empty_secret, min_length, render, rerender};
+use super::{empty_secret, min_length, rerender, show};
 use crate::browser::{BrowserSession, Pages};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
@@ -22,14 +22,7 @@ pub(super) async fn forgot_page(
     session: Session,
 ) -> Result<HttpResponse, PageError> {
     let browser = BrowserSession::new(&session, &gatehouse);
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "forgot_password.html",
-        Errors::new(),
-        context! {},
-    )
+    show(&pages, &browser, "forgot_password.html", context! {})
 }
 
 pub(super) async fn forgot(
@@ -63,14 +56,7 @@ pub(super) async fn reset_page(
 ) -> Result<HttpResponse, PageError> {
     let browser = BrowserSession::new(&session, &gatehouse);
     let view = context! { token => query.token, min_length => min_length(&gatehouse) };
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "reset_password.html",
-        Errors::new(),
-        view,
-    )
+    show(&pages, &browser, "reset_password.html", view)
 }
 
 #[derive(Deserialize)]
@@ -92,12 +78,7 @@ pub(super) async fn reset(
         .reset_password(form.token.trim(), form.new_password, &meta)
         .await
     {
-        Ok(()) => pages.message(
-            StatusCode::OK,
-            "Password changed",
-            "Your new password is set, and every session signed in with the old one has ended.",
-            Some(("/login", "Log in")),
-        ),
+        Ok(()) => password_changed(&pages),
         Err(e) => {
             let browser = BrowserSession::new(&session, &gatehouse);
             let view = context! { token => form.token, min_length => min_length(&gatehouse) };
@@ -111,4 +92,13 @@ pub(super) async fn reset(
             )
         }
     }
+}
+
+fn password_changed(pages: &Pages) -> Result<HttpResponse, PageError> {
+    pages.message(
+        StatusCode::OK,
+        "Password changed",
+        "Your new password is set, and every session signed in with the old one has ended.",
+        Some(("/login", "Log in")),
+    )
 }

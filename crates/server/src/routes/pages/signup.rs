@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::csrf::CsrfForm;
-use super::{Errors, empty_secret, min_length, render, rerender};
+use super::{empty_secret, min_length, rerender, show};
 use crate::browser::{BrowserSession, Pages};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
@@ -27,14 +27,7 @@ pub(super) async fn page(
         min_length => min_length(&gatehouse),
         client_name => pending.map(|p| p.request.client_name),
     };
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "signup.html",
-        Errors::new(),
-        view,
-    )
+    show(&pages, &browser, "signup.html", view)
 }
 
 #[derive(Deserialize)]
@@ -60,15 +53,7 @@ pub(super) async fn sign_up(
         .sign_up(&form.email, form.new_password, name, &meta)
         .await
     {
-        Ok(_) => pages.message(
-            StatusCode::OK,
-            "Check your email",
-            &format!(
-                "We sent a link to {} to confirm the address. Open it to finish creating your account.",
-                form.email.trim()
-            ),
-            None,
-        ),
+        Ok(_) => check_your_email(&pages, &form.email),
         Err(e) => {
             let view = context! {
                 email => form.email,
@@ -79,4 +64,17 @@ pub(super) async fn sign_up(
             rerender(&pages, &browser, "signup.html", e, "new_password", view)
         }
     }
+}
+
+/// The page after a sign-up: the same whether or not the address had an account.
+fn check_your_email(pages: &Pages, email: &str) -> Result<HttpResponse, PageError> {
+    pages.message(
+        StatusCode::OK,
+        "Check your email",
+        &format!(
+            "We sent a link to {} to confirm the address. Open it to finish creating your account.",
+            email.trim()
+        ),
+        None,
+    )
 }

@@ -10,7 +10,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::csrf::CsrfForm;
-use super::{Errors, render, rerender};
+use super::{rerender, show};
 use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
@@ -29,14 +29,7 @@ pub(super) async fn page(
 ) -> Result<HttpResponse, PageError> {
     let browser = BrowserSession::new(&session, &gatehouse);
     let view = context! { token => query.token };
-    render(
-        &pages,
-        &browser,
-        StatusCode::OK,
-        "verify_email.html",
-        Errors::new(),
-        view,
-    )
+    show(&pages, &browser, "verify_email.html", view)
 }
 
 #[derive(Deserialize)]
