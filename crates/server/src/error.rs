@@ -34,29 +34,66 @@ struct ErrorBody<'a> {
     message: String,
 }
 
-/// Status and stable code of a domain error on the JSON API.
-fn core_status_and_code(error: &CoreError) -> (StatusCode, &'static str) {
-    match error {
-        CoreError::InvalidInput { code, .. } => (StatusCode::BAD_REQUEST, code),
-        CoreError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-        CoreError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
-        CoreError::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
-        CoreError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
-        CoreError::InvalidOneTimeToken => (StatusCode::BAD_REQUEST, "invalid_token"),
-        CoreError::InvalidRefreshToken => (StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
-        CoreError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        CoreError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-        CoreError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
-        CoreError::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
-        CoreError::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
-        CoreError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
-        CoreError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
-        CoreError::InvalidCurrentPassword => (StatusCode::BAD_REQUEST, "invalid_current_password"),
-        CoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        CoreError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
-        CoreError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-        CoreError::Unavailable { reason, .. } => (StatusCode::SERVICE_UNAVAILABLE, reason),
-        CoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+/// How a domain error is answered, decided here for every rendering: its HTTP status,
+/// its stable code on the JSON API and the hosted pages, and its RFC 6749 code on the
+/// OAuth endpoints (whose status follows from that code, see [`oauth_status`]).
+struct Answer {
+    status: StatusCode,
+    code: &'static str,
+    oauth_code: &'static str,
+}
+
+/// The one table of domain errors.
+fn answer(error: &CoreError) -> Answer {
+    use CoreError as E;
+    use StatusCode as S;
+    let (status, code, oauth_code) = match error {
+        E::InvalidInput { code, .. } => (S::BAD_REQUEST, *code, "invalid_request"),
+        E::Conflict { code, .. } => (S::CONFLICT, *code, "invalid_request"),
+        E::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "invalid_request"),
+        E::EmailNotVerified => (S::FORBIDDEN, "email_not_verified", "invalid_request"),
+        E::AccountDisabled => (S::FORBIDDEN, "account_disabled", "invalid_request"),
+        E::InvalidOneTimeToken => (S::BAD_REQUEST, "invalid_token", "invalid_grant"),
+        E::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "invalid_grant"),
+        E::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "invalid_request"),
+        E::Forbidden => (S::FORBIDDEN, "forbidden", "invalid_request"),
+        E::InvalidClient => (S::UNAUTHORIZED, "invalid_client", "invalid_client"),
+        E::UnauthorizedClient(_) => (S::BAD_REQUEST, "unauthorized_client", "unauthorized_client"),
+        E::InvalidScope(_) => (S::BAD_REQUEST, "invalid_scope", "invalid_scope"),
+        E::InvalidGrant(_) => (S::BAD_REQUEST, "invalid_grant", "invalid_grant"),
+        E::InsufficientScope(_) => (S::FORBIDDEN, "insufficient_scope", "invalid_request"),
+        E::InvalidCurrentPassword => (
+            S::BAD_REQUEST,
+            "invalid_current_password",
+            "invalid_request",
+        ),
+        E::NotFound(_) => (S::NOT_FOUND, "not_found", "invalid_request"),
+        E::TooManyAttempts { .. } => (S::TOO_MANY_REQUESTS, "too_many_attempts", "invalid_request"),
+        E::Overloaded { .. } => (
+            S::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "temporarily_unavailable",
+        ),
+        E::Unavailable { reason, .. } => {
+            (S::SERVICE_UNAVAILABLE, *reason, "temporarily_unavailable")
+        }
+        E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error", "server_error"),
+    };
+    Answer {
+        status,
+        code,
+        oauth_code,
+    }
+}
+
+/// The status of an RFC 6749 error code: `invalid_client` is 401 (RFC 6749 5.2), the
+/// server's own trouble 500 or 503, every other mistake 400.
+fn oauth_status(oauth_code: &str) -> StatusCode {
+    match oauth_code {
+        "invalid_client" => StatusCode::UNAUTHORIZED,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -67,7 +104,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotFound => "not_found",
-            ApiError::Core(e) => core_status_and_code(e).1,
+            ApiError::Core(e) => answer(e).code,
         }
     }
 }
@@ -78,7 +115,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Core(e) => core_status_and_code(e).0,
+            ApiError::Core(e) => answer(e).status,
         }
     }
 
@@ -157,31 +194,14 @@ impl OAuthError {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
-            OAuthError::Core(e) => match e {
-                CoreError::InvalidClient => "invalid_client",
-                CoreError::InvalidRefreshToken
-                | CoreError::InvalidOneTimeToken
-                | CoreError::InvalidGrant(_) => "invalid_grant",
-                CoreError::UnauthorizedClient(_) => "unauthorized_client",
-                CoreError::InvalidScope(_) => "invalid_scope",
-                CoreError::Overloaded { .. } | CoreError::Unavailable { .. } => {
-                    "temporarily_unavailable"
-                }
-                CoreError::Internal(_) => "server_error",
-                _ => "invalid_request",
-            },
+            OAuthError::Core(e) => answer(e).oauth_code,
         }
     }
 }
 
 impl ResponseError for OAuthError {
     fn status_code(&self) -> StatusCode {
-        match self.code() {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        oauth_status(self.code())
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -236,7 +256,7 @@ pub enum PageError {
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            PageError::Core(e) => core_status_and_code(e).0,
+            PageError::Core(e) => answer(e).status,
             PageError::Csrf => StatusCode::FORBIDDEN,
             PageError::Template(_) | PageError::Session(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PageError::LoginRequired => StatusCode::SEE_OTHER,
@@ -288,7 +308,7 @@ pub fn form_error(
     error: &CoreError,
     password_field: &'static str,
 ) -> Option<(StatusCode, &'static str, String)> {
-    let (status, _) = core_status_and_code(error);
+    let status = answer(error).status;
     let (field, message) = match error {
         CoreError::InvalidInput { code, message } => {
             let field = match *code {
