@@ -336,10 +336,14 @@ impl<'a> BrowserSession<'a> {
 }
 
 /// The built-in templates, by file name.
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 11] = [
     (
         "layout.html",
         include_str!("../templates/pages/layout.html"),
+    ),
+    (
+        "fields.html",
+        include_str!("../templates/pages/fields.html"),
     ),
     ("login.html", include_str!("../templates/pages/login.html")),
     (
