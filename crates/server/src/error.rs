@@ -61,7 +61,7 @@ fn answer(error: &CoreError) -> Answer {
         E::UnauthorizedClient(_) => (S::BAD_REQUEST, "unauthorized_client", "unauthorized_client"),
         E::InvalidScope(_) => (S::BAD_REQUEST, "invalid_scope", "invalid_scope"),
         E::InvalidGrant(_) => (S::BAD_REQUEST, "invalid_grant", "invalid_grant"),
-        E::InsufficientScope(_) => (S::FORBIDDEN, "insufficient_scope", "invalid_request"),
+        E::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", "invalid_request"),
         E::InvalidCurrentPassword => (
             S::BAD_REQUEST,
             "invalid_current_password",
@@ -98,7 +98,7 @@ fn oauth_status(oauth_code: &str) -> StatusCode {
 }
 
 impl ApiError {
-    /// The stable code clients match on (listed in the README).
+    /// The stable code clients match on (listed in docs/http-api.md).
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
@@ -148,11 +148,11 @@ fn add_challenge_headers(response: &mut HttpResponseBuilder, error: &CoreError) 
         CoreError::Unauthenticated => {
             response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
         }
-        CoreError::InsufficientScope(_) => {
-            response.insert_header((
-                header::WWW_AUTHENTICATE,
-                r#"Bearer error="insufficient_scope", scope="openid""#,
-            ));
+        CoreError::InsufficientScope { scope, .. } => {
+            let challenge = format!(r#"Bearer error="insufficient_scope", scope="{scope}""#);
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.insert_header((header::WWW_AUTHENTICATE, value));
+            }
         }
         CoreError::InvalidClient => {
             response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="gatehouse""#));

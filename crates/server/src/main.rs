@@ -77,7 +77,8 @@ enum ClientAction {
         /// An allowed scope. Repeat for several.
         #[arg(long = "scope")]
         scopes: Vec<String>,
-        /// The `aud` of tokens issued to this client (default: tokens.default_audience).
+        /// The `aud` of tokens issued to this client (default: the client id for code-flow
+        /// tokens, tokens.default_audience for service tokens).
         #[arg(long)]
         audience: Option<String>,
         /// A redirect URI (for the authorization code flow). Repeat for several.

@@ -186,6 +186,10 @@ async fn a_first_party_app_without_the_api_audience_is_refused_too(backend: Back
     let access = tokens["access_token"].as_str().unwrap();
     let me = server.get_as(access, "/api/v1/me").await;
     assert_eq!(me.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        me.headers()["www-authenticate"],
+        r#"Bearer error="insufficient_scope", scope="gatehouse:account gatehouse:admin""#
+    );
     assert_eq!(error_code(me).await, "insufficient_scope");
     assert_refused(&api_statuses(&server, access).await);
 }
@@ -226,6 +230,11 @@ async fn a_client_registered_for_the_api_gets_tokens_it_takes(backend: Backend) 
     // The account scope is not the admin scope, even for an admin.
     let users = server.get_as(access, "/api/v1/admin/users").await;
     assert_eq!(users.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        users.headers()["www-authenticate"],
+        r#"Bearer error="insufficient_scope", scope="gatehouse:admin""#,
+        "the challenge names the scope that is missing"
+    );
     assert_eq!(error_code(users).await, "insufficient_scope");
 
     let console = code_client(

@@ -15,9 +15,10 @@ impl Gatehouse {
             .map(|s| split(s).collect())
             .unwrap_or_default();
         if !scopes.contains(&"openid") {
-            return Err(Error::InsufficientScope(
-                "userinfo needs a token with the openid scope".to_owned(),
-            ));
+            return Err(Error::InsufficientScope {
+                scope: "openid",
+                message: "userinfo needs a token with the openid scope".to_owned(),
+            });
         }
         let mut answer = json!({ "sub": claims.sub });
         if scopes.contains(&"email") {

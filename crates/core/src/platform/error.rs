@@ -45,9 +45,13 @@ pub enum Error {
     /// An authorization code that is unknown, used, expired, or not this client's.
     #[error("{0}")]
     InvalidGrant(String),
-    /// The access token lacks a scope this endpoint needs.
-    #[error("{0}")]
-    InsufficientScope(String),
+    /// The access token lacks the scope this endpoint needs (`scope`, space-separated
+    /// when any of several would do).
+    #[error("{message}")]
+    InsufficientScope {
+        scope: &'static str,
+        message: String,
+    },
     /// A requested scope is not allowed.
     #[error("{0}")]
     InvalidScope(String),

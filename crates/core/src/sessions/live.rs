@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::identity::types::Role;
 use crate::sessions::Principal;
-use crate::tokens::api_scopes::{ACCOUNT_SCOPE, ADMIN_SCOPE, ApiAccess};
+use crate::tokens::api_scopes::{ACCOUNT_SCOPE, ADMIN_SCOPE, API_SCOPE_LIST, ApiAccess};
 use crate::{Error, Gatehouse, Result};
 
 impl Gatehouse {
@@ -21,9 +21,12 @@ impl Gatehouse {
             .await?;
         let access = ApiAccess::of_scope(claims.scope.as_deref());
         if !access.account && !access.admin {
-            return Err(Error::InsufficientScope(format!(
-                "this API needs a token with the `{ACCOUNT_SCOPE}` or `{ADMIN_SCOPE}` scope"
-            )));
+            return Err(Error::InsufficientScope {
+                scope: API_SCOPE_LIST,
+                message: format!(
+                    "this API needs a token with the `{ACCOUNT_SCOPE}` or `{ADMIN_SCOPE}` scope"
+                ),
+            });
         }
         Ok(Principal {
             user_id: user.id,
@@ -39,9 +42,10 @@ impl Gatehouse {
         if principal.access.account {
             Ok(principal)
         } else {
-            Err(Error::InsufficientScope(format!(
-                "the account API needs a token with the `{ACCOUNT_SCOPE}` scope"
-            )))
+            Err(Error::InsufficientScope {
+                scope: ACCOUNT_SCOPE,
+                message: format!("the account API needs a token with the `{ACCOUNT_SCOPE}` scope"),
+            })
         }
     }
 

@@ -59,9 +59,10 @@ impl Principal {
     /// Admin rights: the admin role now, and a token issued for the admin API.
     pub(crate) fn require_admin(&self) -> Result<()> {
         if !self.access.admin {
-            return Err(Error::InsufficientScope(format!(
-                "the admin API needs a token with the `{ADMIN_SCOPE}` scope"
-            )));
+            return Err(Error::InsufficientScope {
+                scope: ADMIN_SCOPE,
+                message: format!("the admin API needs a token with the `{ADMIN_SCOPE}` scope"),
+            });
         }
         if self.role == Role::Admin {
             Ok(())

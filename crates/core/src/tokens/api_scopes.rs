@@ -15,6 +15,9 @@ pub const ACCOUNT_SCOPE: &str = "gatehouse:account";
 /// The scope of the admin API; the user must also have the admin role.
 pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 
+/// Both API scopes, as a `scope` list (either opens some of the API).
+pub const API_SCOPE_LIST: &str = "gatehouse:account gatehouse:admin";
+
 /// The scopes that open Gatehouse's own API, with what they mean to the user.
 pub const API_SCOPES: [(&str, &str); 2] = [
     (
@@ -60,7 +63,7 @@ impl ApiAccess {
 /// client is Gatehouse itself; what the user may do there is their role's, read at each
 /// request (so a new role applies to existing tokens at once).
 pub(crate) fn builtin_login_scope() -> String {
-    format!("{ACCOUNT_SCOPE} {ADMIN_SCOPE}")
+    API_SCOPE_LIST.to_owned()
 }
 
 #[cfg(test)]

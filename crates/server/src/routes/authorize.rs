@@ -1,6 +1,6 @@
 //! The browser side of OpenID Connect: the authorization endpoint (which sends the user
-//! through login and consent and back to the app), the consent page, and RP-initiated
-//! logout. The rules are in `gatehouse_core::oidc`; this only moves the browser.
+//! through login and consent and back to the app) and RP-initiated logout; the consent
+//! page is with the other pages (`pages::consent`). The rules are in `gatehouse_core::oidc`; this only moves the browser.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
