@@ -162,7 +162,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log);
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    telemetry::init(&config.log, !serving);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,10 +10,17 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogSettings;
 
-/// Installs the global subscriber: `RUST_LOG` if set, else `log.filter`.
-pub fn init(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+/// Installs the global subscriber: `RUST_LOG` if set, else `log.filter`. A command
+/// other than `serve` (`quiet_migrations`) keeps the migrator's INFO lines to itself
+/// unless `RUST_LOG` asks for them: its own output is what the operator reads.
+pub fn init(settings: &LogSettings, quiet_migrations: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let filter = EnvFilter::new(&settings.filter);
+        match "sea_orm_migration=warn".parse() {
+            Ok(quiet) if quiet_migrations => filter.add_directive(quiet),
+            _ => filter,
+        }
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
