@@ -336,7 +336,7 @@ impl<'a> BrowserSession<'a> {
 }
 
 /// The built-in templates, by file name.
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 12] = [
     (
         "layout.html",
         include_str!("../templates/pages/layout.html"),
@@ -345,6 +345,7 @@ const TEMPLATES: [(&str, &str); 11] = [
         "fields.html",
         include_str!("../templates/pages/fields.html"),
     ),
+    ("home.html", include_str!("../templates/pages/home.html")),
     ("login.html", include_str!("../templates/pages/login.html")),
     (
         "signup.html",

@@ -465,3 +465,28 @@ async fn the_browser_session_ends_after_its_idle_timeout_and_activity_extends_it
     let page = walker.get(&server.url("/account/sessions")).await;
     assert_eq!(location(&page).path(), "/login");
 }
+
+#[tokio::test]
+async fn the_bare_address_links_the_hosted_pages() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let response = server.http.get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.unwrap();
+    for link in [
+        "/login",
+        "/signup",
+        "/account/sessions",
+        "/.well-known/openid-configuration",
+    ] {
+        assert!(
+            page.contains(&format!("href=\"{link}\"")),
+            "{link} missing:\n{page}"
+        );
+    }
+}

@@ -129,6 +129,7 @@ async fn every_hosted_page_is_valid_html() {
         )
         .await;
     save(out, "verify-email-invalid", bad_token).await;
+    save(out, "home", walker.get(&url("/")).await).await;
     save(
         out,
         "forgot-password",
@@ -205,7 +206,7 @@ async fn every_hosted_page_is_valid_html() {
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .collect();
-    assert_eq!(pages.len(), 18);
+    assert_eq!(pages.len(), 19);
     let output = tokio::process::Command::new("java")
         .arg("-jar")
         .arg(&jar)

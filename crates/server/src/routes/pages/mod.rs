@@ -18,6 +18,7 @@ mod verify_email;
 
 use std::collections::HashMap;
 
+use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
@@ -61,6 +62,7 @@ form_posts! {
 /// Registers the pages and their forms.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stylesheet)
+        .service(home)
         .service(login::page)
         .service(signup::page)
         .service(verify_email::page)
@@ -74,6 +76,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Mistakes of a form, by field (`form` for the whole form).
 type Errors = HashMap<&'static str, String>;
+
+/// The front door: where the hosted pages are, for a person who opens the bare address.
+#[get("/")]
+async fn home(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let browser = BrowserSession::new(&session, &gatehouse);
+    show(&pages, &browser, "home.html", minijinja::context! {})
+}
 
 #[get("/assets/gatehouse.css")]
 async fn stylesheet(pages: web::Data<Pages>) -> HttpResponse {
