@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
-use actix_session::{Session, SessionMiddleware};
-use actix_web::HttpResponse;
+use actix_session::{Session, SessionExt, SessionMiddleware};
 use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::oidc::{AuthorizationRequest, LogoutRequest, Progress};
 use gatehouse_core::platform::secrets::{constant_time_eq, new_token, token_hash};
@@ -182,14 +183,30 @@ fn session_error(e: impl std::fmt::Display) -> PageError {
     PageError::Session(e.to_string())
 }
 
-/// Typed access to the browser session's entries.
-pub struct BrowserSession<'a> {
-    session: &'a Session,
-    gatehouse: &'a Gatehouse,
+/// Typed access to the browser session's entries; an extractor, so a page handler takes
+/// it as it is.
+pub struct BrowserSession {
+    session: Session,
+    gatehouse: web::Data<Gatehouse>,
 }
 
-impl<'a> BrowserSession<'a> {
-    pub fn new(session: &'a Session, gatehouse: &'a Gatehouse) -> Self {
+impl FromRequest for BrowserSession {
+    type Error = PageError;
+    type Future = std::future::Ready<Result<Self, PageError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let gatehouse = req.app_data::<web::Data<Gatehouse>>().cloned();
+        std::future::ready(match gatehouse {
+            Some(gatehouse) => Ok(BrowserSession::new(req.get_session(), gatehouse)),
+            None => Err(PageError::Core(gatehouse_core::Error::Internal(
+                "Gatehouse is not registered".into(),
+            ))),
+        })
+    }
+}
+
+impl BrowserSession {
+    pub fn new(session: Session, gatehouse: web::Data<Gatehouse>) -> Self {
         Self { session, gatehouse }
     }
 

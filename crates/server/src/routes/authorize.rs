@@ -2,7 +2,6 @@
 //! through login and consent and back to the app) and RP-initiated logout; the consent
 //! page is with the other pages (`pages::consent`). The rules are in `gatehouse_core::oidc`; this only moves the browser.
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use gatehouse_core::oidc::{AuthorizeStep, Progress};
@@ -32,30 +31,29 @@ pub fn configure_oauth2(cfg: &mut web::ServiceConfig) {
 async fn authorize_get(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, PageError> {
-    authorize(&gatehouse, &pages, &session, &query).await
+    authorize(&gatehouse, &pages, &browser, &query).await
 }
 
 async fn authorize_post(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, PageError> {
-    authorize(&gatehouse, &pages, &session, &form).await
+    authorize(&gatehouse, &pages, &browser, &form).await
 }
 
 async fn authorize(
     gatehouse: &Gatehouse,
     pages: &Pages,
-    session: &Session,
+    browser: &BrowserSession,
     params: &[(String, String)],
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(session, gatehouse);
     let step = gatehouse.authorize(params, browser.login()?).await?;
-    next_step(pages, &browser, step, Progress::default())
+    next_step(pages, browser, step, Progress::default())
 }
 
 /// Where login and consent send the browser to resume the request they interrupted.
@@ -63,9 +61,8 @@ async fn authorize(
 async fn continue_authorization(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let Some(pending) = browser.pending_authorization()? else {
         return no_pending_request(&pages);
     };
@@ -90,7 +87,7 @@ pub(crate) fn no_pending_request(pages: &Pages) -> Result<HttpResponse, PageErro
 
 pub(crate) fn next_step(
     pages: &Pages,
-    browser: &BrowserSession<'_>,
+    browser: &BrowserSession,
     step: AuthorizeStep,
     progress: Progress,
 ) -> Result<HttpResponse, PageError> {
@@ -143,7 +140,7 @@ struct EndSessionParams {
 async fn end_session_get(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
     req: HttpRequest,
 ) -> Result<HttpResponse, PageError> {
@@ -153,17 +150,17 @@ async fn end_session_get(
             message: format!("The logout request is malformed: {e}."),
         })?
         .into_inner();
-    end_session(&gatehouse, &pages, &session, &meta, params).await
+    end_session(&gatehouse, &pages, &browser, &meta, params).await
 }
 
 async fn end_session_post(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
     form: web::Form<EndSessionParams>,
 ) -> Result<HttpResponse, PageError> {
-    end_session(&gatehouse, &pages, &session, &meta, form.into_inner()).await
+    end_session(&gatehouse, &pages, &browser, &meta, form.into_inner()).await
 }
 
 /// RP-initiated logout. With an `id_token_hint` of this browser's login the user is
@@ -172,11 +169,10 @@ async fn end_session_post(
 async fn end_session(
     gatehouse: &Gatehouse,
     pages: &Pages,
-    session: &Session,
+    browser: &BrowserSession,
     meta: &RequestMeta,
     params: EndSessionParams,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(session, gatehouse);
     let empty = |s: Option<String>| s.filter(|v| !v.is_empty());
     let request = gatehouse
         .check_logout_request(

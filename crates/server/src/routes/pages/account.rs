@@ -1,7 +1,6 @@
 //! The account page: the user's sessions (end one, or all others) and the apps they
 //! allowed (withdraw one).
 
-use actix_session::Session;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::SessionView;
@@ -21,9 +20,8 @@ use crate::extract::ClientMeta;
 pub(super) async fn sessions_page(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let user = browser.user().await?.ok_or(PageError::LoginRequired)?;
     let sessions = gatehouse.list_own_sessions(&user.principal()).await?;
     let apps = gatehouse.app_consents(user.user_id).await?;
@@ -57,21 +55,18 @@ fn account_view(email: &str, sessions: Vec<SessionView>, apps: Vec<AppConsent>) 
 pub(super) struct EmptyForm {}
 
 /// The logged-in user of this browser; the login page if none.
-async fn logged_in(gatehouse: &Gatehouse, session: &Session) -> Result<BrowserUser, PageError> {
-    BrowserSession::new(session, gatehouse)
-        .user()
-        .await?
-        .ok_or(PageError::LoginRequired)
+async fn logged_in(browser: &BrowserSession) -> Result<BrowserUser, PageError> {
+    browser.user().await?.ok_or(PageError::LoginRequired)
 }
 
 pub(super) async fn revoke_session(
     _: CsrfForm<EmptyForm>,
     gatehouse: web::Data<Gatehouse>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, PageError> {
-    let user = logged_in(&gatehouse, &session).await?;
+    let user = logged_in(&browser).await?;
     gatehouse
         .revoke_own_session(&user.principal(), path.into_inner(), &meta)
         .await?;
@@ -81,10 +76,10 @@ pub(super) async fn revoke_session(
 pub(super) async fn revoke_other_sessions(
     _: CsrfForm<EmptyForm>,
     gatehouse: web::Data<Gatehouse>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
-    let user = logged_in(&gatehouse, &session).await?;
+    let user = logged_in(&browser).await?;
     gatehouse
         .revoke_other_sessions(&user.principal(), &meta)
         .await?;
@@ -94,11 +89,11 @@ pub(super) async fn revoke_other_sessions(
 pub(super) async fn withdraw_consent(
     _: CsrfForm<EmptyForm>,
     gatehouse: web::Data<Gatehouse>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let user = logged_in(&gatehouse, &session).await?;
+    let user = logged_in(&browser).await?;
     gatehouse
         .withdraw_consent(&user.principal(), &path, &meta)
         .await?;

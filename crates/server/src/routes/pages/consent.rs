@@ -2,7 +2,6 @@
 //! [`crate::browser::PendingConsent`]): the answer applies to that request, once, and only
 //! for the login that was shown the page.
 
-use actix_session::Session;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::oidc::{self, Progress};
@@ -25,12 +24,10 @@ pub(super) struct ConsentQuery {
 
 #[get("/consent")]
 pub(super) async fn page(
-    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     query: web::Query<ConsentQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let id = query.request.as_deref().unwrap_or_default();
     let Some((pending, user)) = for_this_login(&browser, browser.pending_consent(id)?).await?
     else {
@@ -48,7 +45,7 @@ pub(super) async fn page(
 /// A waiting consent request with the user it was shown to, if that user's login is
 /// still this browser's.
 async fn for_this_login(
-    browser: &BrowserSession<'_>,
+    browser: &BrowserSession,
     pending: Option<PendingConsent>,
 ) -> Result<Option<(PendingConsent, BrowserUser)>, PageError> {
     let (Some(pending), Some(user)) = (pending, browser.user().await?) else {
@@ -69,10 +66,9 @@ pub(super) async fn answer(
     CsrfForm(form): CsrfForm<ConsentForm>,
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let taken = browser.take_pending_consent(&form.request)?;
     let Some((pending, user)) = for_this_login(&browser, taken).await? else {
         return no_pending_request(&pages);

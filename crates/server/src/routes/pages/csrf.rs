@@ -37,7 +37,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                 .iter()
                 .find(|(name, _)| name == "csrf_token")
                 .map(|(_, value)| value.as_str());
-            BrowserSession::new(&session, &gatehouse).check_csrf(presented)?;
+            BrowserSession::new(session, gatehouse).check_csrf(presented)?;
             // The same fields, now as the form's own type.
             let encoded = serde_urlencoded::to_string(&fields)
                 .map_err(|e| crate::error::OAuthError::InvalidRequest(format!("form body: {e}")))?;

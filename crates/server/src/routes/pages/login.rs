@@ -1,7 +1,6 @@
 //! The login page. After a login the browser goes back to the authorization request it
 //! came with, or to the account page.
 
-use actix_session::Session;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use minijinja::context;
@@ -22,12 +21,10 @@ struct LoginQuery {
 
 #[get("/login")]
 pub(super) async fn page(
-    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let pending = browser.pending_authorization()?;
     if pending.is_none() && browser.user().await?.is_some() {
         return Ok(see_other("/account/sessions"));
@@ -45,7 +42,7 @@ pub(super) async fn page(
 }
 
 /// The app the login is for, if an authorization request waits for it.
-fn client_name(browser: &BrowserSession<'_>) -> Result<Option<String>, PageError> {
+fn client_name(browser: &BrowserSession) -> Result<Option<String>, PageError> {
     Ok(browser
         .pending_authorization()?
         .map(|p| p.request.client_name))
@@ -63,10 +60,9 @@ pub(super) async fn log_in(
     CsrfForm(form): CsrfForm<LoginForm>,
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     match gatehouse
         .log_in_browser(&form.email, form.password, &meta)
         .await

@@ -1,7 +1,6 @@
 //! The logout page: the user confirms (a link alone must not log anyone out), then the
 //! browser login and every app session under it end.
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
@@ -16,11 +15,9 @@ use crate::extract::ClientMeta;
 
 #[get("/logout")]
 pub(super) async fn page(
-    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     if browser.user().await?.is_none() {
         return signed_out(&pages, &browser, None);
     }
@@ -32,10 +29,9 @@ pub(super) async fn log_out(
     _: CsrfForm<EmptyForm>,
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     if let Some(login_session) = browser.login()? {
         gatehouse.log_out_login(login_session, &meta).await?;
     }
@@ -46,7 +42,7 @@ pub(super) async fn log_out(
 /// Ends the browser session and says so, or sends the browser back to the app.
 pub fn signed_out(
     pages: &Pages,
-    browser: &BrowserSession<'_>,
+    browser: &BrowserSession,
     redirect: Option<&str>,
 ) -> Result<HttpResponse, PageError> {
     browser.end();

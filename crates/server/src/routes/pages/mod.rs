@@ -18,7 +18,6 @@ mod verify_email;
 
 use std::collections::HashMap;
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
@@ -79,12 +78,7 @@ type Errors = HashMap<&'static str, String>;
 
 /// The front door: where the hosted pages are, for a person who opens the bare address.
 #[get("/")]
-async fn home(
-    gatehouse: web::Data<Gatehouse>,
-    pages: web::Data<Pages>,
-    session: Session,
-) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
+async fn home(pages: web::Data<Pages>, browser: BrowserSession) -> Result<HttpResponse, PageError> {
     show(&pages, &browser, "home.html", minijinja::context! {})
 }
 
@@ -101,7 +95,7 @@ async fn stylesheet(pages: web::Data<Pages>) -> HttpResponse {
 /// Errors that are no form mistake (a database outage, say) become the error page.
 fn rerender(
     pages: &Pages,
-    browser: &BrowserSession<'_>,
+    browser: &BrowserSession,
     template: &str,
     error: gatehouse_core::Error,
     password_field: &'static str,
@@ -121,7 +115,7 @@ fn rerender(
 /// A page as first shown (no errors), with this browser's CSRF token.
 fn show(
     pages: &Pages,
-    browser: &BrowserSession<'_>,
+    browser: &BrowserSession,
     template: &str,
     page: Value,
 ) -> Result<HttpResponse, PageError> {
@@ -138,7 +132,7 @@ fn show(
 /// A page with its form's errors, the branding and this browser's CSRF token.
 fn render(
     pages: &Pages,
-    browser: &BrowserSession<'_>,
+    browser: &BrowserSession,
     status: StatusCode,
     template: &str,
     errors: Errors,

@@ -1,6 +1,5 @@
 //! The forgot-password and reset-password pages.
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
@@ -17,11 +16,9 @@ use crate::extract::ClientMeta;
 
 #[get("/forgot-password")]
 pub(super) async fn forgot_page(
-    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     show(&pages, &browser, "forgot_password.html", context! {})
 }
 
@@ -29,7 +26,7 @@ pub(super) async fn forgot(
     CsrfForm(form): CsrfForm<EmailForm>,
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
     match gatehouse.forgot_password(&form.email, &meta).await {
@@ -40,7 +37,6 @@ pub(super) async fn forgot(
             None,
         ),
         Err(e) => {
-            let browser = BrowserSession::new(&session, &gatehouse);
             let view = context! { email => form.email };
             rerender(&pages, &browser, "forgot_password.html", e, "form", view)
         }
@@ -51,10 +47,9 @@ pub(super) async fn forgot(
 pub(super) async fn reset_page(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let view = context! { token => query.token, min_length => min_length(&gatehouse) };
     show(&pages, &browser, "reset_password.html", view)
 }
@@ -71,7 +66,7 @@ pub(super) async fn reset(
     CsrfForm(form): CsrfForm<ResetForm>,
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
     match gatehouse
@@ -80,7 +75,6 @@ pub(super) async fn reset(
     {
         Ok(()) => password_changed(&pages),
         Err(e) => {
-            let browser = BrowserSession::new(&session, &gatehouse);
             let view = context! { token => form.token, min_length => min_length(&gatehouse) };
             rerender(
                 &pages,

@@ -1,6 +1,5 @@
 //! The sign-up page: creates the account and sends the verification mail.
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
@@ -18,9 +17,8 @@ use crate::extract::ClientMeta;
 pub(super) async fn page(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let pending = browser.pending_authorization()?;
     let view = context! {
         email => pending.as_ref().and_then(|p| p.request.login_hint.clone()),
@@ -44,10 +42,9 @@ pub(super) async fn sign_up(
     CsrfForm(form): CsrfForm<SignupForm>,
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let name = Some(form.name.trim()).filter(|n| !n.is_empty());
     match gatehouse
         .sign_up(&form.email, form.new_password, name, &meta)

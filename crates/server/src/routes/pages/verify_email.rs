@@ -2,7 +2,6 @@
 //! open links do not use it up); posting it confirms the address. Also "send the link
 //! again".
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
@@ -22,12 +21,10 @@ pub(super) struct TokenQuery {
 
 #[get("/verify-email")]
 pub(super) async fn page(
-    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     let view = context! { token => query.token };
     show(&pages, &browser, "verify_email.html", view)
 }
@@ -42,10 +39,9 @@ pub(super) async fn verify(
     CsrfForm(form): CsrfForm<TokenForm>,
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
-    session: Session,
+    browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, PageError> {
-    let browser = BrowserSession::new(&session, &gatehouse);
     match gatehouse.verify_email(form.token.trim(), &meta).await {
         Ok(()) if browser.pending_authorization()?.is_some() => Ok(see_other("/login?verified=1")),
         Ok(()) => pages.message(
