@@ -183,11 +183,11 @@ async fn end_session(
         )
         .await?;
     let Some(user) = browser.user().await? else {
-        return signed_out(pages, &browser, request.redirect.as_deref());
+        return signed_out(pages, browser, request.redirect.as_deref());
     };
     if request.hint_login == Some(user.session_id) {
         gatehouse.log_out_login(user.session_id, meta).await?;
-        return signed_out(pages, &browser, request.redirect.as_deref());
+        return signed_out(pages, browser, request.redirect.as_deref());
     }
     browser.set_pending_logout(&request)?;
     Ok(see_other("/logout"))
