@@ -13,6 +13,7 @@ on_both_databases!(
     a_first_party_app_without_the_api_audience_is_refused_too,
     a_client_registered_for_the_api_gets_tokens_it_takes,
     the_builtin_login_token_opens_the_api,
+    a_scope_taken_off_a_client_is_gone_from_its_next_tokens,
 );
 
 const APP: &str = "http://127.0.0.1:9/callback";
@@ -344,4 +345,49 @@ async fn the_builtin_login_token_opens_the_api(backend: Backend) {
         server.get_as(access, "/api/v1/admin/users").await.status(),
         StatusCode::OK
     );
+}
+
+async fn a_scope_taken_off_a_client_is_gone_from_its_next_tokens(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    let app = code_client(
+        &server,
+        &admin,
+        json!({ "audience": "gatehouse", "scopes": ["gatehouse:account"] }),
+    )
+    .await;
+    let tokens = app_tokens(&server, &app, "openid offline_access gatehouse:account").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        server.get_as(access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+
+    // The admin takes the account scope away: the refresh token still works, for less.
+    let patched = server
+        .patch_as(
+            &admin.access,
+            &format!("/api/v1/admin/clients/{}", app.0),
+            json!({ "scopes": [] }),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let refreshed: Value = server
+        .post_form(
+            "/oauth2/token",
+            (&app.0, &app.1),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refreshed["scope"], "openid offline_access", "{refreshed}");
+    let access = refreshed["access_token"].as_str().unwrap();
+    let me = server.get_as(access, "/api/v1/me").await;
+    assert_eq!(me.status(), StatusCode::FORBIDDEN);
+    assert_eq!(userinfo_status(&server, access).await, StatusCode::OK);
 }

@@ -16,7 +16,7 @@ use crate::platform::lists::split;
 use crate::platform::secrets::token_hash;
 use crate::sessions::{RevokeReason, insert_refresh_token, revoke_session};
 use crate::tokens::access::TokenGrant;
-use crate::tokens::audience::token_audience;
+use crate::tokens::audience::{still_allowed, token_audience};
 use crate::tokens::id_token::IdTokenFor;
 use crate::{Error, Gatehouse, Result};
 
@@ -77,7 +77,9 @@ impl Gatehouse {
             .live_session(&txn, row.session_id)
             .await?
             .ok_or_else(|| invalid("the login that approved the code has ended"))?;
-        let scopes: Vec<&str> = split(&row.scope).collect();
+        // What the client is still allowed, should an admin have narrowed it since.
+        let scope = still_allowed(&client.0, Some(&row.scope)).unwrap_or_default();
+        let scopes: Vec<&str> = split(&scope).collect();
         let app_session = Uuid::now_v7();
         let lifetime = chrono::Duration::from_std(self.settings.sessions.lifetime)
             .unwrap_or(chrono::Duration::MAX);
@@ -101,7 +103,7 @@ impl Gatehouse {
         let wants_refresh =
             scopes.contains(&"offline_access") || client.0.always_issue_refresh_token;
         let refresh_token = if wants_refresh && client.allows(GrantType::RefreshToken) {
-            let scope = Some(row.scope.clone()).filter(|s| !s.is_empty());
+            let scope = Some(scope.clone()).filter(|s| !s.is_empty());
             Some(insert_refresh_token(&txn, app_session, client.id(), scope, now).await?)
         } else {
             None
@@ -115,7 +117,7 @@ impl Gatehouse {
         .await?;
         let entry = AuditEntry::by_user(AuditEvent::AuthorizationCodeExchanged, user.id)
             .session(app_session)
-            .details(json!({ "client_id": client.id(), "scope": row.scope }));
+            .details(json!({ "client_id": client.id(), "scope": scope }));
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
 
@@ -127,7 +129,7 @@ impl Gatehouse {
                     client_id: client.id().to_owned(),
                     audience: token_audience(&client.0, &self.settings.tokens.default_audience),
                     session: Some(app_session),
-                    scope: Some(row.scope.clone()).filter(|s| !s.is_empty()),
+                    scope: Some(scope.clone()).filter(|s| !s.is_empty()),
                     role: Some(user.role.clone()),
                 },
                 now,
@@ -137,7 +139,7 @@ impl Gatehouse {
             .id_token(IdTokenFor {
                 user: &user,
                 client_id: client.id(),
-                scope: &row.scope,
+                scope: &scope,
                 session_id: app_session,
                 auth_time: row.auth_time,
                 nonce: row.nonce.as_deref(),
@@ -151,7 +153,7 @@ impl Gatehouse {
             expires_in: self.tokens.ttl().as_secs(),
             refresh_token: refresh_token.map(|t| t.expose_secret().to_owned()),
             id_token,
-            scope: row.scope,
+            scope,
         })
     }
 

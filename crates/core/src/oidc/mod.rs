@@ -28,16 +28,7 @@ use uuid::Uuid;
 
 use crate::tokens::api_scopes::API_SCOPES;
 
-/// The scopes every client may ask for, with what they mean to the user.
-pub const STANDARD_SCOPES: [(&str, &str); 4] = [
-    ("openid", "Know which account is yours"),
-    ("email", "See your email address"),
-    ("profile", "See your name"),
-    (
-        "offline_access",
-        "Stay connected to your account while you are away",
-    ),
-];
+pub use crate::tokens::api_scopes::STANDARD_SCOPES;
 
 /// What the user is asked to do again, from the `prompt` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::platform::secrets::{new_token, token_hash};
 use crate::sessions::{RevokeReason, TokenPair, revoke_session};
 use crate::tokens::access::TokenGrant;
-use crate::tokens::audience::token_audience;
+use crate::tokens::audience::{still_allowed, token_audience};
 use crate::tokens::id_token::IdTokenFor;
 use crate::{Error, Gatehouse, Result};
 
@@ -107,8 +107,9 @@ impl Gatehouse {
             .one(&txn)
             .await?
             .ok_or(Error::InvalidRefreshToken)?;
+        let scope = still_allowed(&client, token.scope.as_deref());
         let refresh_token =
-            insert_refresh_token(&txn, session.id, &client.id, token.scope.clone(), now).await?;
+            insert_refresh_token(&txn, session.id, &client.id, scope.clone(), now).await?;
         sessions::ActiveModel {
             id: Set(session.id),
             last_seen_at: Set(now),
@@ -123,7 +124,7 @@ impl Gatehouse {
             audience: token_audience(&client, &self.settings.tokens.default_audience),
             client_id: client.id.clone(),
             session: Some(session.id),
-            scope: token.scope.clone(),
+            scope: scope.clone(),
             role: Some(user.role.clone()),
         };
         let mut pair = self.token_pair(grant, refresh_token, now).await?;
@@ -132,7 +133,7 @@ impl Gatehouse {
                 .id_token(IdTokenFor {
                     user: &user,
                     client_id: &client.id,
-                    scope: token.scope.as_deref().unwrap_or_default(),
+                    scope: scope.as_deref().unwrap_or_default(),
                     session_id: session.id,
                     auth_time,
                     nonce: None,

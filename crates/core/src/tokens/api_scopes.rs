@@ -15,6 +15,17 @@ pub const ACCOUNT_SCOPE: &str = "gatehouse:account";
 /// The scope of the admin API; the user must also have the admin role.
 pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 
+/// The scopes every client may ask for, with what they mean to the user.
+pub const STANDARD_SCOPES: [(&str, &str); 4] = [
+    ("openid", "Know which account is yours"),
+    ("email", "See your email address"),
+    ("profile", "See your name"),
+    (
+        "offline_access",
+        "Stay connected to your account while you are away",
+    ),
+];
+
 /// Both API scopes, as a `scope` list (either opens some of the API).
 pub const API_SCOPE_LIST: &str = "gatehouse:account gatehouse:admin";
 

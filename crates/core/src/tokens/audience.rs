@@ -3,6 +3,9 @@
 
 use gatehouse_entity::clients;
 
+use crate::platform::lists::split;
+use crate::tokens::api_scopes::{STANDARD_SCOPES, is_api_scope};
+
 /// The built-in first-party client that `/api/v1/login` acts for. Created at first start.
 pub const API_CLIENT_ID: &str = "gatehouse-api";
 
@@ -16,4 +19,19 @@ pub(crate) fn token_audience(client: &clients::Model, api_audience: &str) -> Str
         None if client.id == API_CLIENT_ID => api_audience.to_owned(),
         None => client.id.clone(),
     }
+}
+
+/// What of an earlier grant (a refresh token's scope, a code's) the client may still
+/// have: the standard scopes and those registered for it now (the built-in client keeps
+/// Gatehouse's API scopes). A scope an admin takes off a client is gone from every token
+/// its refresh tokens and codes yield from then on.
+pub(crate) fn still_allowed(client: &clients::Model, granted: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = split(granted?)
+        .filter(|scope| {
+            STANDARD_SCOPES.iter().any(|(name, _)| name == scope)
+                || split(&client.scopes).any(|allowed| allowed == *scope)
+                || (client.id == API_CLIENT_ID && is_api_scope(scope))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(" "))
 }
