@@ -6,11 +6,13 @@
 use gatehouse_tests::pages::{PageWalker, csrf_token, hidden_field, location};
 use gatehouse_tests::{Backend, TestServer, on_both_databases};
 use reqwest::{StatusCode, Url};
+use sea_orm::EntityTrait;
 use serde_json::json;
 
 on_both_databases!(
     allow_on_one_page_cannot_be_switched_to_another_app,
     two_tabs_each_complete_their_own_request,
+    oversized_request_parameters_are_refused_before_anything_is_stored,
 );
 
 const GOOD: &str = "http://127.0.0.1:9/good";
@@ -224,4 +226,46 @@ async fn two_tabs_each_complete_their_own_request(backend: Backend) {
     assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
     let back = location(&answer(&walker, server, &third, "allow").await);
     assert!(back.as_str().starts_with(GOOD), "{back}");
+}
+
+/// A request parameter the browser session would have to keep is capped: a stranger's
+/// oversized `state` or `login_hint` goes back as `invalid_request`, and no browser
+/// session is stored for it.
+async fn oversized_request_parameters_are_refused_before_anything_is_stored(backend: Backend) {
+    let apps = two_apps(backend).await;
+    let server = &apps.server;
+    let walker = PageWalker::new();
+    let huge = "x".repeat(4096);
+    for (name, value) in [("state", huge.as_str()), ("login_hint", huge.as_str())] {
+        let mut url = Url::parse(&authorize_url(server, &apps.good.0, GOOD)).unwrap();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != name)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair(name, value);
+        let back = location(&walker.get(url.as_str()).await);
+        assert!(back.as_str().starts_with(GOOD), "{name}: {back}");
+        assert!(
+            back.query_pairs()
+                .any(|(k, v)| k == "error" && v == "invalid_request"),
+            "{name}: {back}"
+        );
+        assert!(
+            back.as_str().len() < 1024,
+            "the oversized value is not sent back"
+        );
+    }
+    let stored = gatehouse_entity::browser_sessions::Entity::find()
+        .all(server.gatehouse.db())
+        .await
+        .unwrap();
+    assert!(
+        stored.is_empty(),
+        "{} browser sessions stored",
+        stored.len()
+    );
 }

@@ -14,7 +14,54 @@ on_both_databases!(
     bcrypt_and_outdated_argon2_hashes_are_upgraded_at_login,
     disabled_account_is_refused,
     unverified_login_allowed_when_not_required,
+    failed_logins_sent_at_once_cannot_pass_the_limit,
 );
+
+/// Thirty wrong passwords for one address sent at once: no more of them reach the
+/// password check than the limit allows (the counter is checked and moved before any
+/// hashing, under the key's lock), and the owner's right password is refused after.
+async fn failed_logins_sent_at_once_cannot_pass_the_limit(backend: Backend) {
+    let limits = "[login_throttle]\nmax_failures_per_email = 5\nmax_failures_per_ip = 1000\nwindow = \"15m\"\n";
+    let server = TestServer::start_with(backend, &[FAST_HASHING, limits]).await;
+    server
+        .verified_user("burst@example.com", "burst password 1")
+        .await;
+    let hashes = server.gatehouse.hasher().completed_operations();
+    let attempts = (0..30).map(|_| {
+        server.post(
+            "/api/v1/login",
+            json!({ "email": "burst@example.com", "password": "wrong password" }),
+        )
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(checked, 5, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        server.gatehouse.hasher().completed_operations() - hashes,
+        5,
+        "only the attempts within the limit were hashed"
+    );
+    let owner = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "burst@example.com", "password": "burst password 1" }),
+        )
+        .await;
+    assert_eq!(owner.status(), StatusCode::TOO_MANY_REQUESTS);
+}
 
 async fn wrong_email_and_wrong_password_are_refused_alike(backend: Backend) {
     let server = TestServer::start(backend).await;

@@ -17,6 +17,10 @@ use crate::platform::lists::split;
 use crate::platform::secrets::new_token;
 use crate::{Gatehouse, Result};
 
+/// The longest value of a parameter of an authorization request that is kept (`state`,
+/// `nonce`, `login_hint`...), in bytes.
+const MAX_PARAMETER_BYTES: usize = 512;
+
 /// The single value of a parameter; `Err` names a repeated one (RFC 6749 3.1).
 fn single<'a>(
     params: &'a [(String, String)],
@@ -96,8 +100,19 @@ impl Gatehouse {
             "login_hint",
             "response_mode",
         ] {
-            if let Err(e) = single(params, name) {
-                return fail("invalid_request", e);
+            match single(params, name) {
+                Err(e) => return fail("invalid_request", e),
+                // The request is kept in the browser session while the user logs in: no
+                // parameter may make that large. Too long a `state` is not sent back.
+                Ok(Some(value)) if value.len() > MAX_PARAMETER_BYTES => {
+                    return Ok(Err(self.error_redirect(
+                        redirect_uri,
+                        "invalid_request",
+                        &format!("`{name}` is longer than {MAX_PARAMETER_BYTES} bytes"),
+                        state.filter(|s| s.len() <= MAX_PARAMETER_BYTES),
+                    )));
+                }
+                Ok(_) => {}
             }
         }
         let get = |name: &str| single(params, name).ok().flatten();

@@ -7,6 +7,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, Tran
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use crate::identity::hashing::Verification;
 use crate::identity::types::{Email, Password};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::sessions::{BrowserLogin, TokenPair, insert_refresh_token};
@@ -63,6 +64,24 @@ impl Gatehouse {
         })
     }
 
+    /// The account of an address and whether `password` is its password. Unknown accounts
+    /// are checked against a dummy hash: the same work either way.
+    async fn check_password(
+        &self,
+        email: &Email,
+        password: &Password,
+    ) -> Result<(Option<users::Model>, Verification)> {
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await?;
+        let verification = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        Ok((user, verification))
+    }
+
     /// The rules of every password login; a refresh token for `refresh_client` if given.
     async fn open_session(
         &self,
@@ -73,17 +92,16 @@ impl Gatehouse {
     ) -> Result<OpenedSession> {
         let email = Email::parse(email)?;
         let password = Password::presented(password, &self.settings.password, "password")?;
-        // Before any hashing: a throttled attempt costs nothing.
-        self.check_login_throttle(&email, meta).await?;
-        let user = users::Entity::find()
-            .filter(users::Column::Email.eq(email.as_str()))
-            .one(&self.db)
-            .await?;
-        // Unknown accounts are checked against a dummy hash: the same work either way.
-        let verification = self
-            .hasher
-            .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
+        // Before any hashing the attempt counts as a failure (given back below if it is
+        // none), so a throttled attempt costs nothing and concurrent ones cannot all pass.
+        let attempt = self.reserve_login_attempt(&email, meta).await?;
+        let (user, verification) = match self.check_password(&email, &password).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                self.release_login_attempt(&self.db, attempt).await?;
+                return Err(e);
+            }
+        };
         let now = self.clock.now();
         let user = match user {
             Some(user) if verification.matches => user,
@@ -96,10 +114,7 @@ impl Gatehouse {
                     session: None,
                     details: Some(serde_json::json!({ "reason": "invalid_credentials" })),
                 };
-                let txn = self.db.begin().await?;
-                audit::record(&txn, now, meta, entry).await?;
-                self.record_login_failure(&txn, &email, meta, now).await?;
-                txn.commit().await?;
+                audit::record(&self.db, now, meta, entry).await?;
                 return Err(Error::InvalidCredentials);
             }
         };
@@ -113,13 +128,21 @@ impl Gatehouse {
         if let Some((error, reason)) = refusal {
             let entry = AuditEntry::by_user(AuditEvent::LoginFailed, user.id)
                 .details(serde_json::json!({ "reason": reason }));
-            audit::record(&self.db, now, meta, entry).await?;
+            let txn = self.db.begin().await?;
+            audit::record(&txn, now, meta, entry).await?;
+            self.release_login_attempt(&txn, attempt).await?;
+            txn.commit().await?;
             return Err(error);
         }
-        let upgraded_hash = if verification.needs_rehash {
-            Some(self.hasher.hash(&password).await?)
-        } else {
-            None
+        let upgraded_hash = match verification.needs_rehash {
+            true => match self.hasher.hash(&password).await {
+                Ok(hash) => Some(hash),
+                Err(e) => {
+                    self.release_login_attempt(&self.db, attempt).await?;
+                    return Err(e);
+                }
+            },
+            false => None,
         };
 
         let txn = self.db.begin().await?;
@@ -161,6 +184,7 @@ impl Gatehouse {
             .update(&txn)
             .await?;
         }
+        self.release_login_attempt(&txn, attempt).await?;
         self.clear_login_failures(&txn, &email).await?;
         let mut entry =
             AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
