@@ -5,7 +5,7 @@
 //! Every form post goes through the [`csrf::CsrfForm`] extractor (403 without this
 //! browser's CSRF token), and every form route is declared once, in [`FORM_POSTS`]'s
 //! macro. Mistakes are shown next to their field, keeping what was typed except passwords
-//! ([`rerender`]).
+//! (`rerender`).
 
 mod account;
 mod consent;
