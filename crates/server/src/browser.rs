@@ -320,27 +320,32 @@ impl BrowserSession {
 
     /// The request a consent page shows, if it is still waiting.
     pub fn pending_consent(&self, id: &str) -> Result<Option<PendingConsent>, PageError> {
-        let consents: PendingConsents = self.get(PENDING_CONSENTS_KEY)?.unwrap_or_default();
-        let id_hash = token_hash(id);
-        Ok(consents
-            .into_iter()
-            .find(|(stored, _)| constant_time_eq(stored.as_bytes(), id_hash.as_bytes()))
-            .map(|(_, pending)| pending))
+        let (mut consents, index) = self.find_pending_consent(id)?;
+        Ok(index.map(|i| consents.swap_remove(i).1))
     }
 
     /// Removes and returns a waiting request: each consent page is answered once.
     pub fn take_pending_consent(&self, id: &str) -> Result<Option<PendingConsent>, PageError> {
-        let mut consents: PendingConsents = self.get(PENDING_CONSENTS_KEY)?.unwrap_or_default();
-        let id_hash = token_hash(id);
-        let Some(index) = consents
-            .iter()
-            .position(|(stored, _)| constant_time_eq(stored.as_bytes(), id_hash.as_bytes()))
-        else {
+        let (mut consents, index) = self.find_pending_consent(id)?;
+        let Some(index) = index else {
             return Ok(None);
         };
         let (_, pending) = consents.remove(index);
         self.set(PENDING_CONSENTS_KEY, &consents)?;
         Ok(Some(pending))
+    }
+
+    /// The pending consents, and where the one `id` names is (compared in constant time).
+    fn find_pending_consent(
+        &self,
+        id: &str,
+    ) -> Result<(PendingConsents, Option<usize>), PageError> {
+        let consents: PendingConsents = self.get(PENDING_CONSENTS_KEY)?.unwrap_or_default();
+        let id_hash = token_hash(id);
+        let index = consents
+            .iter()
+            .position(|(stored, _)| constant_time_eq(stored.as_bytes(), id_hash.as_bytes()));
+        Ok((consents, index))
     }
 
     pub fn pending_logout(&self) -> Result<Option<LogoutRequest>, PageError> {

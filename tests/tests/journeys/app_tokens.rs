@@ -35,6 +35,17 @@ async fn code_client(server: &TestServer, admin: &Tokens, extra: Value) -> (Stri
 
 /// The admin signs in to the app through the hosted pages; the app exchanges the code.
 async fn app_tokens(server: &TestServer, client: &(String, String), scope: &str) -> Value {
+    let admin = ("root@example.com", ADMIN_PASSWORD);
+    app_tokens_of(server, client, scope, admin).await
+}
+
+/// A user signs in to the app through the hosted pages; the app exchanges the code.
+async fn app_tokens_of(
+    server: &TestServer,
+    client: &(String, String),
+    scope: &str,
+    (email, password): (&str, &str),
+) -> Value {
     let mut url = Url::parse(&server.url("/oauth2/authorize")).unwrap();
     url.query_pairs_mut().extend_pairs([
         ("client_id", client.0.as_str()),
@@ -44,7 +55,7 @@ async fn app_tokens(server: &TestServer, client: &(String, String), scope: &str)
         ("state", "s1"),
     ]);
     let callback = PageWalker::new()
-        .authorize(url.as_str(), APP, "root@example.com", ADMIN_PASSWORD)
+        .authorize(url.as_str(), APP, email, password)
         .await;
     let code = callback
         .query_pairs()
@@ -218,6 +229,19 @@ async fn a_client_registered_for_the_api_gets_tokens_it_takes(backend: Backend) 
         json!({ "audience": "gatehouse", "scopes": ["gatehouse:account"] }),
     )
     .await;
+    let moved = server
+        .patch_as(
+            &admin.access,
+            &format!("/api/v1/admin/clients/{}", account_app.0),
+            json!({ "audience": "orders-api" }),
+        )
+        .await;
+    assert_eq!(
+        moved.status(),
+        StatusCode::BAD_REQUEST,
+        "the scope needs the API audience"
+    );
+    assert_eq!(error_code(moved).await, "invalid_client_metadata");
     let tokens = app_tokens(&server, &account_app, "openid gatehouse:account").await;
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(
@@ -259,36 +283,8 @@ async fn a_client_registered_for_the_api_gets_tokens_it_takes(backend: Backend) 
     server
         .verified_user("bob@example.com", "bob password 1")
         .await;
-    let mut url = Url::parse(&server.url("/oauth2/authorize")).unwrap();
-    url.query_pairs_mut().extend_pairs([
-        ("client_id", console.0.as_str()),
-        ("redirect_uri", APP),
-        ("response_type", "code"),
-        ("scope", "openid gatehouse:admin"),
-        ("state", "s2"),
-    ]);
-    let callback = PageWalker::new()
-        .authorize(url.as_str(), APP, "bob@example.com", "bob password 1")
-        .await;
-    let code = callback
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
-    let bob: Value = server
-        .post_form(
-            "/oauth2/token",
-            (&console.0, &console.1),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", APP),
-            ],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let bob = ("bob@example.com", "bob password 1");
+    let bob = app_tokens_of(&server, &console, "openid gatehouse:admin", bob).await;
     let users = server
         .get_as(bob["access_token"].as_str().unwrap(), "/api/v1/admin/users")
         .await;

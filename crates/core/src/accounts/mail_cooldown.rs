@@ -41,7 +41,7 @@ impl Gatehouse {
         email: &Email,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let key = self.keyed.lookup_key(purpose.as_str(), email.as_str());
+        let key = self.cooldown_key(purpose, email);
         let cooldown =
             chrono::Duration::from_std(self.settings.tokens.mail_cooldown).unwrap_or_default();
         let renewed = mail_cooldowns::Entity::update_many()
@@ -54,17 +54,14 @@ impl Gatehouse {
         if renewed == 1 {
             return Ok(true);
         }
-        let inserted = mail_cooldowns::Entity::insert(mail_cooldowns::ActiveModel {
-            key_hash: Set(key),
-            last_sent_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(mail_cooldowns::Column::KeyHash)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
+        let inserted = mail_cooldowns::Entity::insert(cooldown_row(key, now))
+            .on_conflict(
+                OnConflict::column(mail_cooldowns::Column::KeyHash)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
         Ok(inserted == 1)
     }
 
@@ -77,18 +74,20 @@ impl Gatehouse {
         email: &Email,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        mail_cooldowns::Entity::insert(mail_cooldowns::ActiveModel {
-            key_hash: Set(self.keyed.lookup_key(purpose.as_str(), email.as_str())),
-            last_sent_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(mail_cooldowns::Column::KeyHash)
-                .update_column(mail_cooldowns::Column::LastSentAt)
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
+        mail_cooldowns::Entity::insert(cooldown_row(self.cooldown_key(purpose, email), now))
+            .on_conflict(
+                OnConflict::column(mail_cooldowns::Column::KeyHash)
+                    .update_column(mail_cooldowns::Column::LastSentAt)
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
         Ok(())
+    }
+
+    /// The key of the cooldown of mails of `purpose` to `email`.
+    fn cooldown_key(&self, purpose: MailPurpose, email: &Email) -> String {
+        self.keyed.lookup_key(purpose.as_str(), email.as_str())
     }
 
     /// Deletes cooldowns that are over.
@@ -100,5 +99,13 @@ impl Gatehouse {
             .exec(&self.db)
             .await?
             .rows_affected)
+    }
+}
+
+/// A cooldown starting `now`.
+fn cooldown_row(key: String, now: DateTime<Utc>) -> mail_cooldowns::ActiveModel {
+    mail_cooldowns::ActiveModel {
+        key_hash: Set(key),
+        last_sent_at: Set(now),
     }
 }

@@ -10,11 +10,10 @@ use uuid::Uuid;
 
 use crate::oauth::clients::{Client, GrantType};
 use crate::oidc::pkce;
-use crate::oidc::{
-    AuthorizationRequest, AuthorizeStep, Progress, Prompt, STANDARD_SCOPES, describe_scopes,
-};
+use crate::oidc::{AuthorizationRequest, AuthorizeStep, Progress, Prompt, describe_scopes};
 use crate::platform::lists::split;
 use crate::platform::secrets::new_token;
+use crate::tokens::audience::may_have;
 use crate::{Gatehouse, Result};
 
 /// The longest value of a parameter of an authorization request that is kept (`state`,
@@ -168,9 +167,7 @@ impl Gatehouse {
         }
         let mut scopes: Vec<String> = Vec::new();
         for scope in split(get("scope").unwrap_or("")) {
-            let known = STANDARD_SCOPES.iter().any(|(name, _)| *name == scope)
-                || client.scopes().any(|s| s == scope);
-            if !known {
+            if !may_have(&client.0, scope) {
                 return fail(
                     "invalid_scope",
                     format!("scope `{scope}` is not allowed for this client"),

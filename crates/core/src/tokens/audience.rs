@@ -27,11 +27,15 @@ pub(crate) fn token_audience(client: &clients::Model, api_audience: &str) -> Str
 /// its refresh tokens and codes yield from then on.
 pub(crate) fn still_allowed(client: &clients::Model, granted: Option<&str>) -> Option<String> {
     let kept: Vec<&str> = split(granted?)
-        .filter(|scope| {
-            STANDARD_SCOPES.iter().any(|(name, _)| name == scope)
-                || split(&client.scopes).any(|allowed| allowed == *scope)
-                || (client.id == API_CLIENT_ID && is_api_scope(scope))
-        })
+        .filter(|scope| may_have(client, scope))
         .collect();
     (!kept.is_empty()).then(|| kept.join(" "))
+}
+
+/// Whether a client may be granted a scope: a standard one, one registered for it, and
+/// for the built-in client Gatehouse's API scopes.
+pub(crate) fn may_have(client: &clients::Model, scope: &str) -> bool {
+    STANDARD_SCOPES.iter().any(|(name, _)| *name == scope)
+        || split(&client.scopes).any(|allowed| allowed == scope)
+        || (client.id == API_CLIENT_ID && is_api_scope(scope))
 }

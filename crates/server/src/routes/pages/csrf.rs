@@ -5,14 +5,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_session::SessionExt;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use gatehouse_core::Gatehouse;
 use serde::de::DeserializeOwned;
 
 use crate::browser::BrowserSession;
-use crate::error::PageError;
 
 /// A form body of type `T` whose `csrf_token` field matched this browser session's
 /// token (compared in constant time); `403` otherwise, before anything else is read.
@@ -23,21 +20,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let browser = BrowserSession::from_request(req, &mut Payload::None);
         let fields = web::Form::<Vec<(String, String)>>::from_request(req, payload);
-        let session = req.get_session();
-        let gatehouse = req.app_data::<web::Data<Gatehouse>>().cloned();
         Box::pin(async move {
+            let browser = browser.await?;
             let fields = fields.await?.into_inner();
-            let gatehouse = gatehouse.ok_or_else(|| {
-                PageError::Core(gatehouse_core::Error::Internal(
-                    "Gatehouse is not registered".into(),
-                ))
-            })?;
             let presented = fields
                 .iter()
                 .find(|(name, _)| name == "csrf_token")
                 .map(|(_, value)| value.as_str());
-            BrowserSession::new(session, gatehouse).check_csrf(presented)?;
+            browser.check_csrf(presented)?;
             // The same fields, now as the form's own type.
             let encoded = serde_urlencoded::to_string(&fields)
                 .map_err(|e| crate::error::OAuthError::InvalidRequest(format!("form body: {e}")))?;
