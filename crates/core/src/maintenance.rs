@@ -1,16 +1,27 @@
 //! Periodic clean-up of rows nobody can use any more. Every statement is an idempotent
-//! `DELETE ... WHERE expired`, so any number of instances may run it at once.
+//! `DELETE ... WHERE expired`, so any number of instances may run it at once; the
+//! scheduled run ([`Gatehouse::purge_if_due`]) still runs once per interval across all
+//! instances: each run is claimed by its audit entry, written under a lock.
 
+use gatehouse_entity::audit_events;
 use gatehouse_entity::{
     authorization_codes, backchannel_deliveries, browser_sessions, one_time_tokens,
     session_revocations, sessions,
 };
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use serde_json::json;
 
+use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::{Gatehouse, Result};
 
+/// Key of the PostgreSQL advisory lock under which a purge is claimed.
+const PURGE_LOCK: i64 = 0x6761_7465_7075_7267; // "gatepurg"
+
 /// How many rows a purge removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PurgeReport {
     pub one_time_tokens: u64,
     pub sessions: u64,
@@ -27,6 +38,64 @@ pub struct PurgeReport {
 const FINISHED_DELIVERY_RETENTION: chrono::Duration = chrono::Duration::days(7);
 
 impl Gatehouse {
+    /// The scheduled purge: runs [`Self::purge_expired`] unless some instance ran it less
+    /// than `interval` ago (a tenth of it as slack for timers), and records the run as
+    /// `expired_rows_purged` in the audit log. On PostgreSQL the check and the entry that
+    /// claims the run are one transaction under an advisory lock (an instance that finds
+    /// it taken skips this round), so several instances purge once per interval. SQLite
+    /// has one instance: the same check, without a lock. `None` when skipped.
+    pub async fn purge_if_due(&self, interval: std::time::Duration) -> Result<Option<PurgeReport>> {
+        let claim = self.db.begin().await?;
+        let postgres = claim.get_database_backend() == DbBackend::Postgres;
+        if postgres {
+            let locked = claim
+                .query_one_raw(sea_orm::Statement::from_string(
+                    DbBackend::Postgres,
+                    format!("SELECT pg_try_advisory_xact_lock({PURGE_LOCK}) AS locked"),
+                ))
+                .await?
+                .map(|row| row.try_get::<bool>("", "locked"))
+                .transpose()?
+                .unwrap_or(false);
+            if !locked {
+                return Ok(None);
+            }
+        }
+        let now = self.clock.now();
+        let gap = chrono::Duration::from_std(interval - interval / 10).unwrap_or_default();
+        let last = audit_events::Entity::find()
+            .filter(audit_events::Column::Event.eq(AuditEvent::ExpiredRowsPurged.as_str()))
+            .order_by_desc(audit_events::Column::OccurredAt)
+            .one(&claim)
+            .await?;
+        if last.is_some_and(|last| last.occurred_at > now - gap) {
+            return Ok(None);
+        }
+        let claim = if postgres {
+            Some(claim)
+        } else {
+            // A SQLite transaction that read must not write after others did.
+            claim.rollback().await?;
+            None
+        };
+        let report = self.purge_expired().await?;
+        let entry = AuditEntry {
+            event: AuditEvent::ExpiredRowsPurged,
+            actor: None,
+            subject: None,
+            session: None,
+            details: Some(json!(report)),
+        };
+        match claim {
+            Some(claim) => {
+                audit::record(&claim, now, &RequestMeta::default(), entry).await?;
+                claim.commit().await?;
+            }
+            None => audit::record(&self.db, now, &RequestMeta::default(), entry).await?,
+        }
+        Ok(Some(report))
+    }
+
     /// Deletes expired one-time tokens; sessions (with their refresh tokens) that
     /// expired, or were revoked longer ago than any access token of theirs can live;
     /// revocation feed entries whose tokens all expired; unpublished signing keys;

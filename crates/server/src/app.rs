@@ -228,6 +228,7 @@ pub fn spawn_background(
     config: &Config,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StartupError> {
     let sender = Arc::new(BackchannelSender::new(gatehouse.clone())?);
+    let purge_interval = config.maintenance.purge_interval;
     let backchannel = {
         let period = config.backchannel_logout.poll_interval;
         tokio::spawn(async move {
@@ -246,9 +247,10 @@ pub fn spawn_background(
         every(
             config.maintenance.purge_interval,
             gatehouse.clone(),
-            |g| async move {
-                match g.purge_expired().await {
-                    Ok(report) => tracing::info!(?report, "purged expired rows"),
+            move |g| async move {
+                match g.purge_if_due(purge_interval).await {
+                    Ok(Some(report)) => tracing::info!(?report, "purged expired rows"),
+                    Ok(None) => tracing::debug!("another instance purged this interval"),
                     Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
                 }
             },
@@ -264,10 +266,21 @@ pub fn spawn_background(
         ),
         every(
             config.revocations.poll_interval,
-            gatehouse,
+            gatehouse.clone(),
             |g| async move {
                 if let Err(e) = g.poll_revocations().await {
                     tracing::warn!(error = %e, "polling the revocation feed failed");
+                }
+            },
+        ),
+        // PostgreSQL LISTEN for revocations (ends at once on SQLite); retried every
+        // poll interval after a failure, the poll covering meanwhile.
+        every(
+            config.revocations.poll_interval,
+            gatehouse,
+            |g| async move {
+                if let Err(e) = g.listen_for_revocations().await {
+                    tracing::warn!(error = %e, "listening for revocations failed");
                 }
             },
         ),

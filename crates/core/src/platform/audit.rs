@@ -62,6 +62,8 @@ pub enum AuditEvent {
     ConsentWithdrawn,
     BackchannelLogoutDelivered,
     BackchannelLogoutFailed,
+    /// The periodic purge ran (on one instance of several; details: rows removed).
+    ExpiredRowsPurged,
 }
 
 impl AuditEvent {
@@ -94,6 +96,7 @@ impl AuditEvent {
             AuditEvent::ConsentWithdrawn => "consent_withdrawn",
             AuditEvent::BackchannelLogoutDelivered => "backchannel_logout_delivered",
             AuditEvent::BackchannelLogoutFailed => "backchannel_logout_failed",
+            AuditEvent::ExpiredRowsPurged => "expired_rows_purged",
         }
     }
 }

@@ -2,9 +2,12 @@
 //! valid, in the order they were revoked, so that app backends verifying tokens locally
 //! can refuse them within a second.
 //!
-//! Revoking a session writes a row in the same transaction. Each instance polls the table
-//! (`revocations.poll_interval`) and broadcasts new rows to its subscribers (the SSE
-//! streams), so a revocation made on any instance reaches every instance's streams.
+//! Revoking a session writes a row in the same transaction. Each instance reads new rows
+//! and broadcasts them to its subscribers (the SSE streams), so a revocation made on any
+//! instance reaches every instance's streams. On PostgreSQL the revoking transaction also
+//! sends a `NOTIFY` (delivered when it commits) that every instance `LISTEN`s for, so the
+//! others read the row at once; the poll (`revocations.poll_interval`) stays as the
+//! fallback for a listening connection that was lost, and is all there is on SQLite.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,10 +19,14 @@ use sea_orm::{
     NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
+use tokio::sync::Mutex;
 use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
-use crate::{Gatehouse, Result};
+use crate::{Error, Gatehouse, Result};
+
+/// The PostgreSQL channel that revoking transactions notify.
+const NOTIFY_CHANNEL: &str = "gatehouse_revocations";
 
 /// Most entries one page of the feed holds.
 const PAGE_SIZE: u64 = 500;
@@ -90,6 +97,8 @@ impl RevocationFeed {
 pub struct RevocationHub {
     sender: broadcast::Sender<Revocation>,
     last_broadcast: AtomicI64,
+    /// One read of new rows at a time (the poll and a notice may arrive together).
+    reading: Mutex<()>,
 }
 
 impl Default for RevocationHub {
@@ -97,6 +106,7 @@ impl Default for RevocationHub {
         Self {
             sender: broadcast::channel(1024).0,
             last_broadcast: AtomicI64::new(-1),
+            reading: Mutex::new(()),
         }
     }
 }
@@ -161,6 +171,11 @@ pub(crate) async fn record(
     }
     .insert(conn)
     .await?;
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // Delivered to every listening instance when the transaction commits.
+        conn.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}"))
+            .await?;
+    }
     Ok(())
 }
 
@@ -220,6 +235,7 @@ impl Gatehouse {
     /// Reads rows added since the last poll (by any instance) and broadcasts them.
     pub async fn poll_revocations(&self) -> Result<usize> {
         let hub = &self.revocations;
+        let _reading = hub.reading.lock().await;
         let last = hub.last_broadcast.load(Ordering::SeqCst);
         if last < 0 {
             // First poll: start from the newest row; older ones reach subscribers as backlog.
@@ -244,5 +260,35 @@ impl Gatehouse {
             let _ = hub.sender.send(row.into());
         }
         Ok(count)
+    }
+}
+
+impl Gatehouse {
+    /// On PostgreSQL: listens for the notices revoking transactions send, and reads the
+    /// new rows as each arrives. Returns `Ok` at once on other databases (the poll does
+    /// the work there); returns an error when listening fails, for the caller to retry.
+    /// A connection lost while listening is reopened; the poll covers the gap.
+    pub async fn listen_for_revocations(&self) -> Result<()> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        let unreachable = |e: sea_orm::sqlx::Error| Error::Unavailable {
+            reason: "database_unreachable",
+            source: Some(Box::new(e)),
+        };
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(
+            self.db.get_postgres_connection_pool(),
+        )
+        .await
+        .map_err(unreachable)?;
+        listener.listen(NOTIFY_CHANNEL).await.map_err(unreachable)?;
+        // Whatever committed before the LISTEN took effect.
+        self.poll_revocations().await?;
+        loop {
+            // `None`: the connection was lost (and is reopened, listening again, on the
+            // next call); read whatever was missed meanwhile.
+            listener.try_recv().await.map_err(unreachable)?;
+            self.poll_revocations().await?;
+        }
     }
 }
