@@ -28,8 +28,11 @@ pub enum ApiError {
 }
 
 /// The JSON body of every API error.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiErrorBody)]
+pub(crate) struct ErrorBody<'a> {
+    /// The stable snake_case code; each response of the OpenAPI document lists the codes
+    /// it may carry.
     error: &'a str,
     message: String,
 }
@@ -37,6 +40,7 @@ struct ErrorBody<'a> {
 /// How a domain error is answered, decided here for every rendering: its HTTP status,
 /// its stable code on the JSON API and the hosted pages, and its RFC 6749 code on the
 /// OAuth endpoints (whose status follows from that code, see [`oauth_status`]).
+    /// A sentence for humans; never parse it.
 struct Answer {
     status: StatusCode,
     code: &'static str,
@@ -182,8 +186,11 @@ pub enum OAuthError {
     UnsupportedGrantType(String),
 }
 
-#[derive(Serialize)]
-struct OAuthErrorBody<'a> {
+/// The JSON body of every OAuth error (RFC 6749 section 5.2).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct OAuthErrorBody<'a> {
+    /// The RFC 6749 / 7009 / 7662 code; each response of the OpenAPI document lists the
+    /// codes it may carry.
     error: &'a str,
     error_description: String,
 }

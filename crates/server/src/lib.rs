@@ -7,5 +7,6 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod migrations;
+pub mod openapi;
 pub mod routes;
 pub mod telemetry;

@@ -28,6 +28,7 @@ mod oidc;
 mod openid_client;
 mod passwords;
 mod revocation_feed;
+mod openapi;
 mod secrets_at_rest;
 mod security_headers;
 mod sessions;

@@ -22,7 +22,7 @@ const DEFAULT_PAGE_SIZE: u64 = 50;
 const MAX_PAGE_SIZE: u64 = 200;
 
 /// An account as an admin sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub email: String,
@@ -51,7 +51,8 @@ impl From<users::Model> for UserView {
 
 /// Filters of the user list. `email` matches any part of the (lower-case) address,
 /// character for character: `%` and `_` are not wildcards.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
     pub email: Option<String>,
@@ -60,14 +61,15 @@ pub struct UserQuery {
 }
 
 /// One page of users, oldest first; pass `next_cursor` back as `cursor` for the next.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserPage {
     pub users: Vec<UserView>,
     pub next_cursor: Option<Uuid>,
 }
 
 /// Changes to an account; absent fields stay as they are.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub role: Option<Role>,
@@ -75,7 +77,7 @@ pub struct UserPatch {
 }
 
 /// Filters of the audit log.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Events about this user (as subject) or by this user (as actor).
@@ -86,7 +88,7 @@ pub struct AuditQuery {
 }
 
 /// One page of audit events, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub events: Vec<AuditRecord>,
     pub next_cursor: Option<i64>,

@@ -35,7 +35,7 @@ const MAX_NAME_LENGTH: usize = 200;
 pub struct SignupReceipt(());
 
 /// An account as its owner sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeView {
     pub id: Uuid,
     pub email: String,

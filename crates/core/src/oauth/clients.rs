@@ -38,7 +38,7 @@ impl Actor<'_> {
 }
 
 /// Whether a client can keep a secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientType {
     Public,
@@ -55,7 +55,7 @@ impl ClientType {
 }
 
 /// The OAuth grants a client may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     ClientCredentials,
@@ -84,7 +84,7 @@ impl GrantType {
 }
 
 /// A client to register.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
     pub name: String,
@@ -112,7 +112,7 @@ pub struct NewClient {
 }
 
 /// Changes to a client; absent fields stay. `audience: null` clears the audience.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientPatch {
     pub name: Option<String>,
@@ -136,7 +136,7 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(
 }
 
 /// A client as the admin API and the CLI show it (never its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClientView {
     pub client_id: String,
     pub name: String,
@@ -155,7 +155,7 @@ pub struct ClientView {
 }
 
 /// A newly created (or re-keyed) client, with its secret shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClientWithSecret {
     #[serde(flatten)]
     pub client: ClientView,

@@ -11,7 +11,7 @@ use crate::tokens::access::TokenGrant;
 use crate::{Error, Gatehouse, Result};
 
 /// The answer of the token endpoint for a service token (no refresh token).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceToken {
     pub access_token: String,
     pub token_type: &'static str,

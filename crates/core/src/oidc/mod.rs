@@ -95,7 +95,7 @@ pub struct Progress {
 }
 
 /// The token endpoint's answer to an authorization code.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CodeTokens {
     pub access_token: String,
     pub token_type: &'static str,

@@ -29,7 +29,7 @@ use crate::tokens::api_scopes::{ADMIN_SCOPE, ApiAccess};
 use crate::{Error, Gatehouse, Result};
 
 /// What a successful login or refresh hands to the app.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub token_type: &'static str,
@@ -73,7 +73,7 @@ impl Principal {
 }
 
 /// A session as its owner or an admin sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,

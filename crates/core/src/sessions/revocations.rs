@@ -32,7 +32,7 @@ const NOTIFY_CHANNEL: &str = "gatehouse_revocations";
 const PAGE_SIZE: u64 = 500;
 
 /// One revoked session.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Revocation {
     /// Position in the feed; pass the last one seen as `after`.
     pub id: i64,
@@ -54,7 +54,7 @@ impl From<session_revocations::Model> for Revocation {
 }
 
 /// A page of the feed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RevocationPage {
     pub revocations: Vec<Revocation>,
     /// What to pass as `after` next time: the id of the last entry; on an empty page the

@@ -31,6 +31,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[post("/clients")]
 async fn create_client(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/clients",
+    operation_id = "admin_create_client",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = gatehouse_core::oauth::clients::NewClient,
+    responses((status = 201, description = "The client, with its secret shown this once (confidential clients)", body = gatehouse_core::oauth::clients::ClientWithSecret)),
+)]
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     body: web::Json<NewClient>,
@@ -44,6 +53,14 @@ async fn create_client(
 #[get("/clients")]
 async fn list_clients(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/clients",
+    operation_id = "admin_list_clients",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every client", body = Vec<gatehouse_core::oauth::clients::ClientView>)),
+)]
     AdminCaller(admin): AdminCaller,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.list_clients(Actor::Admin(&admin)).await?))
@@ -52,6 +69,15 @@ async fn list_clients(
 #[get("/clients/{id}")]
 async fn get_client(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/clients/{id}",
+    operation_id = "admin_get_client",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The client_id")),
+    responses((status = 200, description = "The client", body = gatehouse_core::oauth::clients::ClientView)),
+)]
     AdminCaller(admin): AdminCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -61,6 +87,16 @@ async fn get_client(
 #[patch("/clients/{id}")]
 async fn update_client(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/clients/{id}",
+    operation_id = "admin_update_client",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The client_id")),
+    request_body = gatehouse_core::oauth::clients::ClientPatch,
+    responses((status = 200, description = "The changed client", body = gatehouse_core::oauth::clients::ClientView)),
+)]
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
@@ -75,6 +111,15 @@ async fn update_client(
 #[delete("/clients/{id}")]
 async fn delete_client(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/clients/{id}",
+    operation_id = "admin_delete_client",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The client_id")),
+    responses((status = 204, description = "The client is deleted")),
+)]
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
@@ -88,6 +133,15 @@ async fn delete_client(
 #[post("/clients/{id}/secret")]
 async fn rotate_client_secret(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/clients/{id}/secret",
+    operation_id = "admin_rotate_client_secret",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The client_id")),
+    responses((status = 200, description = "The client with its new secret, shown this once", body = gatehouse_core::oauth::clients::ClientWithSecret)),
+)]
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
@@ -101,6 +155,15 @@ async fn rotate_client_secret(
 #[get("/users")]
 async fn list_users(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    operation_id = "admin_list_users",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(gatehouse_core::UserQuery),
+    responses((status = 200, description = "One page of accounts", body = gatehouse_core::UserPage)),
+)]
     AdminCaller(admin): AdminCaller,
     query: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -114,6 +177,15 @@ async fn list_users(
 #[get("/users/{id}")]
 async fn get_user(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    operation_id = "admin_get_user",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The account, with its login lock (`lock`, null unless locked)", body = gatehouse_core::accounts::admin::UserDetail)),
+)]
     AdminCaller(admin): AdminCaller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -123,6 +195,16 @@ async fn get_user(
 #[patch("/users/{id}")]
 async fn update_user(
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    operation_id = "admin_update_user",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = gatehouse_core::UserPatch,
+    responses((status = 200, description = "The changed account", body = gatehouse_core::UserView)),
+)]
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<Uuid>,
@@ -175,3 +257,30 @@ async fn audit(
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.admin_audit(&admin, query.into_inner()).await?))
 }
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/sessions/revoke",
+    operation_id = "admin_revoke_user_sessions",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "How many sessions were ended", body = crate::openapi::RevokedCount)),
+)]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/sessions/{id}",
+    operation_id = "admin_revoke_session",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Any session")),
+    responses((status = 204, description = "The session is ended")),
+)]
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/audit",
+    operation_id = "admin_audit",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(gatehouse_core::AuditQuery),
+    responses((status = 200, description = "One page of audit events, newest first", body = gatehouse_core::AuditPage)),
+)]

@@ -32,15 +32,23 @@ fn accepted(message: &str) -> HttpResponse {
     HttpResponse::Accepted().json(json!({ "message": message }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SignupRequest {
     email: String,
     password: SecretString,
     name: Option<String>,
+    #[schema(value_type = String, format = Password)]
 }
 
 #[post("/signup")]
 async fn signup(
+#[utoipa::path(
+    post,
+    path = "/api/v1/signup",
+    tag = "account",
+    request_body = SignupRequest,
+    responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::Message)),
+)]
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
     body: web::Json<SignupRequest>,
@@ -54,16 +62,24 @@ async fn signup(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
     token: SecretString,
 }
 
 #[post("/email/verify")]
 async fn verify_email(
+    #[schema(value_type = String, format = Password)]
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
     body: web::Json<TokenRequest>,
+#[utoipa::path(
+    post,
+    path = "/api/v1/email/verify",
+    tag = "account",
+    request_body = TokenRequest,
+    responses((status = 200, description = "The address is verified", body = crate::openapi::EmailVerified)),
+)]
 ) -> Result<HttpResponse, ApiError> {
     gatehouse
         .verify_email(body.token.expose_secret(), &meta)
@@ -71,7 +87,7 @@ async fn verify_email(
     Ok(HttpResponse::Ok().json(json!({ "email_verified": true })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EmailRequest {
     email: String,
 }
@@ -81,6 +97,13 @@ async fn resend_verification(
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
     body: web::Json<EmailRequest>,
+#[utoipa::path(
+    post,
+    path = "/api/v1/email/verify/resend",
+    tag = "account",
+    request_body = EmailRequest,
+    responses((status = 202, description = "Accepted, whether or not the address had an unverified account", body = crate::openapi::Message)),
+)]
 ) -> Result<HttpResponse, ApiError> {
     gatehouse.resend_verification(&body.email, &meta).await?;
     Ok(accepted(
@@ -88,7 +111,7 @@ async fn resend_verification(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginRequest {
     email: String,
     password: SecretString,
@@ -98,14 +121,26 @@ struct LoginRequest {
 async fn login(
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
+    #[schema(value_type = String, format = Password)]
     body: web::Json<LoginRequest>,
+    /// The `device_token` an earlier login to this account answered: this client is
+    /// then judged by its own failed logins, not by the account-wide lock.
+    #[schema(value_type = Option<String>, format = Password)]
+    device_token: Option<SecretString>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "account",
+    request_body = LoginRequest,
+    responses((status = 200, description = "A new session's token pair", body = gatehouse_core::sessions::login::ApiLogin)),
+)]
     let tokens = gatehouse.log_in(&body.email, body.password, &meta).await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshRequest {
     refresh_token: SecretString,
 }
@@ -119,9 +154,17 @@ async fn refresh(
     let tokens = gatehouse
         .refresh(body.refresh_token.expose_secret(), API_CLIENT_ID, &meta)
         .await?;
+    #[schema(value_type = String, format = Password)]
     Ok(HttpResponse::Ok().json(tokens))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/token/refresh",
+    tag = "account",
+    request_body = RefreshRequest,
+    responses((status = 200, description = "A rotated token pair", body = gatehouse_core::sessions::TokenPair)),
+)]
 #[post("/logout")]
 async fn logout(
     gatehouse: web::Data<Gatehouse>,
@@ -134,6 +177,13 @@ async fn logout(
 
 #[get("/me")]
 async fn me(
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 204, description = "The session of the access token is ended")),
+)]
     gatehouse: web::Data<Gatehouse>,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
@@ -144,6 +194,13 @@ async fn me(
 async fn list_sessions(
     gatehouse: web::Data<Gatehouse>,
     Authenticated(principal): Authenticated,
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's account", body = gatehouse_core::accounts::MeView)),
+)]
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.list_own_sessions(&principal).await?))
 }
@@ -152,6 +209,13 @@ async fn list_sessions(
 async fn revoke_session(
     gatehouse: web::Data<Gatehouse>,
     Authenticated(principal): Authenticated,
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's live sessions", body = Vec<gatehouse_core::sessions::SessionView>)),
+)]
     ClientMeta(meta): ClientMeta,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -160,6 +224,14 @@ async fn revoke_session(
 }
 
 #[post("/password/forgot")]
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{id}",
+    tag = "account",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "A session of the caller")),
+    responses((status = 204, description = "The session is ended")),
+)]
 async fn forgot_password(
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
@@ -171,7 +243,14 @@ async fn forgot_password(
     ))
 }
 
-#[derive(Deserialize)]
+#[utoipa::path(
+    post,
+    path = "/api/v1/password/forgot",
+    tag = "account",
+    request_body = EmailRequest,
+    responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::Message)),
+)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ResetRequest {
     token: SecretString,
     password: SecretString,
@@ -187,11 +266,20 @@ async fn reset_password(
     gatehouse
         .reset_password(body.token.expose_secret(), body.password, &meta)
         .await?;
+    #[schema(value_type = String, format = Password)]
     Ok(HttpResponse::Ok()
+    #[schema(value_type = String, format = Password)]
         .json(json!({ "message": "password changed; every session was signed out" })))
 }
 
-#[derive(Deserialize)]
+#[utoipa::path(
+    post,
+    path = "/api/v1/password/reset",
+    tag = "account",
+    request_body = ResetRequest,
+    responses((status = 200, description = "The password is changed and every session signed out", body = crate::openapi::Message)),
+)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ChangePasswordRequest {
     current_password: SecretString,
     new_password: SecretString,
@@ -211,3 +299,13 @@ async fn change_password(
     Ok(HttpResponse::Ok()
         .json(json!({ "message": "password changed; your other sessions were signed out" })))
 }
+    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password)]
+#[utoipa::path(
+    post,
+    path = "/api/v1/password/change",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 200, description = "The password is changed and the other sessions signed out", body = crate::openapi::Message)),
+)]

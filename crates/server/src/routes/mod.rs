@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(pages::configure)
         .service(
             web::scope("/api/v1")
+                .configure(crate::openapi::configure)
                 .configure(api::configure)
                 .configure(revocations::configure)
                 .configure(admin::configure),

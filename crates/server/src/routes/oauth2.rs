@@ -30,6 +30,14 @@ fn form(body: web::Form<Vec<(String, String)>>) -> OAuthForm {
 
 #[post("/token")]
 async fn token(
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    tag = "oauth2",
+    security((), ("client_basic" = [])),
+    request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The tokens of the grant", body = crate::openapi::TokenResponse)),
+)]
     req: HttpRequest,
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
@@ -81,6 +89,14 @@ async fn grant(
 async fn introspect(
     req: HttpRequest,
     gatehouse: web::Data<Gatehouse>,
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    tag = "oauth2",
+    security(("client_basic" = []), ()),
+    request_body(content = crate::openapi::IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Whether the token is active, with its claims if so", body = crate::openapi::Introspection)),
+)]
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form(body);
@@ -99,6 +115,14 @@ async fn revoke(
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
     body: web::Form<Vec<(String, String)>>,
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    tag = "oauth2",
+    security((), ("client_basic" = [])),
+    request_body(content = crate::openapi::RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or the token was not valid anyway (RFC 7009)")),
+)]
 ) -> Result<HttpResponse, OAuthError> {
     let form = form(body);
     let client = gatehouse
@@ -118,3 +142,10 @@ async fn userinfo(
     let access_token = bearer_token(&req).ok_or(gatehouse_core::Error::Unauthenticated)?;
     Ok(HttpResponse::Ok().json(gatehouse.userinfo(access_token).await?))
 }
+#[utoipa::path(
+    method(get, post),
+    path = "/oauth2/userinfo",
+    tag = "oauth2",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The claims the token's scopes allow", body = crate::openapi::UserInfo)),
+)]

@@ -21,11 +21,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(revocations);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FeedQuery {
+    /// The `next_cursor` of the last page seen.
     after: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/revocations",
+    tag = "oauth2",
+    security(("client_basic" = [])),
+    params(FeedQuery),
+    responses((
+        status = 200,
+        description = "Sessions revoked after the cursor: a JSON page, or a stream of `revocation` events with `Accept: text/event-stream`",
+        content(
+            (gatehouse_core::sessions::revocations::RevocationPage = "application/json"),
+            (String = "text/event-stream"),
+        ),
+    )),
+)]
 #[get("/revocations")]
 async fn revocations(
     req: HttpRequest,

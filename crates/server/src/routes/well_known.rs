@@ -16,6 +16,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The published signing keys. Caches may keep them for the publish-ahead window: a key
 /// is published that long before it signs anything.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "discovery",
+    responses((status = 200, description = "The published signing keys", body = crate::openapi::Jwks)),
+)]
 #[get("/.well-known/jwks.json")]
 async fn jwks(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError> {
     let keys = gatehouse.access_tokens().keys();
@@ -25,6 +31,12 @@ async fn jwks(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError>
         .json(keys.jwks().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "discovery",
+    responses((status = 200, description = "The OpenID Provider metadata", body = crate::openapi::Discovery)),
+)]
 #[get("/.well-known/openid-configuration")]
 async fn openid_configuration(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError> {
     let mut scopes: Vec<String> = STANDARD_SCOPES
