@@ -11,6 +11,7 @@ mod actix_extractor;
 mod local;
 mod mock_issuer;
 mod network;
+mod properties;
 
 /// One key per algorithm, made once for the whole test binary (RSA generation is slow).
 pub struct Keys {
