@@ -72,6 +72,8 @@ use crate::routes::{admin, api, health, oauth2, revocations, well_known};
         admin::update_client,
         admin::delete_client,
         admin::rotate_client_secret,
+        admin::list_mail,
+        admin::retry_mail,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::OAuthErrorBody)),
     modifiers(&SecuritySchemes),
@@ -138,7 +140,11 @@ fn build() -> Value {
                 if !HTTP_METHODS.contains(&method.as_str()) {
                     continue;
                 }
+                operation["x-method"] = json!(method);
                 add_error_responses(path, operation);
+                if let Some(operation) = operation.as_object_mut() {
+                    operation.remove("x-method");
+                }
                 unique_operation_id(method, operation, &mut seen_ids);
             }
         }
@@ -282,6 +288,8 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
         ],
         "admin_delete_client" => vec![not_found(), conflict("builtin_client")],
         "admin_rotate_client_secret" => vec![not_found(), invalid("invalid_client_metadata")],
+        "admin_list_mail" => vec![],
+        "admin_retry_mail" => vec![not_found(), conflict("mail_not_dead")],
         "token" => vec![
             E::InvalidClient,
             E::InvalidGrant(String::new()),
@@ -381,6 +389,29 @@ fn operation_errors(path: &str, operation: &Value) -> Vec<Documented> {
             source: None,
         }));
     }
+    // The rate limiter counts every request but the probes (crate::rate_limit::classify).
+    let method = operation
+        .get("x-method")
+        .and_then(Value::as_str)
+        .and_then(|m| actix_web::http::Method::from_bytes(m.as_bytes()).ok())
+        .unwrap_or(actix_web::http::Method::GET);
+    if let Some((class, _)) = crate::rate_limit::classify(&method, path) {
+        errors.push(in_rendering(CoreError::RateLimited(Box::new(
+            gatehouse_core::rate_limit::Decision {
+                class,
+                scope: gatehouse_core::rate_limit::Scope::Ip,
+                allowed: false,
+                limit: 1,
+                remaining: 0,
+                window: wait(),
+                reset: wait(),
+                retry_after: Some(wait()),
+            },
+        ))));
+    }
+    // The request limits apply before any route (crate::request_limits).
+    errors.push(Documented::Api(ApiError::UriTooLong(String::new())));
+    errors.push(Documented::Api(ApiError::HeadersTooLarge(String::new())));
     errors
 }
 
