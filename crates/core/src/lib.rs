@@ -8,7 +8,8 @@
 //! - [`tokens`]: signing keys, access tokens, ID tokens, who a token is for (audiences and
 //!   the scopes of Gatehouse's own API).
 //! - [`identity`]: email and password values, password hashing, the login throttle.
-//! - [`mail`]: the mails Gatehouse sends and their transports.
+//! - [`mail`]: the mails Gatehouse sends, their transports, and the outbox that queues them
+//!   in the transaction that promises them.
 //! - [`sessions`]: logins, refresh rotation and reuse detection, the live-session check,
 //!   revocation, browser sessions, the revocation feed, back-channel logout.
 //! - [`accounts`]: sign-up, email verification, password reset and change, mail cooldowns,
@@ -35,6 +36,7 @@ mod maintenance;
 pub mod oauth;
 pub mod oidc;
 pub mod platform;
+pub mod rate_limit;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;
@@ -66,6 +68,7 @@ pub struct Gatehouse {
     revocations: Arc<sessions::revocations::RevocationHub>,
     keyed: Arc<platform::secrets::KeyedHashes>,
     settings: Arc<CoreSettings>,
+    rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
 }
 
 impl Gatehouse {
@@ -89,7 +92,19 @@ impl Gatehouse {
             revocations: Arc::default(),
             keyed: Arc::new(keyed),
             settings: Arc::new(settings),
+            rate_limiter: None,
         }
+    }
+
+    /// The service with the request rate limiter of this instance (see [`rate_limit`]).
+    pub fn with_rate_limiter(mut self, limiter: rate_limit::RateLimiter) -> Self {
+        self.rate_limiter = Some(Arc::new(limiter));
+        self
+    }
+
+    /// The request rate limiter, if one was set up.
+    pub fn rate_limiter(&self) -> Option<&Arc<rate_limit::RateLimiter>> {
+        self.rate_limiter.as_ref()
     }
 
     /// The CSRF token of a browser session whose state holds `seed`.

@@ -17,7 +17,7 @@ pub struct CoreSettings {
     pub password: PasswordSettings,
     pub sessions: SessionSettings,
     pub tokens: TokenSettings,
-    pub login_throttle: LoginThrottleSettings,
+    pub lockout: LockoutSettings,
     pub oidc: OidcSettings,
     pub backchannel_logout: BackchannelLogoutSettings,
     pub browser_sessions: BrowserSessionSettings,
@@ -173,17 +173,118 @@ pub struct MailSettings {
     pub timeout: Duration,
     /// The product name used in mail texts.
     pub product_name: String,
+    pub outbox: MailOutboxSettings,
 }
 
-/// `[login_throttle]`
+/// `[mail.outbox]`: how promised mail is queued, retried and kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LoginThrottleSettings {
-    /// Failed logins allowed per email address within `window`.
-    pub max_failures_per_email: u64,
-    /// Failed logins allowed per client IP within `window`.
-    pub max_failures_per_ip: u64,
-    /// How far back failures count.
+pub struct MailOutboxSettings {
+    /// How often each instance looks for due mail (it is also woken when mail is queued).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The wait before the first retry; it doubles after each failure.
+    #[serde(with = "humantime_serde")]
+    pub first_retry_after: Duration,
+    /// Attempts before a mail is given up as `dead`.
+    pub max_attempts: u32,
+    /// How long a claimed mail is reserved for the instance sending it; longer than
+    /// `mail.timeout`, so a claim never runs out during a send.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How long a sent mail's row (without its message) stays for admins to see.
+    #[serde(with = "humantime_serde")]
+    pub sent_retention: Duration,
+    /// How long a dead mail stays for admins to see and retry.
+    #[serde(with = "humantime_serde")]
+    pub dead_retention: Duration,
+}
+
+/// `[lockout]`: failed logins slow down and then lock the account for clients without a
+/// trusted device token; a client with one is judged by its own failures only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutSettings {
+    /// How far back failed logins count.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// Failures (within `window`, from clients without a trusted device token) after
+    /// which the next attempts must wait `slow_down_delay`, doubling with each failure.
+    pub slow_down_after: u64,
+    /// The first wait of the slow-down.
+    #[serde(with = "humantime_serde")]
+    pub slow_down_delay: Duration,
+    /// Failures (within `window`, from clients without a trusted device token) that lock
+    /// the account for such clients.
+    pub max_failures: u64,
+    /// How long a lock lasts (a password reset or an admin ends it earlier).
+    #[serde(with = "humantime_serde")]
+    pub lock_duration: Duration,
+    /// Failures (within `window`) after which a device token is no longer trusted.
+    pub device_max_failures: u64,
+    /// How long a device token stays valid after its last login.
+    #[serde(with = "humantime_serde")]
+    pub device_token_ttl: Duration,
+}
+
+/// `[rate_limit]`: request rate limits per client IP and per account, by class of request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// `false` turns every limit off (each class has its own switch too).
+    pub enabled: bool,
+    /// Where the counters live.
+    pub backend: RateLimitBackendKind,
+    /// The Redis server of the `redis` backend.
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key the limiter writes (several deployments may share a Redis).
+    pub redis_key_prefix: String,
+    /// Give up on one Redis call (connect or script) after this long.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// What a request gets when the backend cannot answer.
+    pub on_backend_error: OnBackendError,
+    pub login: RateClassSettings,
+    pub signup: RateClassSettings,
+    pub mail: RateClassSettings,
+    pub password_reset: RateClassSettings,
+    pub token: RateClassSettings,
+    pub introspect: RateClassSettings,
+    pub authorize: RateClassSettings,
+    pub api: RateClassSettings,
+}
+
+/// Where the rate limiter keeps its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackendKind {
+    /// In this process: right for one instance only.
+    Memory,
+    /// In Redis: shared by every instance using the same Redis and key prefix.
+    Redis,
+}
+
+/// What the limiter does when its backend (Redis) does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBackendError {
+    /// Refuse the request: `503 rate_limit_unavailable`.
+    Closed,
+    /// Let the request through unlimited.
+    Open,
+}
+
+/// `[rate_limit.<class>]`: one class of requests. A limit of 0 means "not counted".
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateClassSettings {
+    pub enabled: bool,
+    /// Requests per `period` from one client IP.
+    pub per_ip: u32,
+    /// Requests per `period` for one account (email address, client, token).
+    pub per_account: u32,
+    /// The window the limits are spread over (GCRA: one request every period / limit,
+    /// with bursts up to the limit).
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
 }

@@ -19,10 +19,11 @@ use gatehouse_core::{Clock, Gatehouse};
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::browser::{Pages, session_middleware};
+use crate::client_ip::ClientIpRules;
 use crate::config::{Config, ConfigError, Mode};
 use crate::error::{ApiError, OAuthError};
-use crate::extract::TrustForwardedHeaders;
 use crate::migrations;
+use crate::request_limits::{self, RequestLimits};
 use crate::routes;
 use crate::routes::revocations::KeepaliveInterval;
 use crate::telemetry::RequestSpan;
@@ -52,7 +53,7 @@ pub async fn build_gatehouse(
     let keyed_hashes = master_key.keyed_hashes();
     let settings = config.core_settings();
     let hasher = PasswordHasher::new(&config.password)?;
-    let mailer = Mailer::new(&config.mail, &settings.issuer)?;
+    let mailer = Mailer::new(&config.mail, &settings.issuer, &master_key)?;
     let keys = KeyRing::load_or_create(
         db.clone(),
         clock.clone(),
@@ -70,7 +71,7 @@ pub async fn build_gatehouse(
     );
     let gatehouse = Gatehouse::new(
         db,
-        clock,
+        clock.clone(),
         Arc::new(hasher),
         Arc::new(mailer),
         Arc::new(tokens),
@@ -78,7 +79,8 @@ pub async fn build_gatehouse(
         settings,
     );
     gatehouse.ensure_api_client().await?;
-    Ok(gatehouse)
+    let limiter = gatehouse_core::rate_limit::RateLimiter::new(&config.rate_limit, clock)?;
+    Ok(gatehouse.with_rate_limiter(limiter))
 }
 
 /// The database options of a configuration.
@@ -97,7 +99,9 @@ pub fn http_server(
     listener: TcpListener,
 ) -> Result<Server, StartupError> {
     let gatehouse = web::Data::new(gatehouse);
-    let trust = web::Data::new(TrustForwardedHeaders(config.server.trust_forwarded_headers));
+    let client_ip_rules = web::Data::new(
+        ClientIpRules::from_settings(&config.server).map_err(|e| ConfigError::Unsafe(vec![e]))?,
+    );
     let keepalive = web::Data::new(KeepaliveInterval(config.revocations.keepalive_interval));
     let body_limit = config.server.max_body_bytes;
     let production = config.mode == Mode::Production;
@@ -105,12 +109,14 @@ pub fn http_server(
     let cookie_key = *config.master_key()?.cookie_signing_key();
     let browser_idle_timeout = config.browser_sessions.idle_timeout;
     let content_security_policy = content_security_policy(&config.pages.logo_url);
+    let request_limits = web::Data::new(RequestLimits::from_settings(&config.server));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(gatehouse.clone())
             .app_data(pages.clone())
-            .app_data(trust.clone())
+            .app_data(client_ip_rules.clone())
             .app_data(keepalive.clone())
+            .app_data(request_limits.clone())
             .app_data(json_config(body_limit))
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(
@@ -134,11 +140,16 @@ pub fn http_server(
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound)
             }))
+            .wrap(actix_web::middleware::from_fn(crate::rate_limit::enforce))
             .wrap(session_middleware(
                 gatehouse.get_ref().clone(),
                 browser_idle_timeout,
                 &cookie_key,
             ))
+            .wrap(actix_web::middleware::from_fn(
+                crate::error::session_store_failures,
+            ))
+            .wrap(actix_web::middleware::from_fn(request_limits::enforce))
             .wrap(security_headers(production, &content_security_policy))
             .wrap_fn(|req, service| {
                 let request_id = req.extensions().get::<RequestId>().copied();
@@ -242,8 +253,11 @@ pub fn spawn_background(
             }
         })
     };
+    // Mail worker: sends queued mail when woken after a commit, and polls for retries.
+    let mail_worker = tokio::spawn(gatehouse.clone().run_mail_worker());
     Ok(vec![
         backchannel,
+        mail_worker,
         every(
             config.maintenance.purge_interval,
             gatehouse.clone(),

@@ -10,7 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use gatehouse_core::CoreSettings;
 use gatehouse_core::platform::secrets::MasterKey;
-use gatehouse_core::settings::LoginThrottleSettings;
+use gatehouse_core::settings::LockoutSettings;
 use gatehouse_core::settings::{
     AuthSettings, BackchannelLogoutSettings, BrowserSessionSettings, MailSettings,
     MailTransportKind, OidcSettings, PasswordSettings, RevocationSettings, SessionSettings,
@@ -53,7 +53,10 @@ pub struct Config {
     pub sessions: SessionSettings,
     pub tokens: TokenSettings,
     pub keys: KeySettings,
-    pub login_throttle: LoginThrottleSettings,
+    pub lockout: LockoutSettings,
+    /// The section `[lockout]` replaced; refused with a message naming it.
+    #[serde(default)]
+    pub login_throttle: Option<serde::de::IgnoredAny>,
     pub revocations: RevocationSettings,
     pub maintenance: MaintenanceSettings,
     pub log: LogSettings,
@@ -61,6 +64,7 @@ pub struct Config {
     pub backchannel_logout: BackchannelLogoutSettings,
     pub browser_sessions: BrowserSessionSettings,
     pub pages: PageSettings,
+    pub rate_limit: gatehouse_core::settings::RateLimitSettings,
 }
 
 /// `[pages]`: branding of the hosted pages.
@@ -80,9 +84,22 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     pub workers: usize,
     pub max_body_bytes: usize,
-    pub trust_forwarded_headers: bool,
+    /// The boolean `server.trusted_proxies` replaced; refused with a message naming it.
+    #[serde(default)]
+    pub trust_forwarded_headers: Option<serde::de::IgnoredAny>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` is believed: addresses or CIDR ranges
+    /// (see `crate::client_ip`).
+    pub trusted_proxies: Vec<String>,
+    /// The header those proxies write the client's address into.
+    pub forwarded_header: crate::client_ip::ForwardedHeader,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    // Request limits (see `crate::request_limits`).
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
+    pub max_path_bytes: usize,
+    pub max_query_bytes: usize,
+    pub max_json_depth: usize,
 }
 
 /// `[database]`
@@ -218,6 +235,10 @@ impl Config {
                 "pages.logo_url: `{logo}` must be an https:// URL or a path on this server"
             ));
         }
+        problems.extend(crate::request_limits::problems(&self.server));
+        problems.extend(lockout_problems(self));
+        problems.extend(crate::client_ip::problems(&self.server, self.mode));
+        problems.extend(crate::rate_limit::problems(&self.rate_limit));
         if self.backchannel_logout.max_attempts == 0 {
             problems.push("backchannel_logout.max_attempts: must be at least 1".to_owned());
         }
@@ -323,12 +344,40 @@ impl Config {
             password: self.password.clone(),
             sessions: self.sessions.clone(),
             tokens: self.tokens.clone(),
-            login_throttle: self.login_throttle.clone(),
+            lockout: self.lockout.clone(),
             oidc: self.oidc.clone(),
             backchannel_logout: self.backchannel_logout.clone(),
             browser_sessions: self.browser_sessions.clone(),
         }
     }
+}
+
+/// The `[lockout]` rules, and the refusal of the section it replaced.
+fn lockout_problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if config.login_throttle.is_some() {
+        problems.push(
+            "login_throttle: this section is gone; failed logins are limited by [lockout] \
+             (lockout.max_failures, lockout.lock_duration, lockout.window, ...; see \
+             docs/configuration.md), and per client IP by the rate limiter"
+                .to_owned(),
+        );
+    }
+    let lockout = &config.lockout;
+    if lockout.max_failures < 1 {
+        problems.push("lockout.max_failures: must be at least 1".to_owned());
+    }
+    if lockout.device_max_failures < 1 {
+        problems.push("lockout.device_max_failures: must be at least 1".to_owned());
+    }
+    if lockout.window.is_zero() || lockout.lock_duration.is_zero() {
+        problems
+            .push("lockout.window / lockout.lock_duration: must be longer than zero".to_owned());
+    }
+    if lockout.device_token_ttl.is_zero() {
+        problems.push("lockout.device_token_ttl: must be longer than zero".to_owned());
+    }
+    problems
 }
 
 /// An issuer is the base of every link and the `iss` of every token: an http(s) URL with
@@ -457,6 +506,17 @@ mod tests {
         ] {
             assert!(!issuer_is_usable(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_old_login_throttle_section_is_refused_naming_the_lockout() {
+        let old = "[login_throttle]\nmax_failures_per_email = 10\n";
+        let error = Config::load_with(None, &[old]).unwrap_err().to_string();
+        assert!(error.contains("login_throttle"), "{error}");
+        assert!(error.contains("[lockout]"), "{error}");
+        let zero = "[lockout]\nmax_failures = 0\n";
+        let error = Config::load_with(None, &[zero]).unwrap_err().to_string();
+        assert!(error.contains("lockout.max_failures"), "{error}");
     }
 
     #[test]

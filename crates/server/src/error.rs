@@ -25,6 +25,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("no such resource")]
     NotFound,
+    /// Too many request headers, or too many bytes of them (`server.max_header_*`).
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// A path or query string longer than `server.max_path_bytes` / `max_query_bytes`.
+    #[error("{0}")]
+    UriTooLong(String),
 }
 
 /// The JSON body of every API error.
@@ -34,13 +40,13 @@ pub(crate) struct ErrorBody<'a> {
     /// The stable snake_case code; each response of the OpenAPI document lists the codes
     /// it may carry.
     error: &'a str,
+    /// A sentence for humans; never parse it.
     message: String,
 }
 
 /// How a domain error is answered, decided here for every rendering: its HTTP status,
 /// its stable code on the JSON API and the hosted pages, and its RFC 6749 code on the
 /// OAuth endpoints (whose status follows from that code, see [`oauth_status`]).
-    /// A sentence for humans; never parse it.
 struct Answer {
     status: StatusCode,
     code: &'static str,
@@ -73,14 +79,16 @@ fn answer(error: &CoreError) -> Answer {
         ),
         E::NotFound(_) => (S::NOT_FOUND, "not_found", "invalid_request"),
         E::TooManyAttempts { .. } => (S::TOO_MANY_REQUESTS, "too_many_attempts", "invalid_request"),
+        // RFC 6749 has no code for it: an extension code (section 8.5), the same as the API's.
+        E::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited", "rate_limited"),
         E::Overloaded { .. } => (
             S::SERVICE_UNAVAILABLE,
             "overloaded",
             "temporarily_unavailable",
         ),
-        E::Unavailable { reason, .. } => {
-            (S::SERVICE_UNAVAILABLE, *reason, "temporarily_unavailable")
-        }
+        // The OAuth endpoints answer the same stable code (an extension code, RFC 6749
+        // section 8.5), so that clients of either API match one code for one outage.
+        E::Unavailable { reason, .. } => (S::SERVICE_UNAVAILABLE, *reason, *reason),
         E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error", "server_error"),
     };
     Answer {
@@ -96,6 +104,7 @@ fn oauth_status(oauth_code: &str) -> StatusCode {
     match oauth_code {
         "invalid_client" => StatusCode::UNAUTHORIZED,
         "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -108,6 +117,8 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotFound => "not_found",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
+            ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::Core(e) => answer(e).code,
         }
     }
@@ -119,6 +130,8 @@ impl ResponseError for ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Core(e) => answer(e).status,
         }
     }
@@ -170,6 +183,13 @@ fn add_challenge_headers(response: &mut HttpResponseBuilder, error: &CoreError) 
         CoreError::Unavailable { .. } => {
             response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECONDS));
         }
+        CoreError::RateLimited(decision) => {
+            let wait = decision.retry_after.unwrap_or_default();
+            response.insert_header((header::RETRY_AFTER, whole_seconds(wait).max(1)));
+            for (name, value) in rate_limit_headers(std::slice::from_ref(&**decision)) {
+                response.insert_header((name, value));
+            }
+        }
         _ => {}
     }
 }
@@ -208,7 +228,10 @@ impl OAuthError {
 
 impl ResponseError for OAuthError {
     fn status_code(&self) -> StatusCode {
-        oauth_status(self.code())
+        match self {
+            OAuthError::Core(e @ CoreError::Unavailable { .. }) => answer(e).status,
+            _ => oauth_status(self.code()),
+        }
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -277,7 +300,10 @@ impl ResponseError for PageError {
                 .insert_header((header::LOCATION, "/login"))
                 .finish();
         }
-        let message = if status.is_server_error() {
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            log_cause_chain("page_error", self);
+            "The service is unavailable for a moment. Please try again shortly.".to_owned()
+        } else if status.is_server_error() {
             log_cause_chain("page_error", self);
             "Something went wrong on our side. Please try again in a moment.".to_owned()
         } else {
@@ -358,7 +384,117 @@ pub fn form_error(
             "form",
             "The server is busy. Try again in a moment.".to_owned(),
         ),
+        CoreError::RateLimited(decision) => (
+            "form",
+            format!(
+                "Too many requests. Try again in {} seconds.",
+                whole_seconds(decision.retry_after.unwrap_or_default()).max(1)
+            ),
+        ),
         _ => return None,
     };
     Some((status, field, message))
+}
+
+/// `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft) for the rate
+/// limits a request was counted against: one list item per policy, named
+/// `<class>-<scope>` (`"login-ip";q=60;w=60` and `"login-ip";r=59;t=1`).
+pub fn rate_limit_headers(
+    decisions: &[gatehouse_core::rate_limit::Decision],
+) -> Vec<(header::HeaderName, HeaderValue)> {
+    if decisions.is_empty() {
+        return Vec::new();
+    }
+    let policies = decisions
+        .iter()
+        .map(|d| {
+            format!(
+                "\"{}\";q={};w={}",
+                d.policy(),
+                d.limit,
+                whole_seconds(d.window).max(1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let states = decisions
+        .iter()
+        .map(|d| {
+            format!(
+                "\"{}\";r={};t={}",
+                d.policy(),
+                d.remaining,
+                whole_seconds(d.reset)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    [("ratelimit-policy", policies), ("ratelimit", states)]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                header::HeaderName::from_static(name),
+                HeaderValue::from_str(&value).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// A duration in whole seconds, rounded up (a client waiting that long is not early).
+fn whole_seconds(duration: std::time::Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+tokio::task_local! {
+    /// Set while a request runs when the session store found the database unavailable
+    /// (see [`session_store_failures`]).
+    static SESSION_STORE_UNAVAILABLE: std::cell::Cell<bool>;
+}
+
+/// Called by the session store on a failure: when the database is unavailable and the
+/// request runs under [`session_store_failures`], marks it and returns true (the store
+/// then carries on as if it had succeeded, and the answer is replaced by the 503).
+pub fn absorb_session_store_unavailable(error: &CoreError) -> bool {
+    matches!(error, CoreError::Unavailable { .. })
+        && SESSION_STORE_UNAVAILABLE
+            .try_with(|flag| flag.set(true))
+            .is_ok()
+}
+
+/// Wraps the session middleware: actix-session answers a bare, bodyless 500 when its
+/// store fails. When the store found the database unavailable, the answer (whatever the
+/// handler made of an empty session, and any cookie) is replaced by what every other
+/// request answers then: a 503 with `database_unreachable` and `Retry-After` (JSON under
+/// `/api/`, the probes and discovery, RFC 6749 JSON on the OAuth endpoints but the
+/// browser-facing authorize, the HTML error page elsewhere).
+pub async fn session_store_failures(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let (result, unavailable) = SESSION_STORE_UNAVAILABLE
+        .scope(std::cell::Cell::new(false), async {
+            let result = next.call(req).await;
+            (result, SESSION_STORE_UNAVAILABLE.with(std::cell::Cell::get))
+        })
+        .await;
+    let response = result?;
+    if !unavailable {
+        return Ok(response.map_into_left_body());
+    }
+    let error = CoreError::Unavailable {
+        reason: "database_unreachable",
+        source: Some("the browser session could not be read or written".into()),
+    };
+    let path = response.request().path();
+    let answer = if path.starts_with("/api/")
+        || path.starts_with("/.well-known/")
+        || ["/readyz", "/healthz"].contains(&path)
+    {
+        ApiError::Core(error).error_response()
+    } else if path.starts_with("/oauth2/") && !path.starts_with("/oauth2/authorize") {
+        OAuthError::Core(error).error_response()
+    } else {
+        PageError::Core(error).error_response()
+    };
+    Ok(response.into_response(answer).map_into_right_body())
 }

@@ -72,11 +72,8 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether to believe `Forwarded` / `X-Forwarded-For` for the client address.
-#[derive(Debug, Clone, Copy)]
-pub struct TrustForwardedHeaders(pub bool);
-
-/// The client's address and user agent, for sessions and the audit log.
+/// The client's address (see [`crate::client_ip`]) and user agent, for sessions and the
+/// audit log.
 pub struct ClientMeta(pub RequestMeta);
 
 impl FromRequest for ClientMeta {
@@ -84,31 +81,13 @@ impl FromRequest for ClientMeta {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let trust = req
-            .app_data::<web::Data<TrustForwardedHeaders>>()
-            .is_some_and(|t| t.0);
-        let ip = if trust {
-            req.connection_info()
-                .realip_remote_addr()
-                .map(|addr| strip_port(addr).to_owned())
-        } else {
-            req.peer_addr().map(|addr| addr.ip().to_string())
-        };
+        let ip = crate::client_ip::of(req).map(|ip| ip.to_string());
         let user_agent = req
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         std::future::ready(Ok(ClientMeta(RequestMeta { ip, user_agent })))
-    }
-}
-
-fn strip_port(addr: &str) -> &str {
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(_) => addr
-            .rsplit_once(':')
-            .map_or(addr, |(ip, _)| ip.trim_matches(['[', ']'])),
-        Err(_) => addr,
     }
 }
 

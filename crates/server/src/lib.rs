@@ -3,10 +3,13 @@
 
 pub mod app;
 pub mod browser;
+pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod migrations;
 pub mod openapi;
+pub mod rate_limit;
+pub mod request_limits;
 pub mod routes;
 pub mod telemetry;

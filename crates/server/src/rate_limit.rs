@@ -18,6 +18,7 @@ use std::sync::Arc;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use gatehouse_core::rate_limit::{Decision, RateClass, RateKey, RateLimiter};
@@ -122,8 +123,19 @@ pub async fn enforce(
 }
 
 fn add_headers(counted: &Shared, response: &mut ServiceResponse<BoxBody>) {
-    for (name, value) in rate_limit_headers(&counted.borrow().decisions) {
+    let counted = counted.borrow();
+    for (name, value) in rate_limit_headers(&counted.decisions) {
         response.headers_mut().insert(name, value);
+    }
+    // A form re-rendered after a refusal is no error response: say when to come back.
+    let refused = counted.decisions.iter().find(|d| !d.allowed);
+    if let Some(wait) = refused.and_then(|d| d.retry_after)
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
 }
 

@@ -67,6 +67,9 @@ pub enum Error {
     /// Too many failed logins for this address or from this IP: wait.
     #[error("too many failed logins; try again later")]
     TooManyAttempts { retry_after: Duration },
+    /// Over a rate limit (`[rate_limit.<class>]`): the decision says which and until when.
+    #[error("too many requests; try again in {} seconds", .0.retry_after.unwrap_or_default().as_secs().max(1))]
+    RateLimited(Box<crate::rate_limit::Decision>),
     /// Too much work queued: try again after the given delay.
     #[error("the server is busy; try again shortly")]
     Overloaded { retry_after: Duration },
@@ -97,12 +100,92 @@ impl Error {
 
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
-        match e {
-            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => Self::Unavailable {
+        if database_unreachable(&e) {
+            Self::Unavailable {
                 reason: "database_unreachable",
                 source: Some(Box::new(e)),
-            },
-            other => Self::Internal(Box::new(other)),
+            }
+        } else {
+            Self::Internal(Box::new(e))
+        }
+    }
+}
+
+/// Whether a database error means "the database cannot be reached or cannot serve now"
+/// (answered 503 with `Retry-After`, and over once it is back), not "this statement is
+/// wrong" (a bug, 500). A pooled connection that the server dropped fails on its next
+/// statement with an I/O error, not a connection error, so the statement errors are
+/// looked into too.
+pub fn database_unreachable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match error {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => sqlx_unreachable(e),
+        // sea-orm's own connection errors carry no sqlx error (e.g. a closed pool).
+        DbErr::Conn(_) => true,
+        _ => false,
+    }
+}
+
+fn sqlx_unreachable(error: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    use sea_orm::sqlx::postgres::PgDatabaseError;
+    use sea_orm::sqlx::sqlite::SqliteError;
+    match error {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
+        E::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+                postgres_unavailable(pg.code())
+            } else if db.try_downcast_ref::<SqliteError>().is_some() {
+                db.code().is_some_and(|code| sqlite_unavailable(&code))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean the server cannot serve now: class 08 (connection
+/// exception), 57P01-57P03 (admin or crash shutdown, cannot connect now: a server
+/// stopping or starting), 53300 (too many connections).
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// SQLite result codes that mean another writer held the database past the busy
+/// timeout: 5 `SQLITE_BUSY` and 6 `SQLITE_LOCKED` (extended codes keep the primary one
+/// in the low byte, e.g. 517 `SQLITE_BUSY_SNAPSHOT`).
+fn sqlite_unavailable(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{postgres_unavailable, sqlite_unavailable};
+
+    #[test]
+    fn shutdown_and_connection_sqlstates_are_unavailable() {
+        for code in [
+            "08006", "08001", "08P01", "57P01", "57P02", "57P03", "53300",
+        ] {
+            assert!(postgres_unavailable(code), "{code}");
+        }
+        for code in ["23505", "42P01", "40001", "42501", "22001"] {
+            assert!(!postgres_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn busy_and_locked_sqlite_codes_are_unavailable() {
+        for code in ["5", "6", "517", "261", "262"] {
+            assert!(sqlite_unavailable(code), "{code}");
+        }
+        for code in ["1", "19", "2067", "787", "11"] {
+            assert!(!sqlite_unavailable(code), "{code}");
         }
     }
 }

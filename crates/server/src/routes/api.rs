@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{Authenticated, ClientMeta};
+use crate::rate_limit::RateLimits;
+use gatehouse_core::rate_limit::RateClass;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(signup)
@@ -35,13 +37,11 @@ fn accepted(message: &str) -> HttpResponse {
 #[derive(Deserialize, utoipa::ToSchema)]
 struct SignupRequest {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
     name: Option<String>,
-    #[schema(value_type = String, format = Password)]
 }
 
-#[post("/signup")]
-async fn signup(
 #[utoipa::path(
     post,
     path = "/api/v1/signup",
@@ -49,11 +49,16 @@ async fn signup(
     request_body = SignupRequest,
     responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::Message)),
 )]
+#[post("/signup")]
+async fn signup(
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
     body: web::Json<SignupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    limits.email(RateClass::Signup, &body.email).await?;
+    limits.email(RateClass::Mail, &body.email).await?;
     gatehouse
         .sign_up(&body.email, body.password, body.name.as_deref(), &meta)
         .await?;
@@ -64,15 +69,10 @@ async fn signup(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct TokenRequest {
+    #[schema(value_type = String, format = Password)]
     token: SecretString,
 }
 
-#[post("/email/verify")]
-async fn verify_email(
-    #[schema(value_type = String, format = Password)]
-    gatehouse: web::Data<Gatehouse>,
-    ClientMeta(meta): ClientMeta,
-    body: web::Json<TokenRequest>,
 #[utoipa::path(
     post,
     path = "/api/v1/email/verify",
@@ -80,6 +80,11 @@ async fn verify_email(
     request_body = TokenRequest,
     responses((status = 200, description = "The address is verified", body = crate::openapi::EmailVerified)),
 )]
+#[post("/email/verify")]
+async fn verify_email(
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     gatehouse
         .verify_email(body.token.expose_secret(), &meta)
@@ -92,11 +97,6 @@ struct EmailRequest {
     email: String,
 }
 
-#[post("/email/verify/resend")]
-async fn resend_verification(
-    gatehouse: web::Data<Gatehouse>,
-    ClientMeta(meta): ClientMeta,
-    body: web::Json<EmailRequest>,
 #[utoipa::path(
     post,
     path = "/api/v1/email/verify/resend",
@@ -104,7 +104,14 @@ async fn resend_verification(
     request_body = EmailRequest,
     responses((status = 202, description = "Accepted, whether or not the address had an unverified account", body = crate::openapi::Message)),
 )]
+#[post("/email/verify/resend")]
+async fn resend_verification(
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+    body: web::Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    limits.email(RateClass::Mail, &body.email).await?;
     gatehouse.resend_verification(&body.email, &meta).await?;
     Ok(accepted(
         "if the address has an unverified account, a new link is on its way",
@@ -114,21 +121,14 @@ async fn resend_verification(
 #[derive(Deserialize, utoipa::ToSchema)]
 struct LoginRequest {
     email: String,
-    password: SecretString,
-}
-
-#[post("/login")]
-async fn login(
-    gatehouse: web::Data<Gatehouse>,
-    ClientMeta(meta): ClientMeta,
     #[schema(value_type = String, format = Password)]
-    body: web::Json<LoginRequest>,
+    password: SecretString,
     /// The `device_token` an earlier login to this account answered: this client is
     /// then judged by its own failed logins, not by the account-wide lock.
     #[schema(value_type = Option<String>, format = Password)]
     device_token: Option<SecretString>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/login",
@@ -136,15 +136,35 @@ async fn login(
     request_body = LoginRequest,
     responses((status = 200, description = "A new session's token pair", body = gatehouse_core::sessions::login::ApiLogin)),
 )]
-    let tokens = gatehouse.log_in(&body.email, body.password, &meta).await?;
-    Ok(HttpResponse::Ok().json(tokens))
+#[post("/login")]
+async fn login(
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    limits.email(RateClass::Login, &body.email).await?;
+    let device_token = body.device_token.as_ref().map(|t| t.expose_secret());
+    let login = gatehouse
+        .log_in(&body.email, body.password, device_token, &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(login))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshRequest {
+    #[schema(value_type = String, format = Password)]
     refresh_token: SecretString,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/token/refresh",
+    tag = "account",
+    request_body = RefreshRequest,
+    responses((status = 200, description = "A rotated token pair", body = gatehouse_core::sessions::TokenPair)),
+)]
 #[post("/token/refresh")]
 async fn refresh(
     gatehouse: web::Data<Gatehouse>,
@@ -154,16 +174,15 @@ async fn refresh(
     let tokens = gatehouse
         .refresh(body.refresh_token.expose_secret(), API_CLIENT_ID, &meta)
         .await?;
-    #[schema(value_type = String, format = Password)]
     Ok(HttpResponse::Ok().json(tokens))
 }
 
 #[utoipa::path(
     post,
-    path = "/api/v1/token/refresh",
+    path = "/api/v1/logout",
     tag = "account",
-    request_body = RefreshRequest,
-    responses((status = 200, description = "A rotated token pair", body = gatehouse_core::sessions::TokenPair)),
+    security(("bearer" = [])),
+    responses((status = 204, description = "The session of the access token is ended")),
 )]
 #[post("/logout")]
 async fn logout(
@@ -175,25 +194,6 @@ async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[get("/me")]
-async fn me(
-#[utoipa::path(
-    post,
-    path = "/api/v1/logout",
-    tag = "account",
-    security(("bearer" = [])),
-    responses((status = 204, description = "The session of the access token is ended")),
-)]
-    gatehouse: web::Data<Gatehouse>,
-    Authenticated(principal): Authenticated,
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(gatehouse.me(&principal).await?))
-}
-
-#[get("/sessions")]
-async fn list_sessions(
-    gatehouse: web::Data<Gatehouse>,
-    Authenticated(principal): Authenticated,
 #[utoipa::path(
     get,
     path = "/api/v1/me",
@@ -201,14 +201,14 @@ async fn list_sessions(
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's account", body = gatehouse_core::accounts::MeView)),
 )]
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(gatehouse.list_own_sessions(&principal).await?))
-}
-
-#[delete("/sessions/{id}")]
-async fn revoke_session(
+#[get("/me")]
+async fn me(
     gatehouse: web::Data<Gatehouse>,
     Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.me(&principal).await?))
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/sessions",
@@ -216,14 +216,14 @@ async fn revoke_session(
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's live sessions", body = Vec<gatehouse_core::sessions::SessionView>)),
 )]
-    ClientMeta(meta): ClientMeta,
-    id: web::Path<Uuid>,
+#[get("/sessions")]
+async fn list_sessions(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    gatehouse.revoke_own_session(&principal, *id, &meta).await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(HttpResponse::Ok().json(gatehouse.list_own_sessions(&principal).await?))
 }
 
-#[post("/password/forgot")]
 #[utoipa::path(
     delete,
     path = "/api/v1/sessions/{id}",
@@ -232,15 +232,15 @@ async fn revoke_session(
     params(("id" = Uuid, Path, description = "A session of the caller")),
     responses((status = 204, description = "The session is ended")),
 )]
-async fn forgot_password(
+#[delete("/sessions/{id}")]
+async fn revoke_session(
     gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
     ClientMeta(meta): ClientMeta,
-    body: web::Json<EmailRequest>,
+    id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    gatehouse.forgot_password(&body.email, &meta).await?;
-    Ok(accepted(
-        "if the address has an account, a reset link is on its way",
-    ))
+    gatehouse.revoke_own_session(&principal, *id, &meta).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(
@@ -250,26 +250,26 @@ async fn forgot_password(
     request_body = EmailRequest,
     responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::Message)),
 )]
-#[derive(Deserialize, utoipa::ToSchema)]
-struct ResetRequest {
-    token: SecretString,
-    password: SecretString,
-}
-
-#[post("/password/reset")]
-async fn reset_password(
+#[post("/password/forgot")]
+async fn forgot_password(
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
-    body: web::Json<ResetRequest>,
+    limits: RateLimits,
+    body: web::Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    gatehouse
-        .reset_password(body.token.expose_secret(), body.password, &meta)
-        .await?;
+    limits.email(RateClass::Mail, &body.email).await?;
+    gatehouse.forgot_password(&body.email, &meta).await?;
+    Ok(accepted(
+        "if the address has an account, a reset link is on its way",
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct ResetRequest {
     #[schema(value_type = String, format = Password)]
-    Ok(HttpResponse::Ok()
+    token: SecretString,
     #[schema(value_type = String, format = Password)]
-        .json(json!({ "message": "password changed; every session was signed out" })))
+    password: SecretString,
 }
 
 #[utoipa::path(
@@ -279,12 +279,40 @@ async fn reset_password(
     request_body = ResetRequest,
     responses((status = 200, description = "The password is changed and every session signed out", body = crate::openapi::Message)),
 )]
+#[post("/password/reset")]
+async fn reset_password(
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+    body: web::Json<ResetRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    limits
+        .account(RateClass::PasswordReset, body.token.expose_secret())
+        .await?;
+    gatehouse
+        .reset_password(body.token.expose_secret(), body.password, &meta)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "message": "password changed; every session was signed out" })))
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 struct ChangePasswordRequest {
+    #[schema(value_type = String, format = Password)]
     current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
     new_password: SecretString,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/password/change",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 200, description = "The password is changed and the other sessions signed out", body = crate::openapi::Message)),
+)]
 #[post("/password/change")]
 async fn change_password(
     gatehouse: web::Data<Gatehouse>,
@@ -299,13 +327,3 @@ async fn change_password(
     Ok(HttpResponse::Ok()
         .json(json!({ "message": "password changed; your other sessions were signed out" })))
 }
-    #[schema(value_type = String, format = Password)]
-    #[schema(value_type = String, format = Password)]
-#[utoipa::path(
-    post,
-    path = "/api/v1/password/change",
-    tag = "account",
-    security(("bearer" = [])),
-    request_body = ChangePasswordRequest,
-    responses((status = 200, description = "The password is changed and the other sessions signed out", body = crate::openapi::Message)),
-)]

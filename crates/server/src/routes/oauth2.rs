@@ -8,6 +8,8 @@ use gatehouse_core::{Gatehouse, RequestMeta};
 
 use crate::error::{ApiError, OAuthError};
 use crate::extract::{ClientMeta, OAuthForm, bearer_token, client_credentials};
+use crate::rate_limit::RateLimits;
+use gatehouse_core::rate_limit::RateClass;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -28,8 +30,6 @@ fn form(body: web::Form<Vec<(String, String)>>) -> OAuthForm {
     OAuthForm(body.into_inner())
 }
 
-#[post("/token")]
-async fn token(
 #[utoipa::path(
     post,
     path = "/oauth2/token",
@@ -38,9 +38,12 @@ async fn token(
     request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The tokens of the grant", body = crate::openapi::TokenResponse)),
 )]
+#[post("/token")]
+async fn token(
     req: HttpRequest,
     gatehouse: web::Data<Gatehouse>,
     ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form(body);
@@ -48,6 +51,7 @@ async fn token(
     let client = gatehouse
         .authenticate_client(&client_credentials(&req, Some(&form))?)
         .await?;
+    limits.account(RateClass::Token, client.id()).await?;
     grant(&gatehouse, &client, grant_type, &form, &meta).await
 }
 
@@ -85,10 +89,6 @@ async fn grant(
     })
 }
 
-#[post("/introspect")]
-async fn introspect(
-    req: HttpRequest,
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     post,
     path = "/oauth2/introspect",
@@ -97,24 +97,24 @@ async fn introspect(
     request_body(content = crate::openapi::IntrospectForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Whether the token is active, with its claims if so", body = crate::openapi::Introspection)),
 )]
+#[post("/introspect")]
+async fn introspect(
+    req: HttpRequest,
+    gatehouse: web::Data<Gatehouse>,
+    limits: RateLimits,
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form(body);
-    gatehouse
+    let client = gatehouse
         .authenticate_confidential_client(&client_credentials(&req, Some(&form))?)
         .await?;
+    limits.account(RateClass::Introspect, client.id()).await?;
     let answer = gatehouse
         .introspect(form.require("token")?, form.get("token_type_hint")?)
         .await?;
     Ok(HttpResponse::Ok().json(answer))
 }
 
-#[post("/revoke")]
-async fn revoke(
-    req: HttpRequest,
-    gatehouse: web::Data<Gatehouse>,
-    ClientMeta(meta): ClientMeta,
-    body: web::Form<Vec<(String, String)>>,
 #[utoipa::path(
     post,
     path = "/oauth2/revoke",
@@ -123,11 +123,19 @@ async fn revoke(
     request_body(content = crate::openapi::RevokeForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Revoked, or the token was not valid anyway (RFC 7009)")),
 )]
+#[post("/revoke")]
+async fn revoke(
+    req: HttpRequest,
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+    body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = form(body);
     let client = gatehouse
         .authenticate_client(&client_credentials(&req, Some(&form))?)
         .await?;
+    limits.account(RateClass::Token, client.id()).await?;
     gatehouse
         .revoke_token(&client, form.require("token")?, &meta)
         .await?;
@@ -135,13 +143,6 @@ async fn revoke(
 }
 
 /// The claims about the user that the access token's scopes allow (`GET` or `POST`).
-async fn userinfo(
-    req: HttpRequest,
-    gatehouse: web::Data<Gatehouse>,
-) -> Result<HttpResponse, ApiError> {
-    let access_token = bearer_token(&req).ok_or(gatehouse_core::Error::Unauthenticated)?;
-    Ok(HttpResponse::Ok().json(gatehouse.userinfo(access_token).await?))
-}
 #[utoipa::path(
     method(get, post),
     path = "/oauth2/userinfo",
@@ -149,3 +150,10 @@ async fn userinfo(
     security(("bearer" = [])),
     responses((status = 200, description = "The claims the token's scopes allow", body = crate::openapi::UserInfo)),
 )]
+async fn userinfo(
+    req: HttpRequest,
+    gatehouse: web::Data<Gatehouse>,
+) -> Result<HttpResponse, ApiError> {
+    let access_token = bearer_token(&req).ok_or(gatehouse_core::Error::Unauthenticated)?;
+    Ok(HttpResponse::Ok().json(gatehouse.userinfo(access_token).await?))
+}

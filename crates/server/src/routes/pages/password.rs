@@ -13,6 +13,8 @@ use super::{empty_secret, min_length, rerender, show};
 use crate::browser::{BrowserSession, Pages};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
+use crate::rate_limit::RateLimits;
+use gatehouse_core::rate_limit::RateClass;
 
 #[get("/forgot-password")]
 pub(super) async fn forgot_page(
@@ -28,7 +30,12 @@ pub(super) async fn forgot(
     pages: web::Data<Pages>,
     browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
 ) -> Result<HttpResponse, PageError> {
+    if let Err(e) = limits.email(RateClass::Mail, &form.email).await {
+        let view = context! { email => form.email };
+        return rerender(&pages, &browser, "forgot_password.html", e, "form", view);
+    }
     match gatehouse.forgot_password(&form.email, &meta).await {
         Ok(()) => pages.message(
             StatusCode::OK,
@@ -68,7 +75,22 @@ pub(super) async fn reset(
     pages: web::Data<Pages>,
     browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
 ) -> Result<HttpResponse, PageError> {
+    if let Err(e) = limits
+        .account(RateClass::PasswordReset, form.token.trim())
+        .await
+    {
+        let view = context! { token => form.token, min_length => min_length(&gatehouse) };
+        return rerender(
+            &pages,
+            &browser,
+            "reset_password.html",
+            e,
+            "new_password",
+            view,
+        );
+    }
     match gatehouse
         .reset_password(form.token.trim(), form.new_password, &meta)
         .await

@@ -12,6 +12,8 @@ use super::{empty_secret, min_length, rerender, show};
 use crate::browser::{BrowserSession, Pages};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
+use crate::rate_limit::RateLimits;
+use gatehouse_core::rate_limit::RateClass;
 
 #[get("/signup")]
 pub(super) async fn page(
@@ -44,7 +46,21 @@ pub(super) async fn sign_up(
     pages: web::Data<Pages>,
     browser: BrowserSession,
     ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
 ) -> Result<HttpResponse, PageError> {
+    let limited = match limits.email(RateClass::Signup, &form.email).await {
+        Ok(()) => limits.email(RateClass::Mail, &form.email).await,
+        refused => refused,
+    };
+    if let Err(e) = limited {
+        let view = context! {
+            email => form.email,
+            name => form.name,
+            min_length => min_length(&gatehouse),
+            client_name => browser.pending_authorization()?.map(|p| p.request.client_name),
+        };
+        return rerender(&pages, &browser, "signup.html", e, "new_password", view);
+    }
     let name = Some(form.name.trim()).filter(|n| !n.is_empty());
     match gatehouse
         .sign_up(&form.email, form.new_password, name, &meta)

@@ -13,6 +13,8 @@ use super::{rerender, show};
 use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
+use crate::rate_limit::RateLimits;
+use gatehouse_core::rate_limit::RateClass;
 
 #[derive(Deserialize)]
 pub(super) struct TokenQuery {
@@ -68,7 +70,9 @@ pub(super) async fn resend(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
     ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
 ) -> Result<HttpResponse, PageError> {
+    limits.email(RateClass::Mail, &form.email).await?;
     gatehouse.resend_verification(&form.email, &meta).await?;
     pages.message(
         StatusCode::OK,
