@@ -6,6 +6,11 @@
 //! before it refused), the reset mail with a link that works. Nothing is half-written.
 //! On SQLite (the default) and on PostgreSQL when `GATEHOUSE_TEST_POSTGRES` is set.
 #![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a step that fails must fail the test loudly"
+)]
+#![allow(
     clippy::disallowed_methods,
     reason = "the tests wait for a real process, polling with a deadline"
 )]

@@ -7,6 +7,11 @@
 //! PostgreSQL only (SQLite serves one instance): each test skips with a message when
 //! `GATEHOUSE_TEST_POSTGRES` is unset.
 #![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a step that fails must fail the test loudly"
+)]
+#![allow(
     clippy::disallowed_methods,
     reason = "the tests wait for real processes, polling with a deadline"
 )]

@@ -2,6 +2,11 @@
 //! its normal answer, new connections are refused meanwhile, and the process exits
 //! within `server.shutdown_timeout`, even when a request (an event stream) never ends.
 #![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a step that fails must fail the test loudly"
+)]
+#![allow(
     clippy::disallowed_methods,
     reason = "the tests wait for a real process, polling with a deadline"
 )]

@@ -6,6 +6,11 @@
     reason = "each test file uses the part of the helpers it needs"
 )]
 #![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a step that fails must fail the test loudly"
+)]
+#![allow(
     clippy::disallowed_methods,
     reason = "waiting for a real process to come up is polling with a deadline"
 )]
