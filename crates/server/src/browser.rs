@@ -37,12 +37,20 @@ fn other(e: gatehouse_core::Error) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
+/// With the database unavailable, the store answers as if all went well and marks the
+/// request instead, so that `error::session_store_failures` replaces the whole answer
+/// (cookie included) with the 503 every other request gets; actix-session would
+/// otherwise answer a bare 500.
+fn absorbed(e: &gatehouse_core::Error) -> bool {
+    crate::error::absorb_session_store_unavailable(e)
+}
+
 impl SessionStore for DatabaseSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<BrowserState>, LoadError> {
-        self.gatehouse
-            .load_browser_session(key.as_ref())
-            .await
-            .map_err(|e| LoadError::Other(other(e)))
+        match self.gatehouse.load_browser_session(key.as_ref()).await {
+            Err(e) if absorbed(&e) => Ok(None),
+            loaded => loaded.map_err(|e| LoadError::Other(other(e))),
+        }
     }
 
     async fn save(
@@ -50,11 +58,18 @@ impl SessionStore for DatabaseSessionStore {
         state: BrowserState,
         _ttl: &actix_web::cookie::time::Duration,
     ) -> Result<SessionKey, SaveError> {
-        let key = self
+        let key = match self
             .gatehouse
             .create_browser_session(&state, self.idle_timeout)
             .await
-            .map_err(|e| SaveError::Other(other(e)))?;
+        {
+            Err(e) if absorbed(&e) => {
+                // Never sent: the answer is replaced by the 503.
+                return SessionKey::try_from("database-unreachable".to_owned())
+                    .map_err(|e| SaveError::Other(anyhow::anyhow!("{e}")));
+            }
+            created => created.map_err(|e| SaveError::Other(other(e)))?,
+        };
         SessionKey::try_from(key.expose_secret().to_owned())
             .map_err(|e| SaveError::Other(anyhow::anyhow!("{e}")))
     }
@@ -65,11 +80,14 @@ impl SessionStore for DatabaseSessionStore {
         state: BrowserState,
         ttl: &actix_web::cookie::time::Duration,
     ) -> Result<SessionKey, UpdateError> {
-        let updated = self
+        let updated = match self
             .gatehouse
             .update_browser_session(key.as_ref(), &state, self.idle_timeout)
             .await
-            .map_err(|e| UpdateError::Other(other(e)))?;
+        {
+            Err(e) if absorbed(&e) => return Ok(key),
+            updated => updated.map_err(|e| UpdateError::Other(other(e)))?,
+        };
         if updated {
             return Ok(key);
         }
@@ -84,17 +102,21 @@ impl SessionStore for DatabaseSessionStore {
         key: &SessionKey,
         _ttl: &actix_web::cookie::time::Duration,
     ) -> Result<(), anyhow::Error> {
-        self.gatehouse
+        match self
+            .gatehouse
             .touch_browser_session(key.as_ref(), self.idle_timeout)
             .await
-            .map_err(other)
+        {
+            Err(e) if absorbed(&e) => Ok(()),
+            touched => touched.map_err(other),
+        }
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
-        self.gatehouse
-            .delete_browser_session(key.as_ref())
-            .await
-            .map_err(other)
+        match self.gatehouse.delete_browser_session(key.as_ref()).await {
+            Err(e) if absorbed(&e) => Ok(()),
+            deleted => deleted.map_err(other),
+        }
     }
 }
 

@@ -474,41 +474,19 @@ async fn insert_account(
 }
 
 fn parse_name(name: Option<&str>) -> Result<Option<String>> {
-    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
-        return Ok(None);
-    };
-    // Characters that reorder or hide what a mail or page shows around the name:
-    // bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069),
-    // direction marks (U+200E, U+200F, U+061C), invisible spaces and joiners that are not
-    // part of any script (U+200B, U+2060, U+FEFF), and line and paragraph separators
-    // (U+2028, U+2029). U+200C and U+200D stay: some scripts and emoji need them.
-    let hides_text = |c: char| {
-        matches!(
-            c,
-            '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{061c}'
-                | '\u{200b}'
-                | '\u{2060}'
-                | '\u{feff}'
-                | '\u{2028}'
-                | '\u{2029}'
-        )
-    };
-    if name.chars().count() > MAX_NAME_LENGTH
-        || name.chars().any(|c| c.is_control() || hides_text(c))
-    {
-        return Err(Error::invalid(
+    // NFC-normalised; control, invisible and text-direction characters refused (the
+    // rules and the reasons: `identity::types::display_name`).
+    match name.map(|name| crate::identity::types::display_name(name, MAX_NAME_LENGTH)) {
+        None | Some(Err(crate::identity::types::NameProblem::Empty)) => Ok(None),
+        Some(Ok(name)) => Ok(Some(name)),
+        Some(Err(_)) => Err(Error::invalid(
             "invalid_name",
             format!(
                 "name: at most {MAX_NAME_LENGTH} characters, no control, invisible or \
                  text-direction characters"
             ),
-        ));
+        )),
     }
-    Ok(Some(name.to_owned()))
 }
 
 async fn insert_one_time_token(

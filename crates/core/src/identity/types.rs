@@ -12,8 +12,10 @@ use crate::{Error, Result};
 /// lets the local part be case-sensitive, but no mail provider in practice treats it so,
 /// and two accounts differing only in case are a support and phishing hazard.) Dots and
 /// `+tags` are kept as written: they are different addresses for most providers.
-/// An internationalised domain is stored in its ASCII (`xn--`) form, so that
-/// `ann@bücher.example` and `ann@xn--bcher-kva.example` are one account.
+/// An internationalised domain is stored in its ASCII (`xn--`, punycode) form, converted
+/// by IDNA (UTS #46, the mapping browsers use), so that `ann@bücher.example`,
+/// `ann@BÜCHER.example` and `ann@xn--bcher-kva.example` are one account. An `xn--`
+/// label given in ASCII must be the canonical encoding of a valid IDN label.
 ///
 /// Only the plain forms that every mail server delivers as written are accepted, so
 /// that one mailbox cannot hold two accounts and no mail fails silently at delivery:
@@ -43,13 +45,16 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self> {
         let invalid = || Error::invalid("invalid_email", "email: not a valid email address");
         let too_long = || Error::invalid("invalid_email", "email: the address is too long");
-        let lowered = raw.trim().to_lowercase();
-        if lowered.len() > MAX_EMAIL_LENGTH * 4 {
+        let trimmed = raw.trim();
+        if trimmed.len() > MAX_EMAIL_LENGTH * 4 {
             return Err(too_long());
         }
         // The last `@`: any other one would have to be in a quoted local part, refused.
-        let (local, domain) = lowered.rsplit_once('@').ok_or_else(invalid)?;
-        if !is_dot_atom(local) {
+        let (local, domain) = trimmed.rsplit_once('@').ok_or_else(invalid)?;
+        // ASCII case folding only: a non-ASCII local part is refused before any Unicode
+        // lower-casing could turn it into an ASCII one (U+212A KELVIN SIGN into `k`).
+        let local = local.to_ascii_lowercase();
+        if !is_dot_atom(&local) {
             return Err(invalid());
         }
         if local.len() > MAX_LOCAL_PART_LENGTH {
@@ -88,25 +93,29 @@ fn is_dot_atom(local: &str) -> bool {
 }
 
 /// The domain in ASCII form if it is a dotted host name of letter-digit-hyphen labels.
-/// A non-ASCII domain is converted by IDNA (UTS #46, the mapping browsers use); its
-/// ASCII characters must already be host-name characters, so that nothing but the
-/// conversion changes (no percent-decoding, no dropped characters).
+/// A non-ASCII domain is converted by IDNA (UTS #46 with the STD3 host-name rules, the
+/// `idna` crate); its ASCII characters must already be host-name characters, so that
+/// nothing but the conversion changes (no percent-decoding, no dropped characters).
 fn ascii_domain(domain: &str) -> Option<String> {
-    let converted;
+    if !domain
+        .chars()
+        .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return None;
+    }
     let ascii = if domain.is_ascii() {
-        domain
-    } else {
-        if !domain
-            .chars()
-            .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        {
-            return None;
+        let ascii = domain.to_ascii_lowercase();
+        // An `xn--` label must decode, and encode back to itself: one spelling per
+        // domain, or two addresses could name one mailbox.
+        if ascii.split('.').any(|label| label.starts_with("xn--")) {
+            let (unicode, decoded) = idna::domain_to_unicode(&ascii);
+            if decoded.is_err() || idna::domain_to_ascii_strict(&unicode).ok()? != ascii {
+                return None;
+            }
         }
-        converted = match url::Host::parse(domain).ok()? {
-            url::Host::Domain(name) => name,
-            url::Host::Ipv4(_) | url::Host::Ipv6(_) => return None,
-        };
-        &converted
+        ascii
+    } else {
+        idna::domain_to_ascii_strict(domain).ok()?
     };
     let labels: Vec<&str> = ascii.split('.').collect();
     // A dot rules out `user@localhost`-style addresses, which cannot receive mail from
@@ -123,7 +132,68 @@ fn ascii_domain(domain: &str) -> Option<String> {
         && labels
             .last()
             .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()));
-    host_names.then(|| ascii.to_owned())
+    host_names.then_some(ascii)
+}
+
+/// Why a display name (a person's or an OAuth client's) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Nothing but white space.
+    Empty,
+    /// More characters than allowed (counted after normalisation).
+    TooLong,
+    /// A control character or one that hides or reorders the text around it.
+    HiddenText,
+}
+
+/// A name people read (in mails, on the consent page, in the admin API): trimmed, put
+/// in Unicode Normalization Form C, so that a name typed as `e` + combining acute and
+/// one typed as `é` are stored alike and count alike, and refused when it holds a
+/// character that could make a page or mail show something other than what it says:
+///
+/// - control characters (C0, DEL, C1), including line breaks and tabs;
+/// - bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069)
+///   and direction marks (U+200E, U+200F, U+061C): "Trojan Source"-style reordering,
+///   e.g. a client named `Bank\u{202e}gnp.exe` shows as `Bankexe.png`;
+/// - invisible characters that belong to no script: zero-width space (U+200B), word
+///   joiner (U+2060), byte-order mark (U+FEFF), soft hyphen (U+00AD), and the line and
+///   paragraph separators (U+2028, U+2029);
+/// - unassigned and private-use code points are kept: they are rare in names and
+///   refusing them would need a Unicode table that ages.
+///
+/// U+200C and U+200D (zero-width non-joiner and joiner) stay: Persian, Indic scripts and
+/// emoji sequences need them.
+pub fn display_name(raw: &str, max_chars: usize) -> std::result::Result<String, NameProblem> {
+    use unicode_normalization::UnicodeNormalization as _;
+    let name: String = raw.trim().nfc().collect();
+    if name.is_empty() {
+        return Err(NameProblem::Empty);
+    }
+    if name.chars().any(|c| c.is_control() || hides_text(c)) {
+        return Err(NameProblem::HiddenText);
+    }
+    if name.chars().count() > max_chars {
+        return Err(NameProblem::TooLong);
+    }
+    Ok(name)
+}
+
+/// Characters that reorder or hide what a page or mail shows around them.
+fn hides_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{061c}'
+            | '\u{200b}'
+            | '\u{2060}'
+            | '\u{feff}'
+            | '\u{00ad}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
 }
 
 /// A password as typed by the user. Never printed: `Debug` shows nothing of it.
@@ -349,5 +419,156 @@ mod tests {
             Email::parse("ann@b\u{fc}cher.example").unwrap(),
             Email::parse("ann@xn--bcher-kva.example").unwrap()
         );
+    }
+
+    #[test]
+    fn punycode_labels_must_be_canonical() {
+        // Not valid punycode, or not the encoding of anything IDNA allows.
+        for bad in [
+            "a@xn--.example",
+            "a@xn--zz-.example",
+            "a@xn--a.example",
+            "a@xn--ls8h-.example",
+        ] {
+            assert!(refused(bad), "{bad:?} was accepted");
+        }
+        // A Unicode domain in upper case folds like an ASCII one.
+        assert_eq!(
+            Email::parse("a@B\u{dc}CHER.EXAMPLE").unwrap().as_str(),
+            "a@xn--bcher-kva.example"
+        );
+        // Full-width letters are mapped by IDNA to their ASCII forms.
+        assert_eq!(
+            Email::parse("a@\u{ff45}xample.com").unwrap().as_str(),
+            "a@example.com"
+        );
+        // Characters that map to ones STD3 forbids in host names.
+        assert!(refused("a@b\u{fc}cher\u{ff0f}x.example"));
+        assert!(refused("a@b\u{fc}cher\u{2100}x.example"));
+        // A non-ASCII character that lower-cases to ASCII is still non-ASCII.
+        assert!(refused("\u{212a}im@example.com"));
+    }
+
+    #[test]
+    fn display_names_are_nfc_and_refuse_hidden_text() {
+        assert_eq!(
+            display_name("  Jose\u{301} ", 200),
+            Ok("Jos\u{e9}".to_owned())
+        );
+        assert_eq!(
+            display_name("Jose\u{301}", 200),
+            display_name("Jos\u{e9}", 200)
+        );
+        assert_eq!(display_name("   ", 200), Err(NameProblem::Empty));
+        assert_eq!(display_name("abcd", 3), Err(NameProblem::TooLong));
+        // Counted after NFC: e + combining acute is one character.
+        assert_eq!(
+            display_name("e\u{301}e\u{301}e\u{301}", 3),
+            Ok("\u{e9}\u{e9}\u{e9}".to_owned())
+        );
+        for bad in [
+            "Bank\u{202e}gnp.exe",
+            "a\u{2066}b",
+            "a\u{200f}b",
+            "a\u{200b}b",
+            "a\nb",
+            "a\tb",
+            "a\u{85}b",
+            "a\u{ad}b",
+            "a\u{feff}b",
+        ] {
+            assert_eq!(
+                display_name(bad, 200),
+                Err(NameProblem::HiddenText),
+                "{bad:?}"
+            );
+        }
+        // Joiners that scripts and emoji need stay.
+        assert!(display_name("\u{645}\u{200c}\u{627}", 200).is_ok());
+        assert!(display_name("\u{1f468}\u{200d}\u{1f469}", 200).is_ok());
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::{Email, MAX_EMAIL_LENGTH, display_name};
+
+        /// Address-like strings: most parse, many do not, every branch gets visited.
+        fn address_like() -> impl Strategy<Value = String> {
+            (
+                "[ \t]{0,2}",
+                "[A-Za-z0-9._+\\-'\"()<> ]{0,20}",
+                "@{0,2}",
+                "[A-Za-z0-9.\\-\u{e4}\u{f6}\u{fc}\u{df}\u{e9}\u{f1}\u{4e2d}\u{6587}\u{0430}\u{ff21}]{0,30}",
+                "(\\.[A-Za-z]{2,6})?",
+                "[ \t]{0,2}",
+            )
+                .prop_map(|(a, local, at, domain, tld, z)| format!("{a}{local}{at}{domain}{tld}{z}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn parsing_never_panics(raw in any::<String>()) {
+                let _ = Email::parse(&raw);
+            }
+
+            #[test]
+            fn parsing_address_like_strings_never_panics(raw in address_like()) {
+                let _ = Email::parse(&raw);
+            }
+
+            #[test]
+            fn the_normal_form_parses_to_itself(raw in address_like()) {
+                if let Ok(email) = Email::parse(&raw) {
+                    let again = Email::parse(email.as_str());
+                    prop_assert_eq!(again.as_ref().ok(), Some(&email));
+                }
+            }
+
+            #[test]
+            fn the_normal_form_is_plain_lower_case_ascii(raw in address_like()) {
+                if let Ok(email) = Email::parse(&raw) {
+                    let s = email.as_str();
+                    prop_assert!(s.is_ascii());
+                    prop_assert_eq!(s.to_ascii_lowercase(), s);
+                    prop_assert!(s.len() <= MAX_EMAIL_LENGTH);
+                    prop_assert_eq!(s.matches('@').count(), 1);
+                    prop_assert_eq!(s.trim(), s);
+                }
+            }
+
+            #[test]
+            fn case_and_surrounding_space_do_not_matter(raw in address_like()) {
+                // ASCII case: the whole address folds (Unicode upper-casing is not
+                // reversible: `ß` becomes `SS`, a different domain).
+                let upper = format!(" {} ", raw.to_ascii_uppercase());
+                prop_assert_eq!(Email::parse(&raw).ok(), Email::parse(&upper).ok());
+            }
+
+            #[test]
+            fn a_unicode_domain_and_its_punycode_are_one_address(
+                local in "[a-z0-9]{1,10}",
+                label in "[a-z\u{e4}\u{f6}\u{fc}\u{e9}\u{f1}\u{4e2d}\u{0430}]{1,12}",
+            ) {
+                let unicode = format!("{local}@{label}.example");
+                if let Ok(email) = Email::parse(&unicode) {
+                    let ascii_domain = idna::domain_to_ascii(&format!("{label}.example")).unwrap();
+                    let punycode = format!("{local}@{ascii_domain}");
+                    prop_assert_eq!(Email::parse(&punycode).ok(), Some(email.clone()));
+                    prop_assert_eq!(email.as_str(), punycode.as_str());
+                }
+            }
+
+            #[test]
+            fn display_names_are_stable(raw in any::<String>()) {
+                if let Ok(name) = display_name(&raw, 200) {
+                    prop_assert_eq!(display_name(&name, 200), Ok(name.clone()));
+                    prop_assert!(!name.chars().any(char::is_control));
+                    prop_assert!(name.chars().count() <= 200);
+                }
+            }
+        }
     }
 }

@@ -280,13 +280,23 @@ fn validate(input: ClientInput<'_>) -> Result<ClientFields> {
         backchannel_logout_uri,
         api_audience,
     } = input;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid(
-            "invalid_client_metadata",
-            "name: 1 to 200 characters",
-        ));
-    }
+    // Shown on the consent page: NFC-normalised, and no character that could make it
+    // read as another name (text-direction overrides, invisible or control characters).
+    let name = match crate::identity::types::display_name(name, 200) {
+        Ok(name) => name,
+        Err(crate::identity::types::NameProblem::HiddenText) => {
+            return Err(Error::invalid(
+                "invalid_client_metadata",
+                "name: no control, invisible or text-direction characters",
+            ));
+        }
+        Err(_) => {
+            return Err(Error::invalid(
+                "invalid_client_metadata",
+                "name: 1 to 200 characters",
+            ));
+        }
+    };
     if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
         return Err(Error::invalid(
             "invalid_client_metadata",
@@ -338,7 +348,7 @@ fn validate(input: ClientInput<'_>) -> Result<ClientFields> {
     let mut grant_names: Vec<&str> = grants.iter().map(|g| g.as_str()).collect();
     grant_names.dedup();
     Ok(ClientFields {
-        name: name.to_owned(),
+        name,
         grant_types: grant_names.join(" "),
         scopes: scopes.join(" "),
         audience: audience.map(str::to_owned),
