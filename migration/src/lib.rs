@@ -9,6 +9,7 @@ mod m20261123_000001_initial_schema;
 mod m20261123_000002_openid_connect;
 mod m20261201_000001_api_scopes;
 mod m20261201_000002_mail_cooldowns;
+mod m20261202_000001_login_lockouts;
 
 /// Every migration of Gatehouse, in the order they run.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_openid_connect::Migration),
             Box::new(m20261201_000001_api_scopes::Migration),
             Box::new(m20261201_000002_mail_cooldowns::Migration),
+            Box::new(m20261202_000001_login_lockouts::Migration),
         ]
     }
 }

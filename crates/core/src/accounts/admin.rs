@@ -6,11 +6,12 @@ use gatehouse_entity::{audit_events, sessions, users};
 use sea_orm::sea_query::LikeExpr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::identity::lockout::LockView;
 use crate::identity::types::Role;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, AuditRecord, RequestMeta};
 use crate::sessions::{Principal, RevokeReason, SessionView, revoke_session, revoke_user_sessions};
@@ -47,6 +48,14 @@ impl From<users::Model> for UserView {
             updated_at: u.updated_at,
         }
     }
+}
+
+/// One account as an admin sees it, with its login lock (`null` unless locked now).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserDetail {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub lock: Option<LockView>,
 }
 
 /// Filters of the user list. `email` matches any part of the (lower-case) address,
@@ -155,9 +164,42 @@ impl Gatehouse {
     }
 
     /// One account.
-    pub async fn admin_get_user(&self, admin: &Principal, user_id: Uuid) -> Result<UserView> {
+    pub async fn admin_get_user(&self, admin: &Principal, user_id: Uuid) -> Result<UserDetail> {
         admin.require_admin()?;
-        Ok(self.find_user(user_id).await?.into())
+        let user = self.find_user(user_id).await?;
+        let lock = self.login_lock(&self.db, &user.email).await?;
+        Ok(UserDetail {
+            user: user.into(),
+            lock,
+        })
+    }
+
+    /// Ends the login lock of an account now (and forgets its failed logins); recorded
+    /// in the audit log whether or not it was locked.
+    pub async fn admin_clear_login_lock(
+        &self,
+        admin: &Principal,
+        user_id: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        admin.require_admin()?;
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let user = users::Entity::find_by_id(user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        let was_locked = self.end_login_lock(&txn, &user.email, now).await?;
+        let entry = AuditEntry {
+            event: AuditEvent::LoginLockCleared,
+            actor: Some(admin.user_id),
+            subject: Some(user.id),
+            session: None,
+            details: Some(serde_json::json!({ "was_locked": was_locked })),
+        };
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     /// Changes role or disabled state. Disabling ends every session of the account.

@@ -318,8 +318,17 @@ impl Gatehouse {
         .await?;
         let revoked =
             revoke_user_sessions(&txn, user.id, None, RevokeReason::PasswordReset, now).await?;
-        let entry = AuditEntry::by_user(AuditEvent::PasswordResetCompleted, user.id)
-            .details(serde_json::json!({ "sessions_revoked": revoked }));
+        // The reset ends the login lock; every device logs in again with the new
+        // password and gets a new device token (a stolen one stops counting).
+        let lock_ended = self.end_login_lock(&txn, &user.email, now).await?;
+        let devices = self.distrust_user_devices(&txn, user.id, now).await?;
+        let entry = AuditEntry::by_user(AuditEvent::PasswordResetCompleted, user.id).details(
+            serde_json::json!({
+                "sessions_revoked": revoked,
+                "login_lock_ended": lock_ended,
+                "device_tokens_ended": devices,
+            }),
+        );
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
         Ok(())

@@ -1,6 +1,8 @@
 //! Identity: the values a person is known by and proves themselves with (email address,
-//! password, role), password hashing, and the throttle on failed logins.
+//! password, role), password hashing, and the lockout on failed logins with the device
+//! tokens that keep it from locking out the owner.
 
+pub mod device_tokens;
 pub mod hashing;
-pub mod throttle;
+pub mod lockout;
 pub mod types;

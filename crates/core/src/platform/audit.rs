@@ -62,6 +62,10 @@ pub enum AuditEvent {
     ConsentWithdrawn,
     BackchannelLogoutDelivered,
     BackchannelLogoutFailed,
+    /// Failed logins locked an address for clients without a trusted device token.
+    LoginLocked,
+    /// An admin ended an account's login lock.
+    LoginLockCleared,
     /// The periodic purge ran (on one instance of several; details: rows removed).
     ExpiredRowsPurged,
 }
@@ -96,6 +100,8 @@ impl AuditEvent {
             AuditEvent::ConsentWithdrawn => "consent_withdrawn",
             AuditEvent::BackchannelLogoutDelivered => "backchannel_logout_delivered",
             AuditEvent::BackchannelLogoutFailed => "backchannel_logout_failed",
+            AuditEvent::LoginLocked => "login_locked",
+            AuditEvent::LoginLockCleared => "login_lock_cleared",
             AuditEvent::ExpiredRowsPurged => "expired_rows_purged",
         }
     }

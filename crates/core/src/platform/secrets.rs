@@ -48,11 +48,12 @@ pub struct MasterKey {
 /// HMAC-SHA256 under keys derived from the master key, for values that are stored or
 /// sent and must not be recomputable by someone who reads the database: the keys of
 /// throttling and mail cooldown counters (an unkeyed hash of an address is reversed by
-/// guessing addresses) and the CSRF tokens of the hosted pages (the database holds only
-/// the seed they are derived from).
+/// guessing addresses), the CSRF tokens of the hosted pages (the database holds only
+/// the seed they are derived from) and the signatures of login device tokens.
 pub struct KeyedHashes {
     lookup: aws_lc_rs::hmac::Key,
     csrf: aws_lc_rs::hmac::Key,
+    device: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for KeyedHashes {
@@ -72,6 +73,18 @@ impl KeyedHashes {
     /// The CSRF token of a browser session whose state holds `seed`.
     pub fn csrf_token(&self, seed: &str) -> String {
         URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&self.csrf, seed.as_bytes()))
+    }
+
+    /// The signature (base64url HMAC-SHA256) of a login device token's payload.
+    pub fn device_token_signature(&self, payload: &str) -> String {
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&self.device, payload.as_bytes()))
+    }
+
+    /// Whether `signature` is the signature of `payload`, compared in constant time.
+    pub fn device_token_signature_matches(&self, payload: &str, signature: &str) -> bool {
+        URL_SAFE_NO_PAD.decode(signature).is_ok_and(|tag| {
+            aws_lc_rs::hmac::verify(&self.device, payload.as_bytes(), &tag).is_ok()
+        })
     }
 }
 
@@ -122,6 +135,7 @@ impl MasterKey {
         KeyedHashes {
             lookup: derive(b"gatehouse counter lookup key"),
             csrf: derive(b"gatehouse csrf token key"),
+            device: derive(b"gatehouse login device token key"),
         }
     }
 

@@ -1,14 +1,19 @@
-//! The password login: checks email and password (throttled, the same work for unknown
-//! accounts) and opens a session, with tokens for the JSON API or for the hosted pages.
+//! The password login: checks email and password (under the lockout, the same work for
+//! unknown accounts) and opens a session, with tokens for the JSON API or for the hosted
+//! pages, and hands the client a device token that keeps the lockout from locking out
+//! this client later (see [`crate::identity::lockout`]).
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{sessions, users};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::identity::hashing::Verification;
+use crate::identity::lockout::Judged;
 use crate::identity::types::{Email, Password};
+use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::sessions::{BrowserLogin, TokenPair, insert_refresh_token};
 use crate::tokens::access::TokenGrant;
@@ -21,19 +26,41 @@ struct OpenedSession {
     user: users::Model,
     session_id: Uuid,
     refresh_token: Option<SecretString>,
+    device_token: SecretString,
     now: DateTime<Utc>,
+}
+
+/// A password login through the JSON API: the tokens, and the device token the client
+/// should keep and send with its next logins to this account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiLogin {
+    #[serde(flatten)]
+    pub tokens: TokenPair,
+    /// Sent back as `device_token` with later logins to this account, it makes this
+    /// client judged by its own failed logins, not by the account-wide lock.
+    pub device_token: String,
+}
+
+/// A password login from the hosted pages: the session, and the device token for the
+/// browser's device cookie.
+#[derive(Debug)]
+pub struct BrowserPasswordLogin {
+    pub login: BrowserLogin,
+    pub device_token: SecretString,
 }
 
 impl Gatehouse {
     /// Checks email and password and opens a session, with tokens for the JSON API.
+    /// `device_token` is the one an earlier login to this account answered, if any.
     pub async fn log_in(
         &self,
         email: &str,
         password: SecretString,
+        device_token: Option<&str>,
         meta: &RequestMeta,
-    ) -> Result<TokenPair> {
+    ) -> Result<ApiLogin> {
         let opened = self
-            .open_session(email, password, meta, Some(API_CLIENT_ID))
+            .open_session(email, password, device_token, meta, Some(API_CLIENT_ID))
             .await?;
         let refresh_token = opened
             .refresh_token
@@ -46,40 +73,53 @@ impl Gatehouse {
             scope: Some(builtin_login_scope()),
             role: Some(opened.user.role.clone()),
         };
-        self.token_pair(grant, refresh_token, opened.now).await
+        let tokens = self.token_pair(grant, refresh_token, opened.now).await?;
+        Ok(ApiLogin {
+            tokens,
+            device_token: opened.device_token.expose_secret().to_owned(),
+        })
     }
 
     /// Checks email and password for the hosted pages and opens a session without tokens;
-    /// apps get theirs through the authorization code flow.
+    /// apps get theirs through the authorization code flow. `device_token` is the
+    /// browser's device cookie, if it has one.
     pub async fn log_in_browser(
         &self,
         email: &str,
         password: SecretString,
+        device_token: Option<&str>,
         meta: &RequestMeta,
-    ) -> Result<BrowserLogin> {
-        let opened = self.open_session(email, password, meta, None).await?;
-        Ok(BrowserLogin {
-            user_id: opened.user.id,
-            session_id: opened.session_id,
+    ) -> Result<BrowserPasswordLogin> {
+        let opened = self
+            .open_session(email, password, device_token, meta, None)
+            .await?;
+        Ok(BrowserPasswordLogin {
+            login: BrowserLogin {
+                user_id: opened.user.id,
+                session_id: opened.session_id,
+            },
+            device_token: opened.device_token,
         })
     }
 
-    /// The account of an address and whether `password` is its password. Unknown accounts
-    /// are checked against a dummy hash: the same work either way.
-    async fn check_password(
-        &self,
-        email: &Email,
-        password: &Password,
-    ) -> Result<(Option<users::Model>, Verification)> {
-        let user = users::Entity::find()
+    /// The account of an address, if any.
+    async fn account_of(&self, email: &Email) -> Result<Option<users::Model>> {
+        Ok(users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
             .one(&self.db)
-            .await?;
-        let verification = self
-            .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
-        Ok((user, verification))
+            .await?)
+    }
+
+    /// Whether `password` is the password of `user`. Unknown accounts are checked against
+    /// a dummy hash: the same work either way.
+    async fn check_password(
+        &self,
+        user: Option<&users::Model>,
+        password: &Password,
+    ) -> Result<Verification> {
+        self.hasher
+            .verify(password, user.map(|u| u.password_hash.as_str()))
+            .await
     }
 
     /// The rules of every password login; a refresh token for `refresh_client` if given.
@@ -87,18 +127,23 @@ impl Gatehouse {
         &self,
         email: &str,
         password: SecretString,
+        device_token: Option<&str>,
         meta: &RequestMeta,
         refresh_client: Option<&str>,
     ) -> Result<OpenedSession> {
         let email = Email::parse(email)?;
         let password = Password::presented(password, &self.settings.password, "password")?;
+        let user = self.account_of(&email).await?;
+        let device = self
+            .trusted_device(device_token, user.as_ref(), self.clock.now())
+            .await?;
         // Before any hashing the attempt counts as a failure (given back below if it is
-        // none), so a throttled attempt costs nothing and concurrent ones cannot all pass.
-        let attempt = self.reserve_login_attempt(&email, meta).await?;
-        let (user, verification) = match self.check_password(&email, &password).await {
+        // none), so a refused attempt costs nothing and concurrent ones cannot all pass.
+        let attempt = self.reserve_login_attempt(&email, device).await?;
+        let verification = match self.check_password(user.as_ref(), &password).await {
             Ok(checked) => checked,
             Err(e) => {
-                self.release_login_attempt(&self.db, attempt).await?;
+                self.release_login_attempt(&self.db, &attempt).await?;
                 return Err(e);
             }
         };
@@ -106,15 +151,32 @@ impl Gatehouse {
         let user = match user {
             Some(user) if verification.matches => user,
             user => {
-                let subject = user.map(|u| u.id);
-                let entry = AuditEntry {
-                    event: AuditEvent::LoginFailed,
-                    actor: subject,
-                    subject,
-                    session: None,
-                    details: Some(serde_json::json!({ "reason": "invalid_credentials" })),
-                };
-                audit::record(&self.db, now, meta, entry).await?;
+                // The failure, the lock it may start and the owner's notice: one
+                // transaction (the notice is queued in the mail outbox).
+                let txn = self.db.begin().await?;
+                let locked = self
+                    .record_login_failure(&txn, attempt, user.as_ref(), meta)
+                    .await?;
+                let mut queued = false;
+                if let Some(failures) = locked {
+                    let notice = |name| Mail::AccountLocked {
+                        name,
+                        failures,
+                        locked_for: self.settings.lockout.lock_duration,
+                    };
+                    match user.filter(|u| u.disabled_at.is_none()) {
+                        Some(user) => {
+                            self.enqueue_mail(&txn, &email, notice(user.name)).await?;
+                            queued = true;
+                        }
+                        // The same work for an address without an (active) account.
+                        None => self.enqueue_decoy_mail(&txn, notice(None)).await?,
+                    }
+                }
+                txn.commit().await?;
+                if queued {
+                    self.wake_mail_worker();
+                }
                 return Err(Error::InvalidCredentials);
             }
         };
@@ -130,7 +192,7 @@ impl Gatehouse {
                 .details(serde_json::json!({ "reason": reason }));
             let txn = self.db.begin().await?;
             audit::record(&txn, now, meta, entry).await?;
-            self.release_login_attempt(&txn, attempt).await?;
+            self.release_login_attempt(&txn, &attempt).await?;
             txn.commit().await?;
             return Err(error);
         }
@@ -138,7 +200,7 @@ impl Gatehouse {
             true => match self.hasher.hash(&password).await {
                 Ok(hash) => Some(hash),
                 Err(e) => {
-                    self.release_login_attempt(&self.db, attempt).await?;
+                    self.release_login_attempt(&self.db, &attempt).await?;
                     return Err(e);
                 }
             },
@@ -184,8 +246,12 @@ impl Gatehouse {
             .update(&txn)
             .await?;
         }
-        self.release_login_attempt(&txn, attempt).await?;
-        self.clear_login_failures(&txn, &email).await?;
+        self.release_login_attempt(&txn, &attempt).await?;
+        self.clear_login_failures(&txn, &attempt).await?;
+        let device_token = match &attempt.judged {
+            Judged::Device(device) => self.renew_device_token(&txn, device, now).await?,
+            Judged::Address => self.issue_device_token(&txn, user.id, now).await?,
+        };
         let mut entry =
             AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
         if verification.needs_rehash {
@@ -197,6 +263,7 @@ impl Gatehouse {
             user,
             session_id,
             refresh_token,
+            device_token,
             now,
         })
     }

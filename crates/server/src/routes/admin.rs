@@ -15,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(list_users)
             .service(get_user)
             .service(update_user)
+            .service(clear_login_lock)
             .service(user_sessions)
             .service(revoke_user_sessions)
             .service(revoke_session)
@@ -216,6 +217,35 @@ async fn update_user(
     Ok(HttpResponse::Ok().json(user))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}/lock",
+    operation_id = "admin_clear_login_lock",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 204, description = "The account's login lock is over and its failed logins forgotten (audited as `login_lock_cleared`)")),
+)]
+#[delete("/users/{id}/lock")]
+async fn clear_login_lock(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse.admin_clear_login_lock(&admin, *id, &meta).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}/sessions",
+    operation_id = "admin_user_sessions",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The account's live sessions", body = Vec<gatehouse_core::SessionView>)),
+)]
 #[get("/users/{id}/sessions")]
 async fn user_sessions(
     gatehouse: web::Data<Gatehouse>,
