@@ -229,7 +229,7 @@ fn wait() -> std::time::Duration {
 }
 
 /// The domain errors of each endpoint beyond those that follow from what it takes (see
-/// [`add_error_responses`]), by operation id. `None`: an operation this table does not
+/// `add_error_responses`), by operation id. `None`: an operation this table does not
 /// know (a test fails on it).
 pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
     use CoreError as E;

@@ -1,7 +1,6 @@
 //! Property tests of the request parsing of the OAuth endpoints: whatever urlencoded body,
 //! query string or `Authorization` header arrives, parsing never panics and every refusal
 //! is a 4xx (a client's mistake), never a 5xx.
-#![expect(clippy::unwrap_used, reason = "test code")]
 
 use actix_web::ResponseError;
 use actix_web::http::header::{AUTHORIZATION, HeaderValue};
