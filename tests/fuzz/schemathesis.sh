@@ -33,6 +33,12 @@ if [ "$installed" != "$SCHEMATHESIS_VERSION" ]; then
         python3 -m pip install --quiet --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# The `st` of that Python (pip puts it beside the interpreter's scripts), else the PATH's.
+st=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st
+if [ ! -x "$st" ]; then
+    st=$(command -v st)
+fi
+
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
@@ -105,14 +111,15 @@ status=0
 # `POST /api/v1/logout` is left out: it would end the session of every request that
 # follows with the same token (the journeys test it). schemathesis logs in again on a 401,
 # but a run that ends most of its own sessions tests little else.
-st --config-file tests/fuzz/schemathesis.toml run "$base/api/v1/openapi.json" \
+# From the temp dir, where schemathesis keeps its cache (.schemathesis/).
+(cd "$work" && "$st" --config-file "$root/tests/fuzz/schemathesis.toml" run "$base/api/v1/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --max-examples "$max_examples" \
     --exclude-path /api/v1/logout \
     --workers 1 \
     --request-timeout 10 \
     --no-color \
-    "${seed[@]}" || status=$?
+    "${seed[@]}") || status=$?
 if [ $status -ne 0 ]; then
     echo "schemathesis.sh: failures above; the server's log:" >&2
     tail -n 50 "$work/server.log" >&2
