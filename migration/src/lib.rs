@@ -10,6 +10,7 @@ mod m20261123_000002_openid_connect;
 mod m20261201_000001_api_scopes;
 mod m20261201_000002_mail_cooldowns;
 mod m20261202_000001_login_lockouts;
+mod m20261202_000002_mail_outbox;
 
 /// Every migration of Gatehouse, in the order they run.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_api_scopes::Migration),
             Box::new(m20261201_000002_mail_cooldowns::Migration),
             Box::new(m20261202_000001_login_lockouts::Migration),
+            Box::new(m20261202_000002_mail_outbox::Migration),
         ]
     }
 }

@@ -1,14 +1,16 @@
 //! A real SMTP listener (mailin-embedded) on an ephemeral port that keeps every message
-//! it receives, for tests to read.
+//! it receives, for tests to read. Tests can stop it (the port refuses connections, open
+//! ones are cut) and start it again on the same port: mailin-embedded serves forever, so
+//! the port the server is configured with belongs to a small TCP relay in front of it.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mail_parser::MessageParser;
 use mailin_embedded::response::OK;
 use mailin_embedded::{Handler, Response, Server};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 /// How long a test waits for a mail before failing.
 const MAIL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -45,6 +47,13 @@ struct Inbox {
 pub struct MailCatcher {
     port: u16,
     inbox: Arc<Inbox>,
+    relay: mpsc::UnboundedSender<RelayCommand>,
+}
+
+/// What the relay in front of the SMTP listener is told to do; it answers on the channel.
+enum RelayCommand {
+    Stop(std::sync::mpsc::Sender<()>),
+    Start(std::sync::mpsc::Sender<std::io::Result<()>>),
 }
 
 #[derive(Clone)]
@@ -102,7 +111,9 @@ impl MailCatcher {
     /// Starts a listener on 127.0.0.1 and an ephemeral port.
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind SMTP listener");
-        let port = listener.local_addr().expect("addr").port();
+        let smtp = listener.local_addr().expect("addr");
+        let front = TcpListener::bind("127.0.0.1:0").expect("bind the SMTP port");
+        let port = front.local_addr().expect("addr").port();
         let inbox = Arc::new(Inbox::default());
         let receiver = Receiver {
             inbox: inbox.clone(),
@@ -119,7 +130,38 @@ impl MailCatcher {
                 eprintln!("SMTP listener stopped: {e}");
             }
         });
-        Self { port, inbox }
+        let (relay, commands) = mpsc::unbounded_channel();
+        front.set_nonblocking(true).expect("non-blocking listener");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("relay runtime");
+            runtime.block_on(relay_smtp(front, smtp, commands));
+        });
+        Self { port, inbox, relay }
+    }
+
+    /// Stops listening: from now on connections to the port are refused, and the open
+    /// ones are cut. Returns once that is so.
+    pub fn stop(&self) {
+        let (done, stopped) = std::sync::mpsc::channel();
+        self.relay
+            .send(RelayCommand::Stop(done))
+            .expect("the relay runs");
+        stopped.recv().expect("the relay stopped");
+    }
+
+    /// Listens again on the same port after [`MailCatcher::stop`].
+    pub fn restart(&self) {
+        let (done, started) = std::sync::mpsc::channel();
+        self.relay
+            .send(RelayCommand::Start(done))
+            .expect("the relay runs");
+        started
+            .recv()
+            .expect("the relay answered")
+            .expect("the SMTP port is free again");
     }
 
     pub fn port(&self) -> u16 {
@@ -169,5 +211,59 @@ impl MailCatcher {
                 );
             }
         }
+    }
+}
+
+/// Relays connections on `front` to the SMTP listener at `smtp`, until every
+/// [`MailCatcher`] is dropped; stops and starts listening when told.
+async fn relay_smtp(
+    front: TcpListener,
+    smtp: SocketAddr,
+    mut commands: mpsc::UnboundedReceiver<RelayCommand>,
+) {
+    let port = front.local_addr().expect("addr").port();
+    let mut listener = Some(tokio::net::TcpListener::from_std(front).expect("relay listener"));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = accept(listener.as_ref()) => {
+                if let Ok((mut client, _)) = accepted {
+                    connections.spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(smtp).await {
+                            // Ends when either side closes.
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                }
+            }
+            command = commands.recv() => match command {
+                None => return,
+                Some(RelayCommand::Stop(done)) => {
+                    listener = None;
+                    connections.shutdown().await;
+                    let _ = done.send(());
+                }
+                Some(RelayCommand::Start(done)) => {
+                    let outcome = match listener {
+                        Some(_) => Ok(()),
+                        None => tokio::net::TcpListener::bind(("127.0.0.1", port))
+                            .await
+                            .map(|bound| listener = Some(bound)),
+                    };
+                    let _ = done.send(outcome);
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// The next connection, or never while stopped.
+async fn accept(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }

@@ -32,6 +32,8 @@ pub struct PurgeReport {
     pub authorization_codes: u64,
     pub browser_sessions: u64,
     pub backchannel_deliveries: u64,
+    /// Sent mail past `mail.outbox.sent_retention`, dead mail past `dead_retention`.
+    pub mail_outbox: u64,
 }
 
 /// How long a sent (or given-up) back-channel logout notice is kept.
@@ -146,6 +148,7 @@ impl Gatehouse {
             .exec(&self.db)
             .await?
             .rows_affected;
+        let mail_outbox = self.purge_mail_outbox(now).await?;
         Ok(PurgeReport {
             one_time_tokens,
             sessions,
@@ -156,6 +159,7 @@ impl Gatehouse {
             authorization_codes,
             browser_sessions,
             backchannel_deliveries,
+            mail_outbox,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod login_devices;
 pub mod login_failures;
 pub mod login_lockouts;
 pub mod mail_cooldowns;
+pub mod mail_outbox;
 pub mod one_time_tokens;
 pub mod refresh_tokens;
 pub mod session_revocations;

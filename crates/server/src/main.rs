@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Check outgoing mail.
+    Mail {
+        #[command(subcommand)]
+        action: MailAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +113,17 @@ enum ClientAction {
     RotateSecret {
         /// The client_id.
         client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailAction {
+    /// Send a test message now through the configured transport (not the outbox) and
+    /// print the outcome: the SMTP server's answer, or the error (and exit non-zero).
+    Test {
+        /// The address to send the test message to.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -190,6 +206,9 @@ fn main() -> ExitCode {
             } => create_user(config, &email, role, verified).await,
             Command::Client { action } => manage_clients(config, action).await,
             Command::Keys { action } => manage_keys(config, action).await,
+            Command::Mail {
+                action: MailAction::Test { to },
+            } => mail_test(config, &to).await,
         }
     });
     match outcome {
@@ -325,6 +344,29 @@ async fn manage_keys(config: Config, action: KeysAction) -> Result<(), StartupEr
         },
     }
     Ok(())
+}
+
+async fn mail_test(config: Config, to: &str) -> Result<(), StartupError> {
+    use gatehouse_core::Clock as _;
+    let transport = format!("{:?}", config.mail.transport).to_lowercase();
+    match gatehouse_core::mail::send_test_message(
+        &config.mail,
+        &config.issuer,
+        to,
+        SystemClock.now(),
+    )
+    .await
+    {
+        Ok(response) => print_json(&serde_json::json!({
+            "sent": true,
+            "transport": transport,
+            "to": to,
+            "response": response,
+        })),
+        Err(e) => Err(StartupError::Io(std::io::Error::other(format!(
+            "mail test: sending to {to} through the {transport} transport failed: {e}"
+        )))),
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), StartupError> {

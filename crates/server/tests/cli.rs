@@ -603,3 +603,65 @@ fn login_flood_memory_stays_within_the_hashing_slots() {
         "peak over start + slots + margin: {report}"
     );
 }
+
+fn mail_test_config(dir: &std::path::Path, smtp_port: u16) -> std::path::PathBuf {
+    let path = dir.join("gatehouse.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\nfrom = \"Gatehouse <no-reply@cli.test>\"\ntimeout = \"5s\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn mail_test_sends_through_smtp_and_reports_the_servers_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // The journeys' SMTP catcher: a real listener on a port of its own.
+    let catcher = gatehouse_tests::MailCatcher::start();
+    let output = gatehouse(&mail_test_config(dir.path(), catcher.port()))
+        .args(["mail", "test", "--to", "ops@example.com"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["sent"], true);
+    assert_eq!(report["transport"], "smtp");
+    assert_eq!(report["to"], "ops@example.com");
+    assert!(
+        report["response"].as_str().unwrap().starts_with("250"),
+        "the server's answer: {report}"
+    );
+    // The listener had the whole message before it answered 250.
+    let received = catcher.all();
+    assert_eq!(received.len(), 1, "one message reached the listener");
+    assert_eq!(received[0].to, ["ops@example.com"]);
+    assert_eq!(received[0].subject, "Gatehouse test message");
+}
+
+#[test]
+fn mail_test_fails_with_the_error_when_no_smtp_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gatehouse(&mail_test_config(dir.path(), free_port()))
+        .args(["mail", "test", "--to", "ops@example.com"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a failed send is a failed command"
+    );
+    assert!(output.stdout.is_empty(), "nothing claims success");
+    assert!(
+        stderr.contains("mail test: sending to ops@example.com through the smtp transport failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("connect"),
+        "the cause: {stderr}"
+    );
+}

@@ -77,8 +77,7 @@ pub struct UserPage {
 }
 
 /// Changes to an account; absent fields stay as they are.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub role: Option<Role>,
@@ -86,7 +85,8 @@ pub struct UserPatch {
 }
 
 /// Filters of the audit log.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Events about this user (as subject) or by this user (as actor).
@@ -122,7 +122,7 @@ fn containing(literal: &str) -> LikeExpr {
     LikeExpr::new(pattern).escape(LIKE_ESCAPE)
 }
 
-fn page_size(limit: Option<u64>) -> Result<u64> {
+pub(crate) fn page_size(limit: Option<u64>) -> Result<u64> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),

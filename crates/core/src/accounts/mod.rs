@@ -3,6 +3,7 @@
 //! only a SHA-256 is stored; each is single use and expires.
 
 pub mod admin;
+mod mail_admin;
 pub(crate) mod mail_cooldown;
 
 use std::time::Duration;
@@ -122,8 +123,9 @@ impl Gatehouse {
                 let token = self.prepare_verification(&txn, &user, now).await?;
                 self.start_mail_cooldown(&txn, MailPurpose::VerifyEmail, &email, now)
                     .await?;
+                self.enqueue_verification(&txn, &user, &token).await?;
                 txn.commit().await?;
-                self.send_verification(&user, &token)?;
+                self.wake_mail_worker();
             }
             Err(Error::Conflict { .. }) => {
                 txn.rollback().await?;
@@ -141,10 +143,13 @@ impl Gatehouse {
                     details: Some(serde_json::json!({ "notice_sent": notify })),
                 };
                 audit::record(&txn, now, meta, entry).await?;
-                txn.commit().await?;
                 if notify {
-                    self.mailer.send_in_background(&email, Mail::AccountExists);
+                    self.enqueue_mail(&txn, &email, Mail::AccountExists).await?;
+                } else {
+                    self.enqueue_decoy_mail(&txn, Mail::AccountExists).await?;
                 }
+                txn.commit().await?;
+                self.wake_mail_worker();
             }
             Err(other) => return Err(other),
         }
@@ -222,20 +227,26 @@ impl Gatehouse {
         let eligible = user
             .as_ref()
             .filter(|u| claimed && u.email_verified_at.is_none() && u.disabled_at.is_none());
-        let token = match eligible {
-            Some(user) => Some(self.prepare_verification(&txn, user, now).await?),
-            None => None,
-        };
+        // The mail, or the same work without it.
+        match eligible {
+            Some(user) => {
+                let token = self.prepare_verification(&txn, user, now).await?;
+                self.enqueue_verification(&txn, user, &token).await?;
+            }
+            None => {
+                let token = decoy_one_time_token(&txn).await?;
+                self.enqueue_decoy_mail(&txn, self.verification_mail(None, &token))
+                    .await?;
+            }
+        }
         let entry = mail_request_entry(
             AuditEvent::VerificationEmailRequested,
             user.as_ref(),
-            token.is_some(),
+            eligible.is_some(),
         );
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
-        if let (Some(user), Some(token)) = (eligible, token) {
-            self.send_verification(user, &token)?;
-        }
+        self.wake_mail_worker();
         Ok(())
     }
 
@@ -262,27 +273,36 @@ impl Gatehouse {
             .filter(one_time_tokens::Column::UsedAt.is_null())
             .exec(&txn)
             .await?;
-        let token = match eligible {
+        // The mail, in the transaction of its token; or the same work without either.
+        match eligible {
             Some(user) => {
-                Some(insert_one_time_token(&txn, user.id, Purpose::ResetPassword, ttl, now).await?)
+                let token =
+                    insert_one_time_token(&txn, user.id, Purpose::ResetPassword, ttl, now).await?;
+                let mail = Mail::ResetPassword {
+                    name: user.name.clone(),
+                    link: self.link("reset-password", &token),
+                    valid_for: ttl,
+                };
+                self.enqueue_mail(&txn, &email, mail).await?;
             }
-            None => None,
-        };
+            None => {
+                let token = decoy_one_time_token(&txn).await?;
+                let mail = Mail::ResetPassword {
+                    name: None,
+                    link: self.link("reset-password", &token),
+                    valid_for: ttl,
+                };
+                self.enqueue_decoy_mail(&txn, mail).await?;
+            }
+        }
         let entry = mail_request_entry(
             AuditEvent::PasswordResetRequested,
             user.as_ref(),
-            token.is_some(),
+            eligible.is_some(),
         );
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;
-        if let (Some(user), Some(token)) = (eligible, token) {
-            let mail = Mail::ResetPassword {
-                name: user.name.clone(),
-                link: self.link("reset-password", &token),
-                valid_for: ttl,
-            };
-            self.mailer.send_in_background(&email, mail);
-        }
+        self.wake_mail_worker();
         Ok(())
     }
 
@@ -413,16 +433,25 @@ impl Gatehouse {
         insert_one_time_token(conn, user.id, Purpose::VerifyEmail, ttl, now).await
     }
 
-    /// Mails the link of a verification token committed by [`Self::prepare_verification`].
-    fn send_verification(&self, user: &users::Model, token: &SecretString) -> Result<()> {
+    /// Queues the mail with the link of a verification token made by
+    /// [`Self::prepare_verification`], in the same transaction.
+    async fn enqueue_verification(
+        &self,
+        conn: &impl ConnectionTrait,
+        user: &users::Model,
+        token: &SecretString,
+    ) -> Result<()> {
         let email = Email::parse(&user.email)?;
-        let mail = Mail::VerifyEmail {
-            name: user.name.clone(),
+        let mail = self.verification_mail(user.name.clone(), token);
+        self.enqueue_mail(conn, &email, mail).await
+    }
+
+    fn verification_mail(&self, name: Option<String>, token: &SecretString) -> Mail {
+        Mail::VerifyEmail {
+            name,
             link: self.link("verify-email", token),
             valid_for: self.settings.tokens.email_verification_ttl,
-        };
-        self.mailer.send_in_background(&email, mail);
-        Ok(())
+        }
     }
 
     fn link(&self, page: &str, token: &SecretString) -> String {
@@ -517,6 +546,19 @@ async fn insert_one_time_token(
     }
     .insert(conn)
     .await?;
+    Ok(token)
+}
+
+/// The work of [`insert_one_time_token`] without its effect, for a request that sends no
+/// mail but must cost what one that does costs: a fresh token and its hash, and one
+/// write statement on the table by primary key, which matches no row.
+async fn decoy_one_time_token(conn: &impl ConnectionTrait) -> Result<SecretString> {
+    let (token, hash) = new_token()?;
+    one_time_tokens::Entity::update_many()
+        .col_expr(one_time_tokens::Column::TokenHash, Expr::value(hash))
+        .filter(one_time_tokens::Column::Id.eq(Uuid::nil()))
+        .exec(conn)
+        .await?;
     Ok(token)
 }
 

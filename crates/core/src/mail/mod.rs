@@ -1,19 +1,36 @@
-//! Outgoing mail: multipart text + HTML rendered from templates, sent through lettre by
-//! SMTP, written to `.eml` files, or (development only) written to the log.
+//! Outgoing mail: the mails Gatehouse sends, rendered as multipart text + HTML from
+//! templates, queued in the outbox and sent through a transport.
 //!
-//! Sending happens in the background: a failed send is logged and never changes the
-//! answer to the request, and a request takes the same time whichever mail it causes.
+//! - this module: the [`Mail`] kinds and their rendering, and the [`Mailer`] that holds
+//!   what the outbox needs (the renderer, the transport, the key that seals queued mail).
+//! - [`transport`]: lettre's SMTP and file transports, and the development log.
+//! - [`outbox`]: a mail is queued in the caller's transaction (`Gatehouse::enqueue_mail`)
+//!   and sent by a worker on each instance, with retries; admins list and retry mail that
+//!   could not be sent.
 
+pub mod outbox;
+pub mod transport;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, Message};
 use minijinja::{Environment, context};
-use secrecy::ExposeSecret;
+use tokio::sync::Notify;
 
 use crate::identity::types::Email;
-use crate::settings::{MailSettings, MailTransportKind};
+use crate::platform::secrets::{MasterKey, SealingKey};
+use crate::settings::{MailOutboxSettings, MailSettings};
 use crate::{Error, Result};
+
+pub use outbox::{MailPage, MailQuery, MailStatus, MailView};
+pub use transport::Transport;
+
+/// The label under which the key that seals queued mail is derived from the master key.
+const OUTBOX_KEY_LABEL: &[u8] = b"gatehouse mail outbox sealing key";
 
 /// The mails this server sends.
 #[derive(Debug, Clone)]
@@ -32,14 +49,23 @@ pub enum Mail {
         link: String,
         valid_for: Duration,
     },
+    /// Logins from devices new to the account are paused after repeated wrong passwords.
+    AccountLocked {
+        name: Option<String>,
+        failures: u64,
+        locked_for: Duration,
+    },
 }
 
 impl Mail {
-    fn template(&self) -> &'static str {
+    /// The stable name of this kind of mail: its templates' name, and the `kind` the
+    /// outbox stores and admins see.
+    pub fn kind(&self) -> &'static str {
         match self {
             Mail::VerifyEmail { .. } => "verify_email",
             Mail::AccountExists => "account_exists",
             Mail::ResetPassword { .. } => "reset_password",
+            Mail::AccountLocked { .. } => "account_locked",
         }
     }
 
@@ -48,69 +74,27 @@ impl Mail {
             Mail::VerifyEmail { .. } => format!("Confirm your email address for {product}"),
             Mail::AccountExists => format!("Sign-up attempt for your {product} account"),
             Mail::ResetPassword { .. } => format!("Reset your {product} password"),
+            Mail::AccountLocked { .. } => {
+                format!("Failed logins to your {product} account: logins paused")
+            }
         }
     }
 }
 
-enum Transport {
-    Log,
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    File(AsyncFileTransport<Tokio1Executor>),
-}
-
-/// Renders and sends mail.
-pub struct Mailer {
-    transport: Transport,
+/// Renders mail from the templates.
+struct Renderer {
     from: Mailbox,
     product: String,
     issuer: String,
     templates: Environment<'static>,
 }
 
-impl std::fmt::Debug for Mailer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer")
-            .field("from", &self.from)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Mailer {
-    /// Builds the configured transport; fails on an unusable SMTP URL or `from`.
-    pub fn new(settings: &MailSettings, issuer: &str) -> Result<Self> {
+impl Renderer {
+    fn new(settings: &MailSettings, issuer: &str) -> Result<Self> {
         let from: Mailbox = settings
             .from
             .parse()
             .map_err(|e| Error::invalid("invalid_config", format!("mail.from: {e}")))?;
-        let transport = match settings.transport {
-            MailTransportKind::Log => Transport::Log,
-            MailTransportKind::Smtp => {
-                let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(
-                    settings.smtp_url.expose_secret(),
-                )
-                .map_err(|_| {
-                    Error::invalid(
-                        "invalid_config",
-                        "mail.smtp_url: not a valid smtp:// or smtps:// URL",
-                    )
-                })?
-                .timeout(Some(settings.timeout))
-                .build();
-                Transport::Smtp(smtp)
-            }
-            MailTransportKind::File => {
-                std::fs::create_dir_all(&settings.file_dir).map_err(|e| {
-                    Error::invalid(
-                        "invalid_config",
-                        format!(
-                            "mail.file_dir: cannot create {}: {e}",
-                            settings.file_dir.display()
-                        ),
-                    )
-                })?;
-                Transport::File(AsyncFileTransport::new(&settings.file_dir))
-            }
-        };
         let mut templates = Environment::new();
         for (name, source) in TEMPLATES {
             templates
@@ -118,7 +102,6 @@ impl Mailer {
                 .map_err(|e| Error::internal(format!("mail template {name}: {e}")))?;
         }
         Ok(Self {
-            transport,
             from,
             product: settings.product_name.clone(),
             issuer: issuer.trim_end_matches('/').to_owned(),
@@ -126,64 +109,31 @@ impl Mailer {
         })
     }
 
-    /// Renders `mail` and sends it in the background.
-    pub fn send_in_background(self: &std::sync::Arc<Self>, to: &Email, mail: Mail) {
-        let mailer = self.clone();
-        let to = to.clone();
-        tokio::spawn(async move {
-            // Let the request that asked finish first: its answer should not wait for
-            // (nor its timing tell of) a mail being rendered and sent.
-            tokio::task::yield_now().await;
-            let kind = mail.template();
-            if let Err(e) = mailer.send(&to, mail).await {
-                tracing::warn!(mail = kind, error = %e, "mail delivery failed");
-            }
-        });
-    }
-
-    /// Renders and sends `mail` now.
-    pub async fn send(&self, to: &Email, mail: Mail) -> Result<()> {
-        let message = self.render(to, &mail)?;
-        match &self.transport {
-            Transport::Log => {
-                let text = self.render_part(&mail, "txt")?;
-                tracing::info!(
-                    target: "gatehouse::mail",
-                    to = %to,
-                    subject = %mail.subject(&self.product),
-                    "mail.transport = log (development only); the message follows:\n{text}"
-                );
-            }
-            Transport::Smtp(smtp) => {
-                smtp.send(message).await.map_err(Error::internal)?;
-            }
-            Transport::File(file) => {
-                file.send(message).await.map_err(Error::internal)?;
-            }
-        }
-        tracing::info!(mail = mail.template(), "mail sent");
-        Ok(())
-    }
-
-    fn render(&self, to: &Email, mail: &Mail) -> Result<Message> {
-        let to: Mailbox = to
-            .as_str()
-            .parse()
-            .map_err(|e| Error::internal(format!("recipient: {e}")))?;
+    /// The whole message, headers included, as it goes over SMTP.
+    fn render(
+        &self,
+        to: &Address,
+        mail: &Mail,
+        message_id: &str,
+        date: DateTime<Utc>,
+    ) -> Result<Vec<u8>> {
         let text = self.render_part(mail, "txt")?;
         let html = self.render_part(mail, "html")?;
-        Message::builder()
+        let message = Message::builder()
             .from(self.from.clone())
-            .to(to)
+            .to(Mailbox::new(None, to.clone()))
             .subject(mail.subject(&self.product))
+            .message_id(Some(message_id.to_owned()))
+            .date(date.into())
             .multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(Error::internal)
+            .map_err(Error::internal)?;
+        Ok(message.formatted())
     }
 
     fn render_part(&self, mail: &Mail, extension: &str) -> Result<String> {
         let template = self
             .templates
-            .get_template(&format!("{}.{extension}", mail.template()))
+            .get_template(&format!("{}.{extension}", mail.kind()))
             .map_err(Error::internal)?;
         let ctx = match mail {
             Mail::VerifyEmail {
@@ -205,35 +155,168 @@ impl Mailer {
                 }
             }
             Mail::AccountExists => context! { product => self.product, issuer => self.issuer },
+            Mail::AccountLocked {
+                name,
+                failures,
+                locked_for,
+            } => context! {
+                product => self.product,
+                issuer => self.issuer,
+                name => name,
+                failures => failures,
+                locked_for => plain_duration(*locked_for),
+            },
         };
         template.render(ctx).map_err(Error::internal)
     }
+
+    /// A short plain-text message that checks the transport (`gatehouse mail test`).
+    fn test_message(&self, to: &Address, message_id: &str, date: DateTime<Utc>) -> Result<Vec<u8>> {
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(None, to.clone()))
+            .subject(format!("{} test message", self.product))
+            .message_id(Some(message_id.to_owned()))
+            .date(date.into())
+            .header(ContentType::TEXT_PLAIN)
+            .body(format!(
+                "This message checks that {} ({}) can send mail. No action is needed.\n",
+                self.product, self.issuer
+            ))
+            .map_err(Error::internal)?;
+        Ok(message.formatted())
+    }
+
+    /// A `Message-ID` unique to one mail, under the issuer's host name.
+    fn new_message_id(&self, id: uuid::Uuid) -> String {
+        let host = url::Url::parse(&self.issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "gatehouse.invalid".to_owned());
+        format!("<{}@{host}>", id.simple())
+    }
 }
 
-const TEMPLATES: [(&str, &str); 6] = [
+/// Everything the outbox needs to render, seal and send mail: one per process.
+pub struct Mailer {
+    renderer: Renderer,
+    transport: Transport,
+    sealing: SealingKey,
+    outbox: MailOutboxSettings,
+    timeout: Duration,
+    /// Wakes this instance's worker when mail was queued.
+    queued: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.renderer.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// Builds the configured transport and the outbox's sealing key (derived from the
+    /// master key); fails on an unusable SMTP URL, `from`, or outbox setting.
+    pub fn new(settings: &MailSettings, issuer: &str, master_key: &MasterKey) -> Result<Self> {
+        let outbox = settings.outbox.clone();
+        if outbox.lease <= settings.timeout {
+            return Err(Error::invalid(
+                "invalid_config",
+                format!(
+                    "mail.outbox.lease: must be longer than mail.timeout ({:?}), so that no \
+                     other instance takes a mail over while it is being sent",
+                    settings.timeout
+                ),
+            ));
+        }
+        if outbox.max_attempts == 0 {
+            return Err(Error::invalid(
+                "invalid_config",
+                "mail.outbox.max_attempts: must be at least 1",
+            ));
+        }
+        if outbox.poll_interval.is_zero() {
+            return Err(Error::invalid(
+                "invalid_config",
+                "mail.outbox.poll_interval: must be more than 0",
+            ));
+        }
+        Ok(Self {
+            renderer: Renderer::new(settings, issuer)?,
+            transport: Transport::new(settings)?,
+            sealing: master_key.derive_sealing_key(OUTBOX_KEY_LABEL)?,
+            outbox,
+            timeout: settings.timeout,
+            queued: Arc::default(),
+        })
+    }
+
+    /// The `From` address of every mail (the SMTP envelope's sender).
+    fn sender(&self) -> Address {
+        self.renderer.from.email.clone()
+    }
+}
+
+/// Sends one test message through the configured transport now, outside the outbox;
+/// returns what the transport answered (for SMTP: the server's final response).
+pub async fn send_test_message(
+    settings: &MailSettings,
+    issuer: &str,
+    to: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<String, transport::SendError> {
+    let renderer = Renderer::new(settings, issuer).map_err(transport::SendError::setup)?;
+    let transport = Transport::new(settings).map_err(transport::SendError::setup)?;
+    let to: Address = Email::parse(to)
+        .map_err(transport::SendError::setup)?
+        .as_str()
+        .parse()
+        .map_err(|e| transport::SendError::setup(format!("recipient: {e}")))?;
+    let message_id = renderer.new_message_id(uuid::Uuid::new_v4());
+    let raw = renderer
+        .test_message(&to, &message_id, now)
+        .map_err(transport::SendError::setup)?;
+    let envelope = lettre::address::Envelope::new(Some(renderer.from.email.clone()), vec![to])
+        .map_err(transport::SendError::setup)?;
+    transport
+        .send(&envelope, &raw, "test", settings.timeout)
+        .await
+}
+
+const TEMPLATES: [(&str, &str); 8] = [
     (
         "verify_email.txt",
-        include_str!("../templates/mail/verify_email.txt"),
+        include_str!("../../templates/mail/verify_email.txt"),
     ),
     (
         "verify_email.html",
-        include_str!("../templates/mail/verify_email.html"),
+        include_str!("../../templates/mail/verify_email.html"),
     ),
     (
         "account_exists.txt",
-        include_str!("../templates/mail/account_exists.txt"),
+        include_str!("../../templates/mail/account_exists.txt"),
     ),
     (
         "account_exists.html",
-        include_str!("../templates/mail/account_exists.html"),
+        include_str!("../../templates/mail/account_exists.html"),
     ),
     (
         "reset_password.txt",
-        include_str!("../templates/mail/reset_password.txt"),
+        include_str!("../../templates/mail/reset_password.txt"),
     ),
     (
         "reset_password.html",
-        include_str!("../templates/mail/reset_password.html"),
+        include_str!("../../templates/mail/reset_password.html"),
+    ),
+    (
+        "account_locked.txt",
+        include_str!("../../templates/mail/account_locked.txt"),
+    ),
+    (
+        "account_locked.html",
+        include_str!("../../templates/mail/account_locked.html"),
     ),
 ];
 

@@ -68,6 +68,10 @@ pub enum AuditEvent {
     LoginLockCleared,
     /// The periodic purge ran (on one instance of several; details: rows removed).
     ExpiredRowsPurged,
+    /// A queued mail was given up (details: mail id, kind, attempts, last error).
+    MailDead,
+    /// An admin put a dead mail back in the queue.
+    MailRetried,
 }
 
 impl AuditEvent {
@@ -103,6 +107,8 @@ impl AuditEvent {
             AuditEvent::LoginLocked => "login_locked",
             AuditEvent::LoginLockCleared => "login_lock_cleared",
             AuditEvent::ExpiredRowsPurged => "expired_rows_purged",
+            AuditEvent::MailDead => "mail_dead",
+            AuditEvent::MailRetried => "mail_retried",
         }
     }
 }

@@ -153,38 +153,77 @@ impl MasterKey {
 
     /// Encrypts `plaintext`; the output is the nonce followed by ciphertext and tag.
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        let mut sealed = plaintext.to_vec();
-        self.sealing
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context),
-                &mut sealed,
-            )
-            .map_err(|_| Error::internal("encryption failed"))?;
-        let mut out = nonce.to_vec();
-        out.append(&mut sealed);
-        Ok(out)
+        seal_with(&self.sealing, plaintext, context)
     }
 
     /// Decrypts what [`MasterKey::seal`] produced with the same `context`.
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>> {
-        if sealed.len() < NONCE_LEN {
-            return Err(Error::internal("sealed data too short"));
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce =
-            Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::internal("bad nonce"))?;
-        let mut buf = ciphertext.to_vec();
-        let plain = self
-            .sealing
-            .open_in_place(nonce, Aad::from(context), &mut buf)
-            .map_err(|_| {
-                Error::internal("a signing key does not decrypt under the configured master key")
-            })?;
-        Ok(plain.to_vec())
+        open_with(&self.sealing, sealed, context).map_err(|_| {
+            Error::internal("a signing key does not decrypt under the configured master key")
+        })
     }
+
+    /// An AES-256-GCM key for one kind of data at rest, derived from the master key under
+    /// `label` (HMAC-SHA512, first 32 bytes): data sealed under it does not open under the
+    /// master key itself, nor under a key derived for another use.
+    pub fn derive_sealing_key(&self, label: &[u8]) -> Result<SealingKey> {
+        let tag = aws_lc_rs::hmac::sign(&self.derivation, label);
+        let key = UnboundKey::new(&AES_256_GCM, &tag.as_ref()[..32])
+            .map_err(|_| Error::internal("key derivation failed"))?;
+        Ok(SealingKey(LessSafeKey::new(key)))
+    }
+}
+
+/// An AES-256-GCM key derived from the master key for one use (see
+/// [`MasterKey::derive_sealing_key`]).
+pub struct SealingKey(LessSafeKey);
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey(..)")
+    }
+}
+
+impl SealingKey {
+    /// Encrypts `plaintext`, bound to `context`; the output is the nonce followed by
+    /// ciphertext and tag.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        seal_with(&self.0, plaintext, context)
+    }
+
+    /// Decrypts what [`SealingKey::seal`] produced with the same `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        open_with(&self.0, sealed, context)
+    }
+}
+
+fn seal_with(key: &LessSafeKey, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce)?;
+    let mut sealed = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(context),
+        &mut sealed,
+    )
+    .map_err(|_| Error::internal("encryption failed"))?;
+    let mut out = nonce.to_vec();
+    out.append(&mut sealed);
+    Ok(out)
+}
+
+fn open_with(key: &LessSafeKey, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return Err(Error::internal("sealed data too short"));
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce =
+        Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::internal("bad nonce"))?;
+    let mut buf = ciphertext.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(context), &mut buf)
+        .map_err(|_| Error::internal("sealed data does not decrypt under this key"))?;
+    Ok(plain.to_vec())
 }
 
 #[cfg(test)]
@@ -208,6 +247,21 @@ mod tests {
         assert_eq!(key.open(&sealed, b"kid-1").unwrap(), b"private");
         assert!(key.open(&sealed, b"kid-2").is_err());
         assert!(other.open(&sealed, b"kid-1").is_err());
+    }
+
+    #[test]
+    fn derived_sealing_keys_are_their_own() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        let mail = key.derive_sealing_key(b"mail").unwrap();
+        let sealed = mail.seal(b"private", b"row-1").unwrap();
+        assert_eq!(mail.open(&sealed, b"row-1").unwrap(), b"private");
+        assert!(mail.open(&sealed, b"row-2").is_err());
+        assert!(
+            key.open(&sealed, b"row-1").is_err(),
+            "not the master key itself"
+        );
+        let other = key.derive_sealing_key(b"other").unwrap();
+        assert!(other.open(&sealed, b"row-1").is_err());
     }
 
     #[test]

@@ -25,13 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(get_client)
             .service(update_client)
             .service(delete_client)
-            .service(rotate_client_secret),
+            .service(rotate_client_secret)
+            .service(list_mail)
+            .service(retry_mail),
     );
 }
 
-#[post("/clients")]
-async fn create_client(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     post,
     path = "/api/v1/admin/clients",
@@ -41,6 +40,9 @@ async fn create_client(
     request_body = gatehouse_core::oauth::clients::NewClient,
     responses((status = 201, description = "The client, with its secret shown this once (confidential clients)", body = gatehouse_core::oauth::clients::ClientWithSecret)),
 )]
+#[post("/clients")]
+async fn create_client(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     body: web::Json<NewClient>,
@@ -51,9 +53,6 @@ async fn create_client(
     Ok(HttpResponse::Created().json(created))
 }
 
-#[get("/clients")]
-async fn list_clients(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     get,
     path = "/api/v1/admin/clients",
@@ -62,14 +61,14 @@ async fn list_clients(
     security(("bearer" = [])),
     responses((status = 200, description = "Every client", body = Vec<gatehouse_core::oauth::clients::ClientView>)),
 )]
+#[get("/clients")]
+async fn list_clients(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.list_clients(Actor::Admin(&admin)).await?))
 }
 
-#[get("/clients/{id}")]
-async fn get_client(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     get,
     path = "/api/v1/admin/clients/{id}",
@@ -79,15 +78,15 @@ async fn get_client(
     params(("id" = String, Path, description = "The client_id")),
     responses((status = 200, description = "The client", body = gatehouse_core::oauth::clients::ClientView)),
 )]
+#[get("/clients/{id}")]
+async fn get_client(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.get_client(Actor::Admin(&admin), &id).await?))
 }
 
-#[patch("/clients/{id}")]
-async fn update_client(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     patch,
     path = "/api/v1/admin/clients/{id}",
@@ -98,6 +97,9 @@ async fn update_client(
     request_body = gatehouse_core::oauth::clients::ClientPatch,
     responses((status = 200, description = "The changed client", body = gatehouse_core::oauth::clients::ClientView)),
 )]
+#[patch("/clients/{id}")]
+async fn update_client(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
@@ -109,9 +111,6 @@ async fn update_client(
     Ok(HttpResponse::Ok().json(client))
 }
 
-#[delete("/clients/{id}")]
-async fn delete_client(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     delete,
     path = "/api/v1/admin/clients/{id}",
@@ -121,6 +120,9 @@ async fn delete_client(
     params(("id" = String, Path, description = "The client_id")),
     responses((status = 204, description = "The client is deleted")),
 )]
+#[delete("/clients/{id}")]
+async fn delete_client(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
@@ -131,9 +133,6 @@ async fn delete_client(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[post("/clients/{id}/secret")]
-async fn rotate_client_secret(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     post,
     path = "/api/v1/admin/clients/{id}/secret",
@@ -143,6 +142,9 @@ async fn rotate_client_secret(
     params(("id" = String, Path, description = "The client_id")),
     responses((status = 200, description = "The client with its new secret, shown this once", body = gatehouse_core::oauth::clients::ClientWithSecret)),
 )]
+#[post("/clients/{id}/secret")]
+async fn rotate_client_secret(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<String>,
@@ -153,9 +155,6 @@ async fn rotate_client_secret(
     Ok(HttpResponse::Ok().json(client))
 }
 
-#[get("/users")]
-async fn list_users(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     get,
     path = "/api/v1/admin/users",
@@ -165,6 +164,9 @@ async fn list_users(
     params(gatehouse_core::UserQuery),
     responses((status = 200, description = "One page of accounts", body = gatehouse_core::UserPage)),
 )]
+#[get("/users")]
+async fn list_users(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     query: web::Query<UserQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -175,9 +177,6 @@ async fn list_users(
     ))
 }
 
-#[get("/users/{id}")]
-async fn get_user(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     get,
     path = "/api/v1/admin/users/{id}",
@@ -187,15 +186,15 @@ async fn get_user(
     params(("id" = Uuid, Path, description = "The user's id")),
     responses((status = 200, description = "The account, with its login lock (`lock`, null unless locked)", body = gatehouse_core::accounts::admin::UserDetail)),
 )]
+#[get("/users/{id}")]
+async fn get_user(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.admin_get_user(&admin, *id).await?))
 }
 
-#[patch("/users/{id}")]
-async fn update_user(
-    gatehouse: web::Data<Gatehouse>,
 #[utoipa::path(
     patch,
     path = "/api/v1/admin/users/{id}",
@@ -206,6 +205,9 @@ async fn update_user(
     request_body = gatehouse_core::UserPatch,
     responses((status = 200, description = "The changed account", body = gatehouse_core::UserView)),
 )]
+#[patch("/users/{id}")]
+async fn update_user(
+    gatehouse: web::Data<Gatehouse>,
     AdminCaller(admin): AdminCaller,
     ClientMeta(meta): ClientMeta,
     id: web::Path<Uuid>,
@@ -255,6 +257,15 @@ async fn user_sessions(
     Ok(HttpResponse::Ok().json(gatehouse.admin_user_sessions(&admin, *id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/sessions/revoke",
+    operation_id = "admin_revoke_user_sessions",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "How many sessions were ended", body = crate::openapi::RevokedCount)),
+)]
 #[post("/users/{id}/sessions/revoke")]
 async fn revoke_user_sessions(
     gatehouse: web::Data<Gatehouse>,
@@ -268,6 +279,15 @@ async fn revoke_user_sessions(
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/sessions/{id}",
+    operation_id = "admin_revoke_session",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Any session")),
+    responses((status = 204, description = "The session is ended")),
+)]
 #[delete("/sessions/{id}")]
 async fn revoke_session(
     gatehouse: web::Data<Gatehouse>,
@@ -279,32 +299,6 @@ async fn revoke_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[get("/audit")]
-async fn audit(
-    gatehouse: web::Data<Gatehouse>,
-    AdminCaller(admin): AdminCaller,
-    query: web::Query<AuditQuery>,
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(gatehouse.admin_audit(&admin, query.into_inner()).await?))
-}
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/users/{id}/sessions/revoke",
-    operation_id = "admin_revoke_user_sessions",
-    tag = "admin",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The user's id")),
-    responses((status = 200, description = "How many sessions were ended", body = crate::openapi::RevokedCount)),
-)]
-#[utoipa::path(
-    delete,
-    path = "/api/v1/admin/sessions/{id}",
-    operation_id = "admin_revoke_session",
-    tag = "admin",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Any session")),
-    responses((status = 204, description = "The session is ended")),
-)]
 #[utoipa::path(
     get,
     path = "/api/v1/admin/audit",
@@ -314,3 +308,57 @@ async fn audit(
     params(gatehouse_core::AuditQuery),
     responses((status = 200, description = "One page of audit events, newest first", body = gatehouse_core::AuditPage)),
 )]
+#[get("/audit")]
+async fn audit(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.admin_audit(&admin, query.into_inner()).await?))
+}
+
+// The mail outbox: what was queued, what was sent, what is dead; a dead mail can be retried.
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/mail",
+    operation_id = "admin_list_mail",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(gatehouse_core::mail::MailQuery),
+    responses((status = 200, description = "One page of queued mail, oldest first (never the message or its link)", body = gatehouse_core::mail::MailPage)),
+)]
+#[get("/mail")]
+async fn list_mail(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    query: web::Query<gatehouse_core::mail::MailQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(
+        gatehouse
+            .admin_list_mail(&admin, query.into_inner())
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/mail/{id}/retry",
+    operation_id = "admin_retry_mail",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The mail's id")),
+    responses(
+        (status = 200, description = "The mail, pending again with a fresh set of attempts", body = gatehouse_core::mail::MailView),
+        (status = 409, description = "`mail_not_dead`: only dead mail can be retried"),
+    ),
+)]
+#[post("/mail/{id}/retry")]
+async fn retry_mail(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.admin_retry_mail(&admin, *id, &meta).await?))
+}
