@@ -39,6 +39,7 @@ mod security_headers;
 mod sessions;
 mod signing_keys;
 mod signup;
+mod token_properties;
 mod tokens;
 mod unicode;
 mod valid_html;
