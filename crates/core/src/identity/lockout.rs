@@ -87,12 +87,13 @@ fn to_chrono(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// The wait until `later`, at least a second (the unit of `Retry-After`).
+/// The wait until `later` in whole seconds (the unit of `Retry-After`), rounded up and
+/// at least one: waiting that long is always enough, whatever precision the database
+/// stored `later` with (PostgreSQL keeps microseconds).
 fn wait_until(now: DateTime<Utc>, later: DateTime<Utc>) -> std::time::Duration {
-    (later - now)
-        .to_std()
-        .unwrap_or_default()
-        .max(std::time::Duration::from_secs(1))
+    let wait = (later - now).to_std().unwrap_or_default();
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    std::time::Duration::from_secs(seconds.max(1))
 }
 
 impl Gatehouse {
