@@ -500,7 +500,8 @@ fn login_flood_memory_stays_within_the_hashing_slots() {
              [database]\nurl = \"sqlite://{data}/gatehouse.db?mode=rwc\"\n\
              [password]\nargon2_memory_kib = {MEMORY_KIB}\nargon2_iterations = 1\n\
              max_concurrent_hashes = {SLOTS}\nmax_queued_hashes = 1000\n\
-             [lockout]\nmax_failures = 1000000\nslow_down_after = 1000000\n",
+             [lockout]\nmax_failures = 1000000\nslow_down_after = 1000000\n\
+             [rate_limit]\nenabled = false\n",
             data = dir.path().display()
         ),
     )

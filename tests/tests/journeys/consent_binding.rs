@@ -235,7 +235,7 @@ async fn oversized_request_parameters_are_refused_before_anything_is_stored(back
     let apps = two_apps(backend).await;
     let server = &apps.server;
     let walker = PageWalker::new();
-    let huge = "x".repeat(4096);
+    let huge = "x".repeat(2048);
     for (name, value) in [("state", huge.as_str()), ("login_hint", huge.as_str())] {
         let mut url = Url::parse(&authorize_url(server, &apps.good.0, GOOD)).unwrap();
         let pairs: Vec<(String, String)> = url

@@ -65,7 +65,7 @@ async fn an_unreachable_database_answers_503_with_retry_after(backend: Backend) 
     for (what, response, code) in [
         ("readyz", ready, "database_unreachable"),
         ("login", login, "database_unreachable"),
-        ("token", token, "temporarily_unavailable"),
+        ("token", token, "database_unreachable"),
     ] {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
         assert_eq!(
