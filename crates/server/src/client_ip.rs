@@ -12,19 +12,8 @@ use std::net::IpAddr;
 
 use actix_web::{HttpMessage, HttpRequest, web};
 use ipnet::IpNet;
-use serde::Deserialize;
 
-use crate::config::{Mode, ServerSettings};
-
-/// Which header the trusted proxies write the client's address into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, most load balancers).
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
-    Forwarded,
-}
+use crate::config::server::{ForwardedHeader, ServerSettings};
 
 /// How the client IP is found: the trusted proxies and the header they set.
 #[derive(Debug, Clone)]
@@ -124,7 +113,7 @@ pub fn of(req: &HttpRequest) -> Option<IpAddr> {
 }
 
 /// The configuration problems of `server.trusted_proxies`.
-pub fn problems(server: &ServerSettings, mode: Mode) -> Vec<String> {
+pub fn problems(server: &ServerSettings, production: bool) -> Vec<String> {
     let mut problems = Vec::new();
     if server.trust_forwarded_headers.is_some() {
         problems.push(
@@ -137,7 +126,7 @@ pub fn problems(server: &ServerSettings, mode: Mode) -> Vec<String> {
     for entry in &server.trusted_proxies {
         match parse_net(entry) {
             Err(problem) => problems.push(problem),
-            Ok(net) if mode == Mode::Production && net.prefix_len() == 0 => problems.push(format!(
+            Ok(net) if production && net.prefix_len() == 0 => problems.push(format!(
                 "server.trusted_proxies: `{entry}` trusts every address, so any client could \
                  choose its own IP (and dodge every per-IP limit); list your proxies' addresses"
             )),

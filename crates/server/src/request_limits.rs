@@ -19,7 +19,7 @@ use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, mime};
 use futures_util::StreamExt as _;
 
-use crate::config::ServerSettings;
+use crate::config::server::ServerSettings;
 use crate::error::ApiError;
 
 /// The HTTP/1 layer's own cap on the number of request headers (actix-http's

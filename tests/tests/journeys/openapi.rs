@@ -184,14 +184,15 @@ fn follow(
 }
 
 fn module_file(src: &Path, module: &str) -> PathBuf {
-    if let Some(top) = module.strip_prefix("crate::") {
-        return src.join(format!("{top}.rs"));
-    }
-    let file = src.join(format!("routes/{module}.rs"));
+    let module = match module.strip_prefix("crate::") {
+        Some(top) => top.to_owned(),
+        None => format!("routes/{module}"),
+    };
+    let file = src.join(format!("{module}.rs"));
     if file.exists() {
         file
     } else {
-        src.join(format!("routes/{module}/mod.rs"))
+        src.join(format!("{module}/mod.rs"))
     }
 }
 

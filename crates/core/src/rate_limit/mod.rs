@@ -15,8 +15,11 @@
 //! through. Either way the failure is counted ([`RateLimiter::backend_errors`]) and
 //! logged once per outage, not once per request.
 
+pub mod decision;
 pub mod memory;
 pub mod redis;
+
+pub use decision::{Decision, RateClass, Scope};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,80 +35,6 @@ use crate::settings::{OnBackendError, RateClassSettings, RateLimitBackendKind, R
 /// The reason code of the 503 answered when the backend is down and `on_backend_error`
 /// is `closed`.
 pub const BACKEND_UNAVAILABLE: &str = "rate_limit_unavailable";
-
-/// A class of requests, limited on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RateClass {
-    Login,
-    Signup,
-    /// Verification and reset mails, per recipient address.
-    Mail,
-    /// Setting a new password with a reset link.
-    PasswordReset,
-    /// The OAuth token and revocation endpoints.
-    Token,
-    Introspect,
-    Authorize,
-    /// Every other request.
-    Api,
-}
-
-impl RateClass {
-    /// Every class.
-    pub const ALL: [RateClass; 8] = [
-        RateClass::Login,
-        RateClass::Signup,
-        RateClass::Mail,
-        RateClass::PasswordReset,
-        RateClass::Token,
-        RateClass::Introspect,
-        RateClass::Authorize,
-        RateClass::Api,
-    ];
-
-    /// The name of the class, as in `[rate_limit.<name>]`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RateClass::Login => "login",
-            RateClass::Signup => "signup",
-            RateClass::Mail => "mail",
-            RateClass::PasswordReset => "password_reset",
-            RateClass::Token => "token",
-            RateClass::Introspect => "introspect",
-            RateClass::Authorize => "authorize",
-            RateClass::Api => "api",
-        }
-    }
-
-    fn settings(self, all: &RateLimitSettings) -> &RateClassSettings {
-        match self {
-            RateClass::Login => &all.login,
-            RateClass::Signup => &all.signup,
-            RateClass::Mail => &all.mail,
-            RateClass::PasswordReset => &all.password_reset,
-            RateClass::Token => &all.token,
-            RateClass::Introspect => &all.introspect,
-            RateClass::Authorize => &all.authorize,
-            RateClass::Api => &all.api,
-        }
-    }
-}
-
-/// What a limit counts: client IPs or accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Ip,
-    Account,
-}
-
-impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Ip => "ip",
-            Scope::Account => "account",
-        }
-    }
-}
 
 /// Who a check counts against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,32 +90,6 @@ impl Quota {
     }
 }
 
-/// The outcome of one check, with what the `RateLimit` headers say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub class: RateClass,
-    pub scope: Scope,
-    /// Whether this request may go on.
-    pub allowed: bool,
-    /// Requests per `window`.
-    pub limit: u32,
-    /// Requests still allowed right now, after this one.
-    pub remaining: u32,
-    pub window: Duration,
-    /// Until the quota is whole again.
-    pub reset: Duration,
-    /// When refused: until the next request would be allowed.
-    pub retry_after: Option<Duration>,
-}
-
-impl Decision {
-    /// The policy's name in `RateLimit-Policy` and `RateLimit`: `<class>-<scope>`,
-    /// e.g. `login-ip`, `login-account`.
-    pub fn policy(&self) -> String {
-        format!("{}-{}", self.class.name(), self.scope.name())
-    }
-}
-
 /// What a backend answers for one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome {
@@ -194,6 +97,21 @@ pub(crate) struct Outcome {
     pub remaining: u32,
     pub reset: Duration,
     pub retry_after: Option<Duration>,
+}
+
+impl RateClass {
+    fn settings(self, all: &RateLimitSettings) -> &RateClassSettings {
+        match self {
+            RateClass::Login => &all.login,
+            RateClass::Signup => &all.signup,
+            RateClass::Mail => &all.mail,
+            RateClass::PasswordReset => &all.password_reset,
+            RateClass::Token => &all.token,
+            RateClass::Introspect => &all.introspect,
+            RateClass::Authorize => &all.authorize,
+            RateClass::Api => &all.api,
+        }
+    }
 }
 
 enum Backend {

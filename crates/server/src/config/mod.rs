@@ -2,7 +2,8 @@
 //! file (`--config` or `GATEHOUSE_CONFIG`), then `GATEHOUSE__SECTION__KEY` environment
 //! variables. Unknown keys are an error. Loaded and checked once, in `main`, then passed in.
 
-use std::net::SocketAddr;
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,9 +21,11 @@ use gatehouse_core::tokens::keys::KeySettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+pub use server::{ForwardedHeader, ServerSettings};
+
 /// The defaults: every setting, each with a comment. Kept in the repository as
 /// `config/default.toml` so that operators read the same file the binary uses.
-pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../../../config/default.toml");
 
 /// Prefix of environment variables that override settings (`GATEHOUSE__SERVER__BIND`).
 pub const ENV_PREFIX: &str = "GATEHOUSE__";
@@ -75,31 +78,6 @@ pub struct PageSettings {
     pub logo_url: String,
     pub accent_colour: String,
     pub templates_dir: PathBuf,
-}
-
-/// `[server]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSettings {
-    pub bind: SocketAddr,
-    pub workers: usize,
-    pub max_body_bytes: usize,
-    /// The boolean `server.trusted_proxies` replaced; refused with a message naming it.
-    #[serde(default)]
-    pub trust_forwarded_headers: Option<serde::de::IgnoredAny>,
-    /// Peers whose `Forwarded` / `X-Forwarded-For` is believed: addresses or CIDR ranges
-    /// (see `crate::client_ip`).
-    pub trusted_proxies: Vec<String>,
-    /// The header those proxies write the client's address into.
-    pub forwarded_header: crate::client_ip::ForwardedHeader,
-    #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
-    // Request limits (see `crate::request_limits`).
-    pub max_header_bytes: usize,
-    pub max_header_count: usize,
-    pub max_path_bytes: usize,
-    pub max_query_bytes: usize,
-    pub max_json_depth: usize,
 }
 
 /// `[database]`
@@ -237,7 +215,10 @@ impl Config {
         }
         problems.extend(crate::request_limits::problems(&self.server));
         problems.extend(lockout_problems(self));
-        problems.extend(crate::client_ip::problems(&self.server, self.mode));
+        problems.extend(crate::client_ip::problems(
+            &self.server,
+            self.mode == Mode::Production,
+        ));
         problems.extend(crate::rate_limit::problems(&self.rate_limit));
         if self.backchannel_logout.max_attempts == 0 {
             problems.push("backchannel_logout.max_attempts: must be at least 1".to_owned());

@@ -264,7 +264,7 @@ async fn user_sessions(
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The user's id")),
-    responses((status = 200, description = "How many sessions were ended", body = crate::openapi::RevokedCount)),
+    responses((status = 200, description = "How many sessions were ended", body = crate::openapi::bodies::RevokedCount)),
 )]
 #[post("/users/{id}/sessions/revoke")]
 async fn revoke_user_sessions(

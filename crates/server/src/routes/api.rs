@@ -47,7 +47,7 @@ struct SignupRequest {
     path = "/api/v1/signup",
     tag = "account",
     request_body = SignupRequest,
-    responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::Message)),
+    responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::bodies::Message)),
 )]
 #[post("/signup")]
 async fn signup(
@@ -78,7 +78,7 @@ struct TokenRequest {
     path = "/api/v1/email/verify",
     tag = "account",
     request_body = TokenRequest,
-    responses((status = 200, description = "The address is verified", body = crate::openapi::EmailVerified)),
+    responses((status = 200, description = "The address is verified", body = crate::openapi::bodies::EmailVerified)),
 )]
 #[post("/email/verify")]
 async fn verify_email(
@@ -102,7 +102,7 @@ struct EmailRequest {
     path = "/api/v1/email/verify/resend",
     tag = "account",
     request_body = EmailRequest,
-    responses((status = 202, description = "Accepted, whether or not the address had an unverified account", body = crate::openapi::Message)),
+    responses((status = 202, description = "Accepted, whether or not the address had an unverified account", body = crate::openapi::bodies::Message)),
 )]
 #[post("/email/verify/resend")]
 async fn resend_verification(
@@ -248,7 +248,7 @@ async fn revoke_session(
     path = "/api/v1/password/forgot",
     tag = "account",
     request_body = EmailRequest,
-    responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::Message)),
+    responses((status = 202, description = "Accepted, whether or not the address had an account", body = crate::openapi::bodies::Message)),
 )]
 #[post("/password/forgot")]
 async fn forgot_password(
@@ -277,7 +277,7 @@ struct ResetRequest {
     path = "/api/v1/password/reset",
     tag = "account",
     request_body = ResetRequest,
-    responses((status = 200, description = "The password is changed and every session signed out", body = crate::openapi::Message)),
+    responses((status = 200, description = "The password is changed and every session signed out", body = crate::openapi::bodies::Message)),
 )]
 #[post("/password/reset")]
 async fn reset_password(
@@ -311,7 +311,7 @@ struct ChangePasswordRequest {
     tag = "account",
     security(("bearer" = [])),
     request_body = ChangePasswordRequest,
-    responses((status = 200, description = "The password is changed and the other sessions signed out", body = crate::openapi::Message)),
+    responses((status = 200, description = "The password is changed and the other sessions signed out", body = crate::openapi::bodies::Message)),
 )]
 #[post("/password/change")]
 async fn change_password(

@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     get,
     path = "/healthz",
     tag = "health",
-    responses((status = 200, description = "The process runs", body = crate::openapi::Status)),
+    responses((status = 200, description = "The process runs", body = crate::openapi::bodies::Status)),
 )]
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
@@ -27,7 +27,7 @@ async fn healthz() -> HttpResponse {
     get,
     path = "/readyz",
     tag = "health",
-    responses((status = 200, description = "The database answers", body = crate::openapi::Status)),
+    responses((status = 200, description = "The database answers", body = crate::openapi::bodies::Status)),
 )]
 #[get("/readyz")]
 async fn readyz(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError> {

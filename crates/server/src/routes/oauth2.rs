@@ -35,8 +35,8 @@ fn form(body: web::Form<Vec<(String, String)>>) -> OAuthForm {
     path = "/oauth2/token",
     tag = "oauth2",
     security((), ("client_basic" = [])),
-    request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "The tokens of the grant", body = crate::openapi::TokenResponse)),
+    request_body(content = crate::openapi::bodies::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The tokens of the grant", body = crate::openapi::bodies::TokenResponse)),
 )]
 #[post("/token")]
 async fn token(
@@ -94,8 +94,8 @@ async fn grant(
     path = "/oauth2/introspect",
     tag = "oauth2",
     security(("client_basic" = []), ()),
-    request_body(content = crate::openapi::IntrospectForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Whether the token is active, with its claims if so", body = crate::openapi::Introspection)),
+    request_body(content = crate::openapi::bodies::IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Whether the token is active, with its claims if so", body = crate::openapi::bodies::Introspection)),
 )]
 #[post("/introspect")]
 async fn introspect(
@@ -120,7 +120,7 @@ async fn introspect(
     path = "/oauth2/revoke",
     tag = "oauth2",
     security((), ("client_basic" = [])),
-    request_body(content = crate::openapi::RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::openapi::bodies::RevokeForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Revoked, or the token was not valid anyway (RFC 7009)")),
 )]
 #[post("/revoke")]
@@ -148,7 +148,7 @@ async fn revoke(
     path = "/oauth2/userinfo",
     tag = "oauth2",
     security(("bearer" = [])),
-    responses((status = 200, description = "The claims the token's scopes allow", body = crate::openapi::UserInfo)),
+    responses((status = 200, description = "The claims the token's scopes allow", body = crate::openapi::bodies::UserInfo)),
 )]
 async fn userinfo(
     req: HttpRequest,

@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     get,
     path = "/.well-known/jwks.json",
     tag = "discovery",
-    responses((status = 200, description = "The published signing keys", body = crate::openapi::Jwks)),
+    responses((status = 200, description = "The published signing keys", body = crate::openapi::bodies::Jwks)),
 )]
 #[get("/.well-known/jwks.json")]
 async fn jwks(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError> {
@@ -35,7 +35,7 @@ async fn jwks(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError>
     get,
     path = "/.well-known/openid-configuration",
     tag = "discovery",
-    responses((status = 200, description = "The OpenID Provider metadata", body = crate::openapi::Discovery)),
+    responses((status = 200, description = "The OpenID Provider metadata", body = crate::openapi::bodies::Discovery)),
 )]
 #[get("/.well-known/openid-configuration")]
 async fn openid_configuration(gatehouse: web::Data<Gatehouse>) -> Result<HttpResponse, ApiError> {
