@@ -37,12 +37,12 @@ fn other(e: gatehouse_core::Error) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
-/// With the database unavailable, the store answers as if all went well and marks the
-/// request instead, so that `error::session_store_failures` replaces the whole answer
-/// (cookie included) with the 503 every other request gets; actix-session would
-/// otherwise answer a bare 500.
+/// On a failure (the database unavailable, or anything else), the store answers as if
+/// all went well and marks the request instead, so that `error::session_store_failures`
+/// replaces the whole answer (cookie included) with the 503 (or 500) every other request
+/// gets then; actix-session would otherwise answer a bare, bodyless 500.
 fn absorbed(e: &gatehouse_core::Error) -> bool {
-    crate::error::absorb_session_store_unavailable(e)
+    crate::error::absorb_session_store_failure(e)
 }
 
 impl SessionStore for DatabaseSessionStore {

@@ -445,45 +445,64 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-tokio::task_local! {
-    /// Set while a request runs when the session store found the database unavailable
-    /// (see [`session_store_failures`]).
-    static SESSION_STORE_UNAVAILABLE: std::cell::Cell<bool>;
+/// What the session store ran into while a request ran (see [`session_store_failures`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionStoreFailure {
+    /// The database did not answer.
+    Unavailable,
+    /// Anything else (logged where it happened).
+    Internal,
 }
 
-/// Called by the session store on a failure: when the database is unavailable and the
-/// request runs under [`session_store_failures`], marks it and returns true (the store
-/// then carries on as if it had succeeded, and the answer is replaced by the 503).
-pub fn absorb_session_store_unavailable(error: &CoreError) -> bool {
-    matches!(error, CoreError::Unavailable { .. })
-        && SESSION_STORE_UNAVAILABLE
-            .try_with(|flag| flag.set(true))
-            .is_ok()
+tokio::task_local! {
+    /// Set while a request runs when the session store failed (see
+    /// [`session_store_failures`]).
+    static SESSION_STORE_FAILURE: std::cell::Cell<Option<SessionStoreFailure>>;
+}
+
+/// Called by the session store on a failure: when the request runs under
+/// [`session_store_failures`], records the failure and returns true (the store then
+/// carries on as if it had succeeded, and the answer is replaced). Outside it (no such
+/// request), false: the store reports the error itself.
+pub fn absorb_session_store_failure(error: &CoreError) -> bool {
+    let failure = if matches!(error, CoreError::Unavailable { .. }) {
+        SessionStoreFailure::Unavailable
+    } else {
+        tracing::error!(error = %error, "the browser session store failed");
+        SessionStoreFailure::Internal
+    };
+    SESSION_STORE_FAILURE
+        .try_with(|cell| cell.set(Some(failure)))
+        .is_ok()
 }
 
 /// Wraps the session middleware: actix-session answers a bare, bodyless 500 when its
-/// store fails. When the store found the database unavailable, the answer (whatever the
-/// handler made of an empty session, and any cookie) is replaced by what every other
-/// request answers then: a 503 with `database_unreachable` and `Retry-After` (JSON under
-/// `/api/`, the probes and discovery, RFC 6749 JSON on the OAuth endpoints but the
-/// browser-facing authorize, the HTML error page elsewhere).
+/// store fails. When the store failed, the answer (whatever the handler made of an empty
+/// session, and any cookie) is replaced by what every other request answers then: with
+/// the database unavailable, a 503 with `database_unreachable` and `Retry-After`;
+/// otherwise a 500 `internal_error`. JSON under `/api/`, the probes and discovery, RFC
+/// 6749 JSON on the OAuth endpoints but the browser-facing authorize, the HTML error page
+/// elsewhere.
 pub async fn session_store_failures(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let (result, unavailable) = SESSION_STORE_UNAVAILABLE
-        .scope(std::cell::Cell::new(false), async {
+    let (result, failure) = SESSION_STORE_FAILURE
+        .scope(std::cell::Cell::new(None), async {
             let result = next.call(req).await;
-            (result, SESSION_STORE_UNAVAILABLE.with(std::cell::Cell::get))
+            (result, SESSION_STORE_FAILURE.with(std::cell::Cell::get))
         })
         .await;
     let response = result?;
-    if !unavailable {
-        return Ok(response.map_into_left_body());
-    }
-    let error = CoreError::Unavailable {
-        reason: "database_unreachable",
-        source: Some("the browser session could not be read or written".into()),
+    let error = match failure {
+        None => return Ok(response.map_into_left_body()),
+        Some(SessionStoreFailure::Unavailable) => CoreError::Unavailable {
+            reason: "database_unreachable",
+            source: Some("the browser session could not be read or written".into()),
+        },
+        Some(SessionStoreFailure::Internal) => {
+            CoreError::Internal("the browser session could not be read or written".into())
+        }
     };
     let path = response.request().path();
     let answer = if path.starts_with("/api/")

@@ -69,7 +69,7 @@ pub enum Error {
     TooManyAttempts { retry_after: Duration },
     /// Over a rate limit (`[rate_limit.<class>]`): the decision says which and until when.
     #[error("too many requests; try again in {} seconds", .0.retry_after.unwrap_or_default().as_secs().max(1))]
-    RateLimited(Box<crate::rate_limit::Decision>),
+    RateLimited(Box<crate::rate_limit::decision::Decision>),
     /// Too much work queued: try again after the given delay.
     #[error("the server is busy; try again shortly")]
     Overloaded { retry_after: Duration },
@@ -134,7 +134,14 @@ fn sqlx_unreachable(error: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::postgres::PgDatabaseError;
     use sea_orm::sqlx::sqlite::SqliteError;
     match error {
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
+        // A protocol error is a connection that broke mid-conversation (a server that went
+        // away between two messages): the next connection may well work.
+        E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed => true,
         E::Database(db) => {
             if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
                 postgres_unavailable(pg.code())
