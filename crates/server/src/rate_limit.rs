@@ -87,7 +87,9 @@ pub async fn enforce(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let limiter = limiter_of(req.request()).filter(|l| l.enabled());
-    let class = classify(req.method(), req.path());
+    // The path as the router matches it (percent-decoded), not the raw one: otherwise
+    // `/api/v1/%6Cogin` would reach the login handler counted as `api`.
+    let class = classify(req.method(), req.match_info().as_str());
     let (Some(limiter), Some((class, rendering))) = (limiter, class) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
@@ -196,6 +198,42 @@ impl RateLimits {
         match Email::parse(raw) {
             Ok(email) => self.account(class, email.as_str()).await,
             Err(_) => self.account_refusal_only(),
+        }
+    }
+
+    /// The per-account limit of the OAuth endpoints, for an authenticated client: a
+    /// confidential client by its id (only it can authenticate as it); a public client,
+    /// which anyone can name, by its id and the client IP, so that a stranger naming it
+    /// cannot spend the quota of all its users.
+    pub async fn client(
+        &self,
+        class: RateClass,
+        client: &gatehouse_core::oauth::clients::Client,
+        meta: &gatehouse_core::RequestMeta,
+    ) -> Result<(), CoreError> {
+        if client.is_confidential() {
+            self.account(class, client.id()).await
+        } else {
+            let ip = meta.ip.as_deref().unwrap_or("unknown");
+            self.account(class, &format!("{}@{ip}", client.id())).await
+        }
+    }
+
+    /// The per-account `login` limit, under the key the core gives a login attempt (the
+    /// address, or the address and a trusted device: see
+    /// [`Gatehouse::login_rate_key`]).
+    pub async fn login(
+        &self,
+        gatehouse: &Gatehouse,
+        raw_email: &str,
+        device_token: Option<&str>,
+    ) -> Result<(), CoreError> {
+        if self.limiter.is_none() {
+            return self.account_refusal_only();
+        }
+        match gatehouse.login_rate_key(raw_email, device_token).await? {
+            Some(key) => self.account(RateClass::Login, &key).await,
+            None => self.account_refusal_only(),
         }
     }
 

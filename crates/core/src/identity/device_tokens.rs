@@ -92,6 +92,37 @@ impl Gatehouse {
             .await?)
     }
 
+    /// The account key the per-account `login` rate limit counts a login attempt under:
+    /// the normalised address, or, for a client presenting a trusted device token of that
+    /// address's account, the address and that device. So a stranger hammering an address
+    /// uses up the address's quota, not the owner's device's (the same rule the lockout
+    /// follows). `None`: an address that does not parse (the login refuses it).
+    pub async fn login_rate_key(
+        &self,
+        raw_email: &str,
+        device_token: Option<&str>,
+    ) -> Result<Option<String>> {
+        let Ok(email) = crate::Email::parse(raw_email) else {
+            return Ok(None);
+        };
+        let Some(signed) = device_token.and_then(|token| verify(&self.keyed, token)) else {
+            return Ok(Some(email.as_str().to_owned()));
+        };
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await?;
+        let device = self
+            .trusted_device(device_token, user.as_ref(), self.clock.now())
+            .await?;
+        Ok(Some(match device {
+            Some(device) if device.id == signed.device_id => {
+                format!("{}#device:{}", email.as_str(), device.id.simple())
+            }
+            _ => email.as_str().to_owned(),
+        }))
+    }
+
     /// How long a device token stays valid after its last login (the cookie's max age).
     pub fn device_token_ttl(&self) -> std::time::Duration {
         self.settings.lockout.device_token_ttl

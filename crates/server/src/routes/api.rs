@@ -144,8 +144,8 @@ async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    limits.email(RateClass::Login, &body.email).await?;
     let device_token = body.device_token.as_ref().map(|t| t.expose_secret());
+    limits.login(&gatehouse, &body.email, device_token).await?;
     let login = gatehouse
         .log_in(&body.email, body.password, device_token, &meta)
         .await?;

@@ -14,7 +14,6 @@ use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
 use crate::rate_limit::RateLimits;
-use gatehouse_core::rate_limit::RateClass;
 
 #[derive(Deserialize)]
 struct LoginQuery {
@@ -93,18 +92,14 @@ pub(super) async fn log_in(
     limits: RateLimits,
     req: HttpRequest,
 ) -> Result<HttpResponse, PageError> {
-    if let Err(e) = limits.email(RateClass::Login, &form.email).await {
+    let device = req.cookie(device_cookie_name(&gatehouse));
+    let device_token = device.as_ref().map(Cookie::value);
+    if let Err(e) = limits.login(&gatehouse, &form.email, device_token).await {
         let view = context! { email => form.email, client_name => client_name(&browser)? };
         return rerender(&pages, &browser, "login.html", e, "password", view);
     }
-    let device = req.cookie(device_cookie_name(&gatehouse));
     match gatehouse
-        .log_in_browser(
-            &form.email,
-            form.password,
-            device.as_ref().map(Cookie::value),
-            &meta,
-        )
+        .log_in_browser(&form.email, form.password, device_token, &meta)
         .await
     {
         Ok(login) => {
