@@ -51,7 +51,7 @@ async fn token(
     let client = gatehouse
         .authenticate_client(&client_credentials(&req, Some(&form))?)
         .await?;
-    limits.account(RateClass::Token, client.id()).await?;
+    limits.client(RateClass::Token, &client, &meta).await?;
     grant(&gatehouse, &client, grant_type, &form, &meta).await
 }
 
@@ -135,7 +135,7 @@ async fn revoke(
     let client = gatehouse
         .authenticate_client(&client_credentials(&req, Some(&form))?)
         .await?;
-    limits.account(RateClass::Token, client.id()).await?;
+    limits.client(RateClass::Token, &client, &meta).await?;
     gatehouse
         .revoke_token(&client, form.require("token")?, &meta)
         .await?;
