@@ -520,3 +520,131 @@ fn the_removed_trust_forwarded_headers_is_refused_naming_trusted_proxies() {
         "{error}"
     );
 }
+
+/// A stranger hammering an address spends the address's login quota, not the owner's:
+/// a client with a device token of that account is counted under its own key (found by
+/// attacking the per-account limit: without this it undid the lockout's device rule).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_spend_the_login_quota_of_the_owners_device() {
+    let server = start(&[
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        &limit("login", 100, 2, "60s"),
+    ])
+    .await;
+    server
+        .verified_user("owner@example.com", "owner's password")
+        .await;
+    let login = |body: Value| {
+        server
+            .http
+            .post(server.url("/api/v1/login"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&body)
+            .send()
+    };
+    // The owner's app logged in once before (verified_user used one of the two requests
+    // of the address's quota; this is the second) and kept its device token.
+    let first = login(json!({ "email": "owner@example.com", "password": "owner's password" }))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let device_token = first.json::<Value>().await.unwrap()["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The stranger finds the address's quota used up...
+    assert_refused_json(
+        api_login(&server, "owner@example.com", Some("203.0.113.9")).await,
+        "login-account",
+        2,
+        60,
+    )
+    .await;
+    // ...and a made-up device token does not open a quota of its own.
+    let forged = login(json!({
+        "email": "owner@example.com",
+        "password": "wrong password",
+        "device_token": format!("{}x", &device_token[..device_token.len() - 1]),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The owner's app, with its device token, still logs in.
+    let owner = login(json!({
+        "email": "owner@example.com",
+        "password": "owner's password",
+        "device_token": device_token,
+    }))
+    .await
+    .unwrap();
+    assert_eq!(owner.status(), StatusCode::OK);
+}
+
+/// A percent-encoded path reaches the same handler and is counted in the same class
+/// (found by attacking the classifier: `/api/v1/%6Cogin` used to count as `api`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_path_is_counted_in_the_class_of_its_route() {
+    let server = start(&[&limit("login", 1, 100, "60s")]).await;
+    assert_eq!(
+        api_login(&server, "someone@example.com", None)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let encoded = server
+        .http
+        .post(format!("{}/api/v1/%6Cogin", server.base_url))
+        .json(&json!({ "email": "someone@example.com", "password": "wrong password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_refused_json(encoded, "login-ip", 1, 60).await;
+}
+
+/// A public client can be named by anyone: its per-client quota is counted per client
+/// IP too, so a stranger naming it cannot refuse its users their tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_naming_a_public_client_cannot_spend_its_users_quota() {
+    let server = start(&[
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        &limit("token", 100, 2, "60s"),
+    ])
+    .await;
+    let admin = server.admin("admin@example.com").await;
+    let (client_id, _) = server
+        .register_client(
+            &admin,
+            json!({
+                "name": "Public app",
+                "type": "public",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "scopes": [],
+                "redirect_uris": ["http://127.0.0.1:9/callback"],
+            }),
+        )
+        .await;
+    let token = |ip: &'static str| {
+        server
+            .http
+            .post(server.url("/oauth2/token"))
+            .header("x-forwarded-for", ip)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "not a token"),
+                ("client_id", client_id.as_str()),
+            ])
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            token("203.0.113.9").await.unwrap().status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+    oauth_refused(token("203.0.113.9").await.unwrap(), "token-account").await;
+    // A user of the app elsewhere still reaches the grant (and is told about its token).
+    assert_eq!(
+        token("198.51.100.20").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+}
