@@ -51,6 +51,7 @@ pub async fn build_gatehouse(
     }
     let master_key = config.master_key()?;
     let keyed_hashes = master_key.keyed_hashes();
+    let rate_limit_keys = master_key.keyed_hashes();
     let settings = config.core_settings();
     let hasher = PasswordHasher::new(&config.password)?;
     let mailer = Mailer::new(&config.mail, &settings.issuer, &master_key)?;
@@ -79,7 +80,8 @@ pub async fn build_gatehouse(
         settings,
     );
     gatehouse.ensure_api_client().await?;
-    let limiter = gatehouse_core::rate_limit::RateLimiter::new(&config.rate_limit, clock)?;
+    let limiter =
+        gatehouse_core::rate_limit::RateLimiter::new(&config.rate_limit, clock, rate_limit_keys)?;
     Ok(gatehouse.with_rate_limiter(limiter))
 }
 

@@ -26,10 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::platform::clock::Clock;
 use crate::platform::error::{Error, Result};
+use crate::platform::secrets::KeyedHashes;
 use crate::settings::{OnBackendError, RateClassSettings, RateLimitBackendKind, RateLimitSettings};
 
 /// The reason code of the 503 answered when the backend is down and `on_backend_error`
@@ -42,7 +41,8 @@ pub enum RateKey {
     /// A client IP.
     Ip(IpAddr),
     /// An account, already normalised by the caller (a lower-cased email address, a
-    /// client id, a token). Only its SHA-256 digest is kept, never the value itself.
+    /// client id, a token). Only its HMAC under a key derived from the master key is
+    /// kept, never the value itself: a reader of Redis cannot test guessed addresses.
     Account(String),
 }
 
@@ -60,8 +60,8 @@ impl RateKey {
     }
 
     /// The key as stored: the IP itself (IPv6 by its /64, one subscriber's share), an
-    /// account by the hex SHA-256 of its value.
-    fn stored(&self) -> String {
+    /// account by the keyed hash of its value.
+    fn stored(&self, keyed: &KeyedHashes) -> String {
         match self {
             RateKey::Ip(IpAddr::V4(ip)) => ip.to_string(),
             RateKey::Ip(IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
@@ -71,7 +71,7 @@ impl RateKey {
                     format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
                 }
             },
-            RateKey::Account(value) => hex::encode(Sha256::digest(value.as_bytes())),
+            RateKey::Account(value) => keyed.lookup_key("rate_limit_account", value),
         }
     }
 }
@@ -125,6 +125,7 @@ pub struct RateLimiter {
     backend: Backend,
     backend_errors: AtomicU64,
     in_outage: AtomicBool,
+    keyed: KeyedHashes,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -140,7 +141,11 @@ impl RateLimiter {
     /// The limiter the settings describe. The Redis backend connects lazily (and
     /// reconnects by itself): a Redis that is down at start is an outage, not a failed
     /// start. Must be called inside a Tokio runtime.
-    pub fn new(settings: &RateLimitSettings, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn new(
+        settings: &RateLimitSettings,
+        clock: Arc<dyn Clock>,
+        keyed: KeyedHashes,
+    ) -> Result<Self> {
         let backend = match settings.backend {
             RateLimitBackendKind::Memory => Backend::Memory(memory::MemoryBackend::new(clock)),
             RateLimitBackendKind::Redis => {
@@ -152,6 +157,7 @@ impl RateLimiter {
             backend,
             backend_errors: AtomicU64::new(0),
             in_outage: AtomicBool::new(false),
+            keyed,
         })
     }
 
@@ -184,7 +190,12 @@ impl RateLimiter {
         let Some(quota) = self.quota(class, scope) else {
             return Ok(None);
         };
-        let stored = format!("{}:{}:{}", class.name(), scope.name(), key.stored());
+        let stored = format!(
+            "{}:{}:{}",
+            class.name(),
+            scope.name(),
+            key.stored(&self.keyed)
+        );
         let outcome = match &self.backend {
             Backend::Memory(memory) => Ok(memory.check(class, scope, stored, quota)),
             Backend::Redis(redis) => redis.check(&stored, quota).await,
@@ -239,5 +250,35 @@ impl RateLimiter {
     /// How many checks the backend failed to answer since start.
     pub fn backend_errors(&self) -> u64 {
         self.backend_errors.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::secrets::MasterKey;
+
+    fn keyed() -> KeyedHashes {
+        let key = MasterKey::generate_base64().expect("random");
+        MasterKey::from_base64(&key).expect("key").keyed_hashes()
+    }
+
+    /// An account key in Redis is a keyed hash: neither the address nor its plain
+    /// SHA-256 (which anyone could compute for a guessed address), and it differs under
+    /// another master key.
+    #[test]
+    fn account_keys_are_stored_as_keyed_hashes() {
+        let key = RateKey::account("victim@example.com");
+        let (one, other) = (keyed(), keyed());
+        let stored = key.stored(&one);
+        assert!(!stored.contains("victim"));
+        assert_ne!(
+            stored,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                b"victim@example.com"
+            ))
+        );
+        assert_eq!(stored, key.stored(&one));
+        assert_ne!(stored, key.stored(&other));
     }
 }
