@@ -268,7 +268,7 @@ impl Gatehouse {
             .await?;
         let mut claimed = 0;
         for id in due {
-            if let Some(row) = self.claim_mail(id, now).await? {
+            if let Some(row) = self.claim_mail(id).await? {
                 claimed += 1;
                 self.deliver(row).await?;
             }
@@ -277,8 +277,11 @@ impl Gatehouse {
     }
 
     /// Takes one due mail for this instance: the conditional update changes the row for
-    /// exactly one of any number of instances that try at once.
-    async fn claim_mail(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<mail_outbox::Model>> {
+    /// exactly one of any number of instances that try at once. The lease starts now,
+    /// right before this mail's send (not when the batch was read: the sends before it
+    /// may have taken up to `mail.timeout` each), so it outlasts the send.
+    async fn claim_mail(&self, id: Uuid) -> Result<Option<mail_outbox::Model>> {
+        let now = self.clock.now();
         let lease = chrono::Duration::from_std(self.mailer.outbox.lease).unwrap_or_default();
         let claim = Uuid::new_v4();
         let changed = mail_outbox::Entity::update_many()
