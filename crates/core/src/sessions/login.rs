@@ -123,7 +123,37 @@ impl Gatehouse {
     }
 
     /// The rules of every password login; a refresh token for `refresh_client` if given.
+    ///
+    /// Runs in a task of its own, to its end even when the caller goes away (a client
+    /// that resets its connection while its password is hashed drops the request's
+    /// future): the failure reserved before hashing is then recorded (with the lock and
+    /// notice it may start) or given back, never left behind as an unexplained refusal.
     async fn open_session(
+        &self,
+        email: &str,
+        password: SecretString,
+        device_token: Option<&str>,
+        meta: &RequestMeta,
+        refresh_client: Option<&str>,
+    ) -> Result<OpenedSession> {
+        let this = self.clone();
+        let (email, device_token) = (email.to_owned(), device_token.map(str::to_owned));
+        let (meta, refresh_client) = (meta.clone(), refresh_client.map(str::to_owned));
+        tokio::spawn(async move {
+            this.open_session_to_the_end(
+                &email,
+                password,
+                device_token.as_deref(),
+                &meta,
+                refresh_client.as_deref(),
+            )
+            .await
+        })
+        .await
+        .map_err(|e| Error::internal(format!("the login task failed: {e}")))?
+    }
+
+    async fn open_session_to_the_end(
         &self,
         email: &str,
         password: SecretString,
