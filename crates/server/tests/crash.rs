@@ -34,13 +34,13 @@ const MEMBERS: usize = 3;
 const RESETTERS: usize = 6;
 
 /// No grace for a rotated refresh token: presented again, it is refused. No rate limits:
-/// the burst comes from one IP on purpose. A short mail lease: a mail the killed process
-/// had claimed (its SMTP dialogue cut by the kill) is sent by the restarted one once the
-/// lease ends, within the catcher's wait.
+/// the burst comes from one IP on purpose. A short mail lease (the deployment's
+/// `mail.timeout` is 1 s): a mail the killed process had claimed (its SMTP dialogue cut by
+/// the kill) is sent by the restarted one once the lease ends, within the catcher's wait.
 fn settings() -> String {
     format!(
         "{FAST}[tokens]\nrefresh_reuse_grace = \"0s\"\n[rate_limit]\nenabled = false\n\
-         [mail]\ntimeout = \"1s\"\n[mail.outbox]\nlease = \"2s\"\n"
+         [mail.outbox]\nlease = \"2s\"\n"
     )
 }
 

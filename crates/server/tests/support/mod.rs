@@ -105,7 +105,7 @@ impl Deployment {
              [database]\nurl = \"{url}\"\nmax_connections = 5\n\
              [secrets]\nmaster_key = \"{key}\"\n\
              [mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://127.0.0.1:{smtp}\"\n\
-             from = \"Gatehouse <no-reply@gatehouse.test>\"\n{extra}",
+             from = \"Gatehouse <no-reply@gatehouse.test>\"\ntimeout = \"1s\"\n{extra}",
             issuer = self.issuer,
             data = self.dir.path().display(),
             url = self.database_url,
