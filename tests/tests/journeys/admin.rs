@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 on_both_databases!(
     only_admins_reach_the_admin_api,
     admins_find_users_by_page_and_email,
-    the_email_filter_takes_wildcards_literally,
+    the_email_filter_is_a_prefix_of_the_address,
+    the_email_search_reads_the_index,
     admins_change_roles_and_disable_accounts,
     admins_end_sessions,
     audit_log_records_who_did_what,
@@ -156,38 +157,207 @@ async fn admins_find_users_by_page_and_email(backend: Backend) {
     assert_eq!(error_code(bad_cursor).await, "invalid_request");
 }
 
-/// `%` and `_` in `email=` are the characters themselves, not `LIKE` wildcards.
-async fn the_email_filter_takes_wildcards_literally(backend: Backend) {
+async fn emails_found(server: &TestServer, admin: &str, filter: &str) -> Vec<String> {
+    let found = server
+        .get_as(admin, &format!("/api/v1/admin/users?email={filter}"))
+        .await;
+    assert_eq!(found.status(), StatusCode::OK, "email={filter}");
+    let found: Value = found.json().await.unwrap();
+    found["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `email=` finds the addresses that start with it (normalised like an address), never
+/// those that merely contain it; `%` and `_` are the characters themselves.
+async fn the_email_filter_is_a_prefix_of_the_address(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin("root@example.com").await;
-    for email in ["a_b@example.com", "axb@example.com", "c%d@example.com"] {
+    for email in [
+        "ann@example.com",
+        "anna@example.org",
+        "joann@example.com",
+        "a_b@example.com",
+        "axb@example.com",
+        "c%d@example.com",
+        "ann@xn--bcher-kva.example",
+    ] {
         server.sign_up(email, "z password 1").await;
     }
-    let cases: [(&str, &[&str]); 6] = [
-        ("_", &["a_b@example.com"]),
+    let cases: [(&str, &[&str]); 16] = [
+        (
+            "ann",
+            &[
+                "ann@example.com",
+                "anna@example.org",
+                "ann@xn--bcher-kva.example",
+            ],
+        ),
+        (
+            "ANN",
+            &[
+                "ann@example.com",
+                "anna@example.org",
+                "ann@xn--bcher-kva.example",
+            ],
+        ),
+        (
+            "%20Ann%20",
+            &[
+                "ann@example.com",
+                "anna@example.org",
+                "ann@xn--bcher-kva.example",
+            ],
+        ),
+        ("ann@", &["ann@example.com", "ann@xn--bcher-kva.example"]),
+        ("Ann@Example.COM", &["ann@example.com"]),
+        ("ann@example.co", &["ann@example.com"]),
+        ("ann@b%C3%BCcher.example", &["ann@xn--bcher-kva.example"]),
+        // Inside the address, not at its start: no match.
+        ("oann", &[]),
+        ("%40example.com", &[]),
+        ("example", &[]),
+        // No wildcards.
         ("a_b", &["a_b@example.com"]),
-        ("%25", &["c%d@example.com"]),
+        ("_", &[]),
+        ("a%25", &[]),
         ("c%25d", &["c%d@example.com"]),
-        ("%5C", &[]),
-        ("%5C_", &[]),
+        ("%25", &[]),
+        ("b%C3%BC", &[]),
     ];
     for (filter, expected) in cases {
-        let found: Value = server
-            .get_as(
-                &admin.access,
-                &format!("/api/v1/admin/users?email={filter}"),
-            )
+        assert_eq!(
+            emails_found(&server, &admin.access, filter).await,
+            expected,
+            "email={filter}"
+        );
+    }
+    // Pages of a search: the cursor keeps the prefix.
+    let first: Value = server
+        .get_as(&admin.access, "/api/v1/admin/users?email=a&limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second: Value = server
+        .get_as(
+            &admin.access,
+            &format!("/api/v1/admin/users?email=a&limit=10&cursor={cursor}"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let all: Vec<&str> = first["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["users"].as_array().unwrap())
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "ann@example.com",
+            "anna@example.org",
+            "a_b@example.com",
+            "axb@example.com",
+            "ann@xn--bcher-kva.example"
+        ]
+    );
+    assert!(second["next_cursor"].is_null());
+}
+
+/// The statement the user search runs is answered from the index of `users.email`, on
+/// both databases: asked for its plan, the database names that index and scans no table.
+async fn the_email_search_reads_the_index(backend: Backend) {
+    use gatehouse_core::UserQuery;
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement, TransactionTrait};
+
+    let server = TestServer::start(backend).await;
+    for n in 0..20 {
+        server
+            .sign_up(&format!("user{n}@example.com"), "i password 1")
+            .await;
+    }
+    let db = server.gatehouse.db();
+    let engine = db.get_database_backend();
+    let query = UserQuery {
+        email: Some("User1".to_owned()),
+        cursor: Some(uuid::Uuid::nil()),
+        ..Default::default()
+    };
+    let sql = query.select().unwrap().build(engine).to_string();
+    assert!(!sql.contains("LIKE"), "{sql}");
+    let plan: Vec<String> = match engine {
+        DbBackend::Sqlite => db
+            .query_all_raw(Statement::from_string(
+                engine,
+                format!("EXPLAIN QUERY PLAN {sql}"),
+            ))
             .await
-            .json()
-            .await
-            .unwrap();
-        let emails: Vec<&str> = found["users"]
-            .as_array()
             .unwrap()
             .iter()
-            .map(|u| u["email"].as_str().unwrap())
-            .collect();
-        assert_eq!(emails, expected, "email={filter}");
+            .map(|row| row.try_get::<String>("", "detail").unwrap())
+            .collect(),
+        _ => {
+            // On a table this small PostgreSQL reads every row whatever the indexes;
+            // without sequential scans it shows whether the index can answer the range.
+            let txn = db.begin().await.unwrap();
+            txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+                .await
+                .unwrap();
+            let plan = txn
+                .query_all_raw(Statement::from_string(engine, format!("EXPLAIN {sql}")))
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.try_get::<String>("", "QUERY PLAN").unwrap())
+                .collect();
+            txn.rollback().await.unwrap();
+            // The column compares byte by byte, so that the range is the prefix.
+            let collation = db
+                .query_one_raw(Statement::from_string(
+                    engine,
+                    "SELECT collation_name FROM information_schema.columns \
+                     WHERE table_name = 'users' AND column_name = 'email'",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<Option<String>>("", "collation_name")
+                .unwrap();
+            assert_eq!(collation.as_deref(), Some("C"));
+            plan
+        }
+    };
+    let text = plan.join("\n");
+    eprintln!("plan of {sql}:\n{text}");
+    match engine {
+        DbBackend::Sqlite => {
+            assert!(
+                plan.iter()
+                    .any(|line| line.starts_with("SEARCH users USING")
+                        && line.contains("INDEX")
+                        && line.contains("email>? AND email<?")),
+                "{text}"
+            );
+            assert!(!plan.iter().any(|l| l.starts_with("SCAN users")), "{text}");
+        }
+        _ => {
+            assert!(!text.contains("Seq Scan"), "{text}");
+            assert!(
+                plan.iter().any(|line| line.contains("Index Cond")
+                    && line.contains("email")
+                    && line.contains(">=")
+                    && line.contains('<')),
+                "{text}"
+            );
+        }
     }
 }
 

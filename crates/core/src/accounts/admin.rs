@@ -3,16 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{audit_events, sessions, users};
-use sea_orm::sea_query::LikeExpr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    Select, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::identity::lockout::LockView;
-use crate::identity::types::Role;
+use crate::identity::types::{Email, Role};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, AuditRecord, RequestMeta};
 use crate::sessions::{Principal, RevokeReason, SessionView, revoke_session, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
@@ -58,12 +57,17 @@ pub struct UserDetail {
     pub lock: Option<LockView>,
 }
 
-/// Filters of the user list. `email` matches any part of the (lower-case) address,
-/// character for character: `%` and `_` are not wildcards.
+/// Filters of the user list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
+    /// Accounts whose address starts with this text, after the address normalisation
+    /// (surrounding white space removed, ASCII letters lower-cased; a whole address with
+    /// an internationalised domain is turned into its `xn--` form): `ann` finds
+    /// `ann@example.com` and `anna@example.org`, not `joann@example.com`; a whole address
+    /// finds that account (and any longer address it begins). Every character is itself:
+    /// there are no wildcards. Indexed (a range on the unique index of the address).
     pub email: Option<String>,
     pub limit: Option<u64>,
     pub cursor: Option<Uuid>,
@@ -103,23 +107,69 @@ pub struct AuditPage {
     pub next_cursor: Option<i64>,
 }
 
-/// The escape character of [`containing`] patterns.
-const LIKE_ESCAPE: char = '\\';
+/// What an `email` filter searches for, in the normalised form stored addresses have.
+#[derive(Debug, PartialEq, Eq)]
+enum EmailFilter {
+    /// No filter (absent or only white space).
+    Any,
+    /// Addresses starting with this (non-empty, printable ASCII).
+    Prefix(String),
+    /// Text no stored address can start with (a character no address has).
+    Nothing,
+}
 
-/// A `LIKE` pattern matching any text that contains `literal`. The wildcards `%` and `_`
-/// and the escape character itself are escaped, and the escape character is named in the
-/// query (`ESCAPE '\'`): SQLite has no default one.
-fn containing(literal: &str) -> LikeExpr {
-    let mut pattern = String::with_capacity(literal.len() + 2);
-    pattern.push('%');
-    for c in literal.chars() {
-        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
-            pattern.push(LIKE_ESCAPE);
+impl EmailFilter {
+    fn parse(raw: Option<&str>) -> Self {
+        let Some(text) = raw.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Self::Any;
+        };
+        let prefix = match Email::parse(text) {
+            Ok(email) => email.as_str().to_owned(),
+            Err(_) => text.to_ascii_lowercase(),
+        };
+        // Stored addresses are printable ASCII only (see `Email`).
+        if prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            Self::Prefix(prefix)
+        } else {
+            Self::Nothing
         }
-        pattern.push(c);
     }
-    pattern.push('%');
-    LikeExpr::new(pattern).escape(LIKE_ESCAPE)
+}
+
+/// The least text above every text that starts with `prefix` (printable ASCII, not
+/// empty): the prefix with its last character raised by one. Byte order and code point
+/// order agree on UTF-8, so `prefix <= email < bound` holds exactly for the addresses
+/// starting with `prefix` under a byte-order collation (SQLite's `BINARY`, PostgreSQL's
+/// `C`, which the column has since the migration `users_email_byte_order`).
+fn prefix_upper_bound(prefix: &str) -> String {
+    let (head, last) = prefix.split_at(prefix.len() - 1);
+    let last = last.as_bytes()[0];
+    format!("{head}{}", char::from(last + 1))
+}
+
+impl UserQuery {
+    /// The statement this query runs, without its page limit; `None` when it can match
+    /// no account. The `email` filter is a range on the unique index of `users.email`
+    /// (`email >= prefix AND email < bound`), which SQLite and PostgreSQL both answer
+    /// from the index, where `LIKE 'prefix%'` would need collation conditions SQLite's
+    /// planner does not see met (and a `LIKE '%text%'` is a scan of every row).
+    pub fn select(&self) -> Option<Select<users::Entity>> {
+        let mut select = users::Entity::find().order_by_asc(users::Column::Id);
+        match EmailFilter::parse(self.email.as_deref()) {
+            EmailFilter::Any => {}
+            EmailFilter::Nothing => return None,
+            EmailFilter::Prefix(prefix) => {
+                let bound = prefix_upper_bound(&prefix);
+                select = select
+                    .filter(users::Column::Email.gte(prefix))
+                    .filter(users::Column::Email.lt(bound));
+            }
+        }
+        if let Some(cursor) = self.cursor {
+            select = select.filter(users::Column::Id.gt(cursor));
+        }
+        Some(select)
+    }
 }
 
 pub(crate) fn page_size(limit: Option<u64>) -> Result<u64> {
@@ -138,18 +188,12 @@ impl Gatehouse {
     pub async fn admin_list_users(&self, admin: &Principal, query: UserQuery) -> Result<UserPage> {
         admin.require_admin()?;
         let limit = page_size(query.limit)?;
-        let mut select = users::Entity::find().order_by_asc(users::Column::Id);
-        if let Some(email) = query
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            select = select.filter(users::Column::Email.like(containing(&email.to_lowercase())));
-        }
-        if let Some(cursor) = query.cursor {
-            select = select.filter(users::Column::Id.gt(cursor));
-        }
+        let Some(select) = query.select() else {
+            return Ok(UserPage {
+                users: Vec::new(),
+                next_cursor: None,
+            });
+        };
         let mut rows = select.limit(limit + 1).all(&self.db).await?;
         let next_cursor = if rows.len() as u64 > limit {
             rows.truncate(limit as usize);
@@ -393,19 +437,63 @@ mod tests {
     use sea_orm::{DbBackend, QueryTrait};
 
     #[test]
-    fn the_email_filter_escapes_wildcards() {
-        for (backend, expected) in [
-            (DbBackend::Sqlite, r"LIKE '%a\_b\%c\\d%' ESCAPE '\'"),
-            (
-                DbBackend::Postgres,
-                r"LIKE E'%a\\_b\\%c\\\\d%' ESCAPE E'\\'",
-            ),
+    fn the_email_filter_is_the_normalised_prefix() {
+        let parse = |raw: &str| EmailFilter::parse(Some(raw));
+        let prefix = |p: &str| EmailFilter::Prefix(p.to_owned());
+        assert_eq!(EmailFilter::parse(None), EmailFilter::Any);
+        assert_eq!(parse("  "), EmailFilter::Any);
+        assert_eq!(parse(" Ann "), prefix("ann"));
+        assert_eq!(parse("YC@"), prefix("yc@"));
+        assert_eq!(parse("a_b%c"), prefix("a_b%c"));
+        assert_eq!(
+            parse("Ann@BÜCHER.example"),
+            prefix("ann@xn--bcher-kva.example")
+        );
+        assert_eq!(parse("bücher"), EmailFilter::Nothing);
+        assert_eq!(parse("a b"), EmailFilter::Nothing);
+        assert_eq!(parse("a\u{0}"), EmailFilter::Nothing);
+    }
+
+    #[test]
+    fn the_upper_bound_ends_the_prefix_range() {
+        assert_eq!(prefix_upper_bound("ann"), "ano");
+        assert_eq!(prefix_upper_bound("a@"), "aA");
+        assert_eq!(prefix_upper_bound("~"), "\u{7f}");
+        for (prefix, inside, outside) in [
+            ("ann", "ann@example.com", "ano"),
+            ("ann", "ann", "an"),
+            ("a~", "a~~~", "a\u{7f}"),
         ] {
-            let sql = users::Entity::find()
-                .filter(users::Column::Email.like(containing(r"a_b%c\d")))
-                .build(backend)
-                .to_string();
-            assert!(sql.ends_with(expected), "{sql}");
+            let bound = prefix_upper_bound(prefix);
+            assert!(
+                prefix <= inside && inside < bound.as_str(),
+                "{prefix} {inside}"
+            );
+            assert!(
+                !(prefix <= outside && outside < bound.as_str()),
+                "{prefix} {outside}"
+            );
         }
+    }
+
+    #[test]
+    fn the_email_filter_is_a_range_not_a_like() {
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            let query = UserQuery {
+                email: Some("Ann".to_owned()),
+                ..Default::default()
+            };
+            let sql = query.select().unwrap().build(backend).to_string();
+            assert!(
+                sql.contains(r#""email" >= 'ann' AND "users"."email" < 'ano'"#),
+                "{sql}"
+            );
+            assert!(!sql.contains("LIKE"), "{sql}");
+        }
+        let nothing = UserQuery {
+            email: Some("bücher".to_owned()),
+            ..Default::default()
+        };
+        assert!(nothing.select().is_none());
     }
 }
