@@ -12,6 +12,7 @@ mod m20261201_000002_mail_cooldowns;
 mod m20261202_000001_login_lockouts;
 mod m20261202_000002_mail_outbox;
 mod m20261203_000001_users_email_byte_order;
+mod m20261203_000002_audit_events_occurred_at;
 
 /// Every migration of Gatehouse, in the order they run.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_login_lockouts::Migration),
             Box::new(m20261202_000002_mail_outbox::Migration),
             Box::new(m20261203_000001_users_email_byte_order::Migration),
+            Box::new(m20261203_000002_audit_events_occurred_at::Migration),
         ]
     }
 }

@@ -8,6 +8,7 @@ use gatehouse_entity::{
     authorization_codes, backchannel_deliveries, browser_sessions, one_time_tokens,
     session_revocations, sessions,
 };
+use sea_orm::sea_query::{Order, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
@@ -34,7 +35,14 @@ pub struct PurgeReport {
     pub backchannel_deliveries: u64,
     /// Sent mail past `mail.outbox.sent_retention`, dead mail past `dead_retention`.
     pub mail_outbox: u64,
+    /// Audit log entries older than `audit.retention`.
+    pub audit_events: u64,
 }
+
+/// Most audit entries one statement of the purge deletes: the first purge after an
+/// upgrade (or after `audit.retention` was shortened) may find years of entries, and one
+/// statement deleting them all would hold SQLite's write lock for as long.
+const AUDIT_PURGE_BATCH: u64 = 5_000;
 
 /// How long a sent (or given-up) back-channel logout notice is kept.
 const FINISHED_DELIVERY_RETENTION: chrono::Duration = chrono::Duration::days(7);
@@ -101,8 +109,8 @@ impl Gatehouse {
     /// Deletes expired one-time tokens; sessions (with their refresh tokens) that
     /// expired, or were revoked longer ago than any access token of theirs can live;
     /// revocation feed entries whose tokens all expired; unpublished signing keys;
-    /// mail cooldowns that are over; authorization codes past use; idle browser sessions; and back-channel logout
-    /// notices finished a week ago.
+    /// mail cooldowns that are over; authorization codes past use; idle browser sessions; back-channel logout
+    /// notices finished a week ago; and audit entries older than `audit.retention`.
     pub async fn purge_expired(&self) -> Result<PurgeReport> {
         let now = self.clock.now();
         let one_time_tokens = one_time_tokens::Entity::delete_many()
@@ -149,6 +157,7 @@ impl Gatehouse {
             .await?
             .rows_affected;
         let mail_outbox = self.purge_mail_outbox(now).await?;
+        let audit_events = self.purge_audit_events(now).await?;
         Ok(PurgeReport {
             one_time_tokens,
             sessions,
@@ -160,6 +169,39 @@ impl Gatehouse {
             browser_sessions,
             backchannel_deliveries,
             mail_outbox,
+            audit_events,
         })
+    }
+
+    /// Deletes the audit entries older than `audit.retention`, oldest first, in
+    /// statements of at most [`AUDIT_PURGE_BATCH`] rows, each found through the index
+    /// on `occurred_at`. The run's own `expired_rows_purged` entry, which the next run
+    /// reads, is written after this and is never older than the retention (which must be
+    /// longer than `maintenance.purge_interval`).
+    async fn purge_audit_events(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let retention = chrono::Duration::from_std(self.settings.audit.retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let Some(before) = now.checked_sub_signed(retention) else {
+            return Ok(0);
+        };
+        let mut deleted = 0;
+        loop {
+            let batch = Query::select()
+                .column(audit_events::Column::Id)
+                .from(audit_events::Entity)
+                .and_where(audit_events::Column::OccurredAt.lte(before))
+                .order_by(audit_events::Column::OccurredAt, Order::Asc)
+                .limit(AUDIT_PURGE_BATCH)
+                .to_owned();
+            let rows = audit_events::Entity::delete_many()
+                .filter(audit_events::Column::Id.in_subquery(batch))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            deleted += rows;
+            if rows < AUDIT_PURGE_BATCH {
+                return Ok(deleted);
+            }
+        }
     }
 }

@@ -21,6 +21,16 @@ pub struct CoreSettings {
     pub oidc: OidcSettings,
     pub backchannel_logout: BackchannelLogoutSettings,
     pub browser_sessions: BrowserSessionSettings,
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: how long the audit log keeps its entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Entries older than this are deleted by the periodic purge.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 /// `[oidc]`: the authorization code flow.

@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
-use gatehouse_entity::{one_time_tokens, refresh_tokens, sessions};
+use gatehouse_entity::{audit_events, one_time_tokens, refresh_tokens, sessions};
 use gatehouse_tests::{Backend, TestServer, on_both_databases};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 
-on_both_databases!(purge_removes_expired_tokens_and_sessions);
+on_both_databases!(
+    purge_removes_expired_tokens_and_sessions,
+    the_purge_keeps_the_audit_log_for_its_retention,
+);
 
 async fn purge_removes_expired_tokens_and_sessions(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -120,4 +123,73 @@ async fn the_purge_removes_idle_browser_sessions_and_old_authorization_codes() {
     assert_eq!(report.browser_sessions, 1);
     let page = walker.get(&server.url("/account/sessions")).await;
     assert_eq!(gatehouse_tests::pages::location(&page).path(), "/login");
+}
+
+/// Audit entries older than `audit.retention` (400 days by default) are deleted by the
+/// purge, however many there are (several statements of a batch each); newer ones stay.
+async fn the_purge_keeps_the_audit_log_for_its_retention(backend: Backend) {
+    use gatehouse_core::platform::clock::Clock;
+    use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter};
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let server = TestServer::start(backend).await;
+    let db = server.gatehouse.db();
+    let start = server.clock.now();
+    server.sign_up("old@example.com", "au password 1").await;
+    // Old history written straight into the table, more than one purge statement takes.
+    let filler: u64 = 12_345;
+    for chunk in 0..filler.div_ceil(1000) {
+        let rows =
+            (chunk * 1000..filler.min((chunk + 1) * 1000)).map(|n| audit_events::ActiveModel {
+                occurred_at: Set(start - Duration::from_secs(n)),
+                event: Set("login_failed".to_owned()),
+                details: Set(Some("{}".to_owned())),
+                ..Default::default()
+            });
+        audit_events::Entity::insert_many(rows)
+            .exec(db)
+            .await
+            .unwrap();
+    }
+
+    server.advance(DAY * 200);
+    let middle = server.clock.now();
+    server.sign_up("new@example.com", "au password 1").await;
+    assert_eq!(
+        server.gatehouse.purge_expired().await.unwrap().audit_events,
+        0,
+        "nothing is 400 days old yet"
+    );
+
+    // 400 days and a second after the start: the start's entries are past the retention.
+    server.advance(DAY * 200 + Duration::from_secs(1));
+    let cutoff = server.clock.now() - DAY * 400;
+    assert!(start < cutoff && cutoff < middle);
+    let old = audit_events::Entity::find()
+        .filter(audit_events::Column::OccurredAt.lte(cutoff))
+        .count(db)
+        .await
+        .unwrap();
+    assert!(old > filler, "the filler and the first sign-up: {old}");
+    let newer = audit_events::Entity::find()
+        .filter(audit_events::Column::OccurredAt.gt(cutoff))
+        .all(db)
+        .await
+        .unwrap();
+    assert!(
+        newer.iter().any(|e| e.event == "signup"),
+        "the second sign-up: {newer:?}"
+    );
+
+    let report = server.gatehouse.purge_expired().await.unwrap();
+    assert_eq!(report.audit_events, old);
+    let left = audit_events::Entity::find().all(db).await.unwrap();
+    assert!(left.iter().all(|e| e.occurred_at > cutoff), "{left:?}");
+    for kept in &newer {
+        assert!(left.contains(kept), "{kept:?} stays");
+    }
+    assert_eq!(
+        server.gatehouse.purge_expired().await.unwrap().audit_events,
+        0
+    );
 }

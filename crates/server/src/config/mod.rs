@@ -13,7 +13,7 @@ use gatehouse_core::CoreSettings;
 use gatehouse_core::platform::secrets::MasterKey;
 use gatehouse_core::settings::LockoutSettings;
 use gatehouse_core::settings::{
-    AuthSettings, BackchannelLogoutSettings, BrowserSessionSettings, MailSettings,
+    AuditSettings, AuthSettings, BackchannelLogoutSettings, BrowserSessionSettings, MailSettings,
     MailTransportKind, OidcSettings, PasswordSettings, RevocationSettings, SessionSettings,
     TokenSettings,
 };
@@ -62,6 +62,7 @@ pub struct Config {
     pub login_throttle: Option<serde::de::IgnoredAny>,
     pub revocations: RevocationSettings,
     pub maintenance: MaintenanceSettings,
+    pub audit: AuditSettings,
     pub log: LogSettings,
     pub oidc: OidcSettings,
     pub backchannel_logout: BackchannelLogoutSettings,
@@ -220,6 +221,13 @@ impl Config {
             self.mode == Mode::Production,
         ));
         problems.extend(crate::rate_limit::problems(&self.rate_limit));
+        if self.audit.retention <= self.maintenance.purge_interval {
+            problems.push(
+                "audit.retention: must be longer than maintenance.purge_interval (the purge finds \
+                 its last run in the audit log)"
+                    .to_owned(),
+            );
+        }
         if self.backchannel_logout.max_attempts == 0 {
             problems.push("backchannel_logout.max_attempts: must be at least 1".to_owned());
         }
@@ -329,6 +337,7 @@ impl Config {
             oidc: self.oidc.clone(),
             backchannel_logout: self.backchannel_logout.clone(),
             browser_sessions: self.browser_sessions.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -498,6 +507,18 @@ mod tests {
         let zero = "[lockout]\nmax_failures = 0\n";
         let error = Config::load_with(None, &[zero]).unwrap_err().to_string();
         assert!(error.contains("lockout.max_failures"), "{error}");
+    }
+
+    #[test]
+    fn the_audit_retention_outlives_the_purge_interval() {
+        let config = Config::load_with(None, &[]).unwrap();
+        assert_eq!(config.audit.retention, Duration::from_secs(400 * 24 * 3600));
+        let short = "[audit]\nretention = \"1h\"\n";
+        let error = Config::load_with(None, &[short]).unwrap_err().to_string();
+        assert!(error.contains("audit.retention"), "{error}");
+        let days = "[audit]\nretention = \"30d\"\n";
+        let config = Config::load_with(None, &[days]).unwrap();
+        assert_eq!(config.audit.retention, Duration::from_secs(30 * 24 * 3600));
     }
 
     #[test]
