@@ -129,7 +129,10 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     pub mail: MailCatcher,
     pub config: Config,
+    /// The base URL of the `metrics.bind` listener, when the configuration has one.
+    pub metrics_url: Option<String>,
     handle: ServerHandle,
+    metrics_handle: Option<ServerHandle>,
     background: Vec<tokio::task::JoinHandle<()>>,
     layers: Vec<String>,
     _data_dir: Arc<tempfile::TempDir>,
@@ -140,6 +143,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         // Sends the stop command now; nothing needs to wait for it.
         drop(self.handle.stop(false));
+        if let Some(handle) = &self.metrics_handle {
+            drop(handle.stop(false));
+        }
         self.background.iter().for_each(|task| task.abort());
     }
 }
@@ -234,6 +240,20 @@ poll_interval = "50ms"
         let server = app::http_server(&config, gatehouse.clone(), listener).expect("http server");
         let handle = server.handle();
         tokio::spawn(server);
+        // `metrics.bind` (a test gives port 0): the separate metrics listener.
+        let (metrics_url, metrics_handle) = match config.metrics.listener() {
+            Some(bind) => {
+                let listener = TcpListener::bind(bind).expect("bind the metrics listener");
+                let url = format!("http://{}", listener.local_addr().expect("addr"));
+                let server =
+                    gatehouse_server::metrics::metrics_server(&config, gatehouse.clone(), listener)
+                        .expect("metrics server");
+                let handle = server.handle();
+                tokio::spawn(server);
+                (Some(url), Some(handle))
+            }
+            None => (None, None),
+        };
         Self {
             base_url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder()
@@ -244,7 +264,9 @@ poll_interval = "50ms"
             clock,
             mail,
             config,
+            metrics_url,
             handle,
+            metrics_handle,
             background,
             layers,
             _data_dir: data_dir,

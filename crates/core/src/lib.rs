@@ -37,6 +37,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod platform;
 pub mod rate_limit;
+mod scrape;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;
@@ -69,6 +70,7 @@ pub struct Gatehouse {
     keyed: Arc<platform::secrets::KeyedHashes>,
     settings: Arc<CoreSettings>,
     rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
+    metrics: Arc<platform::metrics::Metrics>,
 }
 
 impl Gatehouse {
@@ -93,6 +95,7 @@ impl Gatehouse {
             keyed: Arc::new(keyed),
             settings: Arc::new(settings),
             rate_limiter: None,
+            metrics: Arc::default(),
         }
     }
 
@@ -125,6 +128,11 @@ impl Gatehouse {
     /// The database connection, for health checks.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// This instance's metrics (see [`platform::metrics`]).
+    pub fn metrics(&self) -> &platform::metrics::Metrics {
+        &self.metrics
     }
 
     /// The password hasher, whose counters operators and tests read.

@@ -112,9 +112,14 @@ pub fn http_server(
     let browser_idle_timeout = config.browser_sessions.idle_timeout;
     let content_security_policy = content_security_policy(&config.pages.logo_url);
     let request_limits = web::Data::new(RequestLimits::from_settings(&config.server));
+    let metrics_access = web::Data::new(crate::metrics::MetricsAccess::new(
+        config.metrics.bearer_token.as_ref(),
+    ));
+    let public_metrics = config.metrics.on_public_listener();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(gatehouse.clone())
+            .app_data(metrics_access.clone())
             .app_data(pages.clone())
             .app_data(client_ip_rules.clone())
             .app_data(keepalive.clone())
@@ -139,6 +144,11 @@ pub fn http_server(
                 },
             ))
             .configure(routes::configure)
+            .configure(|cfg| {
+                if public_metrics {
+                    crate::metrics::configure(cfg);
+                }
+            })
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound)
             }))
@@ -169,6 +179,7 @@ pub fn http_server(
                 }
             })
             .wrap(TracingLogger::<RequestSpan>::new())
+            .wrap(actix_web::middleware::from_fn(crate::metrics::record))
     })
     .shutdown_timeout(config.server.shutdown_timeout.as_secs());
     if config.server.workers > 0 {

@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod migrations;
 pub mod openapi;
 pub mod rate_limit;

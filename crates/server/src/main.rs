@@ -225,6 +225,16 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     let listener = TcpListener::bind(config.server.bind)?;
     tracing::info!(address = %listener.local_addr()?, issuer = %config.issuer, "gatehouse listening");
     let background = app::spawn_background(gatehouse.clone(), &config)?;
+    if let Some(bind) = config.metrics.listener() {
+        let metrics_listener = TcpListener::bind(bind)?;
+        tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening");
+        let metrics = gatehouse_server::metrics::metrics_server(
+            &config,
+            gatehouse.clone(),
+            metrics_listener,
+        )?;
+        tokio::spawn(metrics);
+    }
     let result = app::http_server(&config, gatehouse, listener)?.await;
     background.iter().for_each(|task| task.abort());
     Ok(result?)

@@ -25,6 +25,7 @@ mod login;
 mod mail_outbox;
 mod mail_transports;
 mod maintenance;
+mod metrics;
 mod oauth_clients;
 mod oauth_tokens;
 mod oidc;

@@ -23,6 +23,7 @@ use crate::accounts::mail_cooldown::MailPurpose;
 use crate::identity::types::{Email, Password, Role};
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::metrics::SignupOutcome;
 use crate::platform::secrets::{new_token, token_hash};
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
@@ -126,6 +127,7 @@ impl Gatehouse {
                 self.enqueue_verification(&txn, &user, &token).await?;
                 txn.commit().await?;
                 self.wake_mail_worker();
+                self.metrics.signup(SignupOutcome::Created);
             }
             Err(Error::Conflict { .. }) => {
                 txn.rollback().await?;
@@ -150,6 +152,7 @@ impl Gatehouse {
                 }
                 txn.commit().await?;
                 self.wake_mail_worker();
+                self.metrics.signup(SignupOutcome::ExistingAddress);
             }
             Err(other) => return Err(other),
         }

@@ -14,10 +14,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use prometheus::Histogram;
 use tokio::sync::Semaphore;
 
 use crate::identity::types::Password;
@@ -44,6 +45,7 @@ pub struct PasswordHasher {
     retry_after: Duration,
     dummy_hash: String,
     completed: AtomicU64,
+    duration: Histogram,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -100,6 +102,7 @@ impl PasswordHasher {
             retry_after: settings.overload_retry_after,
             dummy_hash,
             completed: AtomicU64::new(0),
+            duration: hash_duration_histogram()?,
         })
     }
 
@@ -132,6 +135,17 @@ impl PasswordHasher {
     /// How many hashing operations have completed since start (hash and verify alike).
     pub fn completed_operations(&self) -> u64 {
         self.completed.load(Ordering::SeqCst)
+    }
+
+    /// How many hashes wait for a hashing slot right now.
+    pub fn hashes_waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// The time each hash (and verification) took on the pool, not counting its wait
+    /// for a slot: `gatehouse_password_hash_duration_seconds`.
+    pub fn duration_metric(&self) -> &Histogram {
+        &self.duration
     }
 
     /// How many hashes are being computed right now.
@@ -168,8 +182,11 @@ impl PasswordHasher {
         // The permit moves into the job: it is released when the hash ends (or unwinds),
         // even if this future is dropped meanwhile.
         let (done, output) = tokio::sync::oneshot::channel();
+        let duration = self.duration.clone();
         self.pool.spawn(move || {
+            let started = Instant::now();
             let output = work();
+            duration.observe(started.elapsed().as_secs_f64());
             drop(permit);
             let _ = done.send(output);
         });
@@ -177,6 +194,19 @@ impl PasswordHasher {
         self.completed.fetch_add(1, Ordering::SeqCst);
         Ok(output)
     }
+}
+
+/// The histogram of hash durations: argon2 with the OWASP parameters takes tens of
+/// milliseconds; the buckets reach well past what a login should ever wait.
+fn hash_duration_histogram() -> Result<Histogram> {
+    let opts = prometheus::HistogramOpts::new(
+        "gatehouse_password_hash_duration_seconds",
+        "Time one password hash or verification took on the hashing pool, without its wait for a slot.",
+    )
+    .buckets(vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ]);
+    Histogram::with_opts(opts).map_err(|e| Error::internal(e.to_string()))
 }
 
 thread_local! {

@@ -44,6 +44,7 @@ use uuid::Uuid;
 use crate::identity::types::Email;
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::metrics::MailEvent;
 use crate::{Error, Gatehouse, Result};
 
 /// Mails claimed per round, per instance.
@@ -186,6 +187,9 @@ impl Gatehouse {
         })
         .exec_without_returning(txn)
         .await?;
+        // Counted when written: a transaction that then fails (a database error) leaves
+        // the count one ahead of the table.
+        self.metrics.mail(mail.kind(), MailEvent::Queued);
         Ok(())
     }
 
@@ -351,6 +355,7 @@ impl Gatehouse {
                     .exec(&self.db)
                     .await?;
                 tracing::info!(mail = %row.kind, attempts = row.attempts, "mail sent");
+                self.metrics.mail(&row.kind, MailEvent::Sent);
             }
             Err(error) => {
                 let settings = &self.mailer.outbox;
@@ -362,6 +367,7 @@ impl Gatehouse {
                     error = %description,
                     "mail delivery failed"
                 );
+                self.metrics.mail(&row.kind, MailEvent::Failed);
                 let max = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
                 let update = mine()
                     .col_expr(
@@ -402,6 +408,9 @@ impl Gatehouse {
                         audit::record(&txn, now, &RequestMeta::default(), entry).await?;
                     }
                     txn.commit().await?;
+                    if changed == 1 {
+                        self.metrics.mail(&row.kind, MailEvent::Dead);
+                    }
                 } else {
                     let factor = 2u32.saturating_pow(u32::try_from(row.attempts - 1).unwrap_or(0));
                     let wait = settings.first_retry_after.saturating_mul(factor);

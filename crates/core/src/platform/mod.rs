@@ -1,5 +1,5 @@
 //! The plumbing every concept uses, and that knows none of them: the audit log, the clock,
-//! the database connection, the error type, random tokens and the keys derived from the
+//! the database connection, the error type, the metrics registry, random tokens and the keys derived from the
 //! master key, and the stored form of lists.
 
 pub mod audit;
@@ -7,4 +7,5 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod lists;
+pub mod metrics;
 pub mod secrets;

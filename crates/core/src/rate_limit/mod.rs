@@ -126,6 +126,7 @@ pub struct RateLimiter {
     backend_errors: AtomicU64,
     in_outage: AtomicBool,
     keyed: KeyedHashes,
+    rejections: prometheus::IntCounterVec,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -158,6 +159,14 @@ impl RateLimiter {
             backend_errors: AtomicU64::new(0),
             in_outage: AtomicBool::new(false),
             keyed,
+            rejections: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "gatehouse_rate_limit_rejections_total",
+                    "Requests refused with 429 rate_limited, by class and by what the limit counts (ip or account).",
+                ),
+                &["class", "scope"],
+            )
+            .map_err(|e| Error::internal(e.to_string()))?,
         })
     }
 
@@ -242,9 +251,19 @@ impl RateLimiter {
     /// As [`RateLimiter::check`], with a refusal as [`Error::RateLimited`].
     pub async fn enforce(&self, class: RateClass, key: &RateKey) -> Result<Option<Decision>> {
         match self.check(class, key).await? {
-            Some(decision) if !decision.allowed => Err(Error::RateLimited(Box::new(decision))),
+            Some(decision) if !decision.allowed => {
+                self.rejections
+                    .with_label_values(&[class.name(), key.scope().name()])
+                    .inc();
+                Err(Error::RateLimited(Box::new(decision)))
+            }
             other => Ok(other),
         }
+    }
+
+    /// The refusals counted so far: `gatehouse_rate_limit_rejections_total`.
+    pub fn rejections_metric(&self) -> &prometheus::IntCounterVec {
+        &self.rejections
     }
 
     /// How many checks the backend failed to answer since start.

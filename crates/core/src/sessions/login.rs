@@ -49,6 +49,21 @@ pub struct BrowserPasswordLogin {
     pub device_token: SecretString,
 }
 
+/// The `outcome` label of `gatehouse_logins_total` for the end of a password login.
+fn login_outcome(opened: &Result<OpenedSession>) -> &'static str {
+    match opened {
+        Ok(_) => "success",
+        Err(Error::InvalidCredentials) => "invalid_credentials",
+        Err(Error::TooManyAttempts { .. }) => "too_many_attempts",
+        Err(Error::EmailNotVerified) => "email_not_verified",
+        Err(Error::AccountDisabled) => "account_disabled",
+        Err(Error::InvalidInput { .. }) => "invalid_request",
+        Err(Error::Overloaded { .. }) => "overloaded",
+        Err(Error::Unavailable { .. }) => "unavailable",
+        Err(_) => "error",
+    }
+}
+
 impl Gatehouse {
     /// Checks email and password and opens a session, with tokens for the JSON API.
     /// `device_token` is the one an earlier login to this account answered, if any.
@@ -140,14 +155,17 @@ impl Gatehouse {
         let (email, device_token) = (email.to_owned(), device_token.map(str::to_owned));
         let (meta, refresh_client) = (meta.clone(), refresh_client.map(str::to_owned));
         tokio::spawn(async move {
-            this.open_session_to_the_end(
-                &email,
-                password,
-                device_token.as_deref(),
-                &meta,
-                refresh_client.as_deref(),
-            )
-            .await
+            let opened = this
+                .open_session_to_the_end(
+                    &email,
+                    password,
+                    device_token.as_deref(),
+                    &meta,
+                    refresh_client.as_deref(),
+                )
+                .await;
+            this.metrics.login(login_outcome(&opened));
+            opened
         })
         .await
         .map_err(|e| Error::internal(format!("the login task failed: {e}")))?

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
-use gatehouse_entity::session_revocations;
+use gatehouse_entity::{session_revocations, sessions};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
     NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -254,6 +254,7 @@ impl Gatehouse {
             .all(&self.db)
             .await?;
         let count = rows.len();
+        self.count_revocations(&rows).await;
         for row in rows {
             hub.last_broadcast.store(row.id, Ordering::SeqCst);
             // No subscriber is not an error.
@@ -264,6 +265,39 @@ impl Gatehouse {
 }
 
 impl Gatehouse {
+    /// Counts newly read feed rows in `gatehouse_session_revocations_total`, by the
+    /// reason on their session. The feed holds only committed revocations, and each
+    /// instance reads each row once, so the counter is exact (if every instance counts
+    /// every revocation: see docs/operations.md). A session already purged counts as
+    /// `unknown`, as do all of them when the reasons cannot be read now.
+    async fn count_revocations(&self, rows: &[session_revocations::Model]) {
+        if rows.is_empty() {
+            return;
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.session_id).collect();
+        let reasons = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::RevokedReason)
+            .filter(sessions::Column::Id.is_in(ids))
+            .into_tuple::<Option<String>>()
+            .all(&self.db)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the reasons of revoked sessions failed");
+                Vec::new()
+            });
+        let mut known = 0;
+        for reason in reasons {
+            known += 1;
+            self.metrics
+                .revoked(reason.as_deref().unwrap_or("unknown"), 1);
+        }
+        let unknown = u64::try_from(rows.len().saturating_sub(known)).unwrap_or(0);
+        if unknown > 0 {
+            self.metrics.revoked("unknown", unknown);
+        }
+    }
+
     /// On PostgreSQL: listens for the notices revoking transactions send, and reads the
     /// new rows as each arrives. Returns `Ok` at once on other databases (the poll does
     /// the work there); returns an error when listening fails, for the caller to retry.

@@ -2,6 +2,7 @@
 //! file (`--config` or `GATEHOUSE_CONFIG`), then `GATEHOUSE__SECTION__KEY` environment
 //! variables. Unknown keys are an error. Loaded and checked once, in `main`, then passed in.
 
+pub mod metrics;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use gatehouse_core::tokens::keys::KeySettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+pub use metrics::MetricsSettings;
 pub use server::{ForwardedHeader, ServerSettings};
 
 /// The defaults: every setting, each with a comment. Kept in the repository as
@@ -69,6 +71,7 @@ pub struct Config {
     pub browser_sessions: BrowserSessionSettings,
     pub pages: PageSettings,
     pub rate_limit: gatehouse_core::settings::RateLimitSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// `[pages]`: branding of the hosted pages.
@@ -168,6 +171,9 @@ impl Config {
         if let Some(path) = &self.mail.smtp_url_file {
             self.mail.smtp_url = read_secret(path, "mail.smtp_url_file")?;
         }
+        if let Some(path) = &self.metrics.bearer_token_file {
+            self.metrics.bearer_token = Some(read_secret(path, "metrics.bearer_token_file")?);
+        }
         Ok(())
     }
 
@@ -221,6 +227,11 @@ impl Config {
             self.mode == Mode::Production,
         ));
         problems.extend(crate::rate_limit::problems(&self.rate_limit));
+        problems.extend(metrics::problems(
+            &self.metrics,
+            self.server.bind,
+            self.mode == Mode::Production,
+        ));
         if self.audit.retention <= self.maintenance.purge_interval {
             problems.push(
                 "audit.retention: must be longer than maintenance.purge_interval (the purge finds \

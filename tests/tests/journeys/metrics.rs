@@ -1,0 +1,364 @@
+//! Prometheus metrics: after a journey (sign-up, logins that succeed and fail, a
+//! revocation) `GET /metrics` shows each counter moved by what happened, with the route
+//! pattern as the label, never the path; the public listener serves it only with the
+//! bearer token; a separate `metrics.bind` listener serves it alone, and then the public
+//! listener has none.
+
+use std::time::Duration;
+
+use gatehouse_tests::{Backend, FAST_HASHING, TestServer, on_both_databases};
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_databases!(
+    a_journey_moves_every_counter_by_what_happened,
+    the_public_listener_serves_metrics_only_with_the_token,
+    a_separate_listener_serves_metrics_and_the_public_one_does_not,
+    rate_limit_refusals_are_counted_by_class_and_scope,
+);
+
+const TOKEN: &str = "metrics token of the journeys";
+
+fn with_token() -> String {
+    format!("[metrics]\nenabled = true\nbearer_token = \"{TOKEN}\"\n")
+}
+
+async fn start(backend: Backend, layers: &[&str]) -> TestServer {
+    let mut all = vec![FAST_HASHING];
+    all.extend_from_slice(layers);
+    TestServer::start_with(backend, &all).await
+}
+
+/// The scrape of the public listener, with the token.
+async fn scrape(server: &TestServer) -> Metrics {
+    let response = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    Metrics(response.text().await.unwrap())
+}
+
+/// A scrape's text.
+struct Metrics(String);
+
+impl Metrics {
+    /// The value of the sample `name` whose labels include all of `labels`, summed over
+    /// the samples that match; 0 when there is none.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (sample, label_text) = match series.split_once('{') {
+                    Some((sample, rest)) => (sample, rest.trim_end_matches('}')),
+                    None => (series, ""),
+                };
+                let matches = sample == name
+                    && labels.iter().all(|(key, value)| {
+                        label_text
+                            .split(',')
+                            .any(|pair| pair == format!("{key}=\"{value}\""))
+                    });
+                matches.then(|| value.parse::<f64>().unwrap())
+            })
+            .sum()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.lines().any(|line| line.starts_with(name))
+    }
+}
+
+/// Scrapes until `name{labels}` reaches `at_least` (the mail worker counts a sent mail
+/// right after the SMTP server took it), for at most 10 s.
+async fn scrape_until(
+    server: &TestServer,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> Metrics {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let metrics = scrape(server).await;
+            if metrics.value(name, labels) >= at_least {
+                return metrics;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} {labels:?} never reached {at_least}"))
+}
+
+async fn a_journey_moves_every_counter_by_what_happened(backend: Backend) {
+    let server = start(backend, &[&with_token()]).await;
+    // The revocation feed's first read only sets where this instance starts counting.
+    server.gatehouse.poll_revocations().await.unwrap();
+    let before = scrape(&server).await;
+    assert_eq!(before.value("gatehouse_signups_total", &[]), 0.0);
+    assert_eq!(before.value("gatehouse_sessions_active", &[]), 0.0);
+    let hashes_before = before.value("gatehouse_password_hash_duration_seconds_count", &[]);
+
+    // One sign-up, verified; one sign-up with the same address; one login that works
+    // and one with a wrong password.
+    let ann = server
+        .verified_user("ann@example.com", "ann password 1")
+        .await;
+    let again = server
+        .post(
+            "/api/v1/signup",
+            json!({ "email": "ann@example.com", "password": "another password" }),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    server
+        .mail
+        .wait_for("ann@example.com", "Sign-up attempt")
+        .await;
+    let wrong = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "ann@example.com", "password": "not the password" }),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let during = scrape(&server).await;
+    assert_eq!(during.value("gatehouse_sessions_active", &[]), 1.0);
+
+    // Revoke the session by id: a route with a path parameter.
+    let session = ann.session_id.to_string();
+    let revoked = server
+        .delete_as(&ann.access, &format!("/api/v1/sessions/{session}"))
+        .await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    server.gatehouse.poll_revocations().await.unwrap();
+    let unmatched = server
+        .http
+        .get(server.url("/no/such/page-4f1d2c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unmatched.status(), StatusCode::NOT_FOUND);
+
+    let after = scrape_until(
+        &server,
+        "gatehouse_mail_total",
+        &[("kind", "account_exists"), ("event", "sent")],
+        1.0,
+    )
+    .await;
+    let signups = |outcome| after.value("gatehouse_signups_total", &[("outcome", outcome)]);
+    assert_eq!(signups("created"), 1.0);
+    assert_eq!(signups("existing_address"), 1.0);
+    let logins = |outcome| after.value("gatehouse_logins_total", &[("outcome", outcome)]);
+    assert_eq!(logins("success"), 1.0);
+    assert_eq!(logins("invalid_credentials"), 1.0);
+    assert_eq!(after.value("gatehouse_logins_total", &[]), 2.0);
+    assert_eq!(
+        after.value(
+            "gatehouse_session_revocations_total",
+            &[("reason", "revoked_by_user")]
+        ),
+        1.0
+    );
+    assert_eq!(after.value("gatehouse_session_revocations_total", &[]), 1.0);
+    assert_eq!(after.value("gatehouse_sessions_active", &[]), 0.0);
+    for kind in ["verify_email", "account_exists"] {
+        assert_eq!(
+            after.value(
+                "gatehouse_mail_total",
+                &[("kind", kind), ("event", "queued")]
+            ),
+            1.0,
+            "{kind}"
+        );
+    }
+    let after = scrape_until(
+        &server,
+        "gatehouse_mail_total",
+        &[("kind", "verify_email"), ("event", "sent")],
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        after.value("gatehouse_mail_total", &[("event", "failed")]),
+        0.0
+    );
+    // Two sign-ups hash once each; the two logins verify once each.
+    assert_eq!(
+        after.value("gatehouse_password_hash_duration_seconds_count", &[]) - hashes_before,
+        4.0
+    );
+    assert_eq!(after.value("gatehouse_password_hash_queue_depth", &[]), 0.0);
+    assert!(after.has("gatehouse_password_hashes_in_progress"));
+    assert_eq!(after.value("gatehouse_db_pool_max_connections", &[]), 5.0);
+    assert!(after.value("gatehouse_db_pool_connections", &[("state", "idle")]) >= 0.0);
+    assert!(after.has("gatehouse_db_pool_connections{state=\"in_use\"}"));
+
+    // Requests by route pattern, method and status; the path itself is no label.
+    let requests = |method, route, status| {
+        after.value(
+            "gatehouse_http_requests_total",
+            &[("method", method), ("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(requests("POST", "/api/v1/login", "200"), 1.0);
+    assert_eq!(requests("POST", "/api/v1/login", "401"), 1.0);
+    assert_eq!(requests("POST", "/api/v1/signup", "202"), 2.0);
+    assert_eq!(requests("DELETE", "/api/v1/sessions/{id}", "204"), 1.0);
+    assert_eq!(requests("GET", "unmatched", "404"), 1.0);
+    assert_eq!(
+        after.value(
+            "gatehouse_http_request_duration_seconds_count",
+            &[
+                ("method", "POST"),
+                ("route", "/api/v1/login"),
+                ("status", "401")
+            ],
+        ),
+        1.0
+    );
+    assert!(!after.0.contains(&session), "a session id became a label");
+    assert!(!after.0.contains("page-4f1d2c"), "a path became a label");
+}
+
+async fn the_public_listener_serves_metrics_only_with_the_token(backend: Backend) {
+    let server = start(backend.clone(), &[&with_token()]).await;
+    let without = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    let wrong = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth("metrics token of the journeyz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let prefix = server
+        .http
+        .get(server.url("/metrics"))
+        .bearer_auth(&TOKEN[..TOKEN.len() - 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(prefix.status(), StatusCode::UNAUTHORIZED);
+    let right = scrape(&server).await;
+    assert!(right.has("gatehouse_sessions_active"));
+    // The refused scrapes were counted like any request, under the route pattern.
+    assert_eq!(
+        right.value(
+            "gatehouse_http_requests_total",
+            &[("route", "/metrics"), ("status", "401")]
+        ),
+        3.0
+    );
+
+    // Off by default: no /metrics at all.
+    let off = TestServer::start(backend).await;
+    let response = off.http.get(off.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+async fn a_separate_listener_serves_metrics_and_the_public_one_does_not(backend: Backend) {
+    let server = start(
+        backend,
+        &["[metrics]\nenabled = true\nbind = \"127.0.0.1:0\"\n"],
+    )
+    .await;
+    let metrics_url = server.metrics_url.clone().expect("a metrics listener");
+    let public = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let healthz = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+
+    let response = server
+        .http
+        .get(format!("{metrics_url}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let metrics = Metrics(response.text().await.unwrap());
+    let requests = |route, status| {
+        metrics.value(
+            "gatehouse_http_requests_total",
+            &[("method", "GET"), ("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(requests("/healthz", "200"), 1.0);
+    assert_eq!(requests("unmatched", "404"), 1.0);
+    // The metrics listener serves nothing else.
+    let other = server
+        .http
+        .get(format!("{metrics_url}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+}
+
+async fn rate_limit_refusals_are_counted_by_class_and_scope(backend: Backend) {
+    let server = start(
+        backend,
+        &[
+            &with_token(),
+            "[rate_limit.signup]\nenabled = true\nper_ip = 1\nper_account = 1000\nperiod = \"1h\"\n",
+        ],
+    )
+    .await;
+    let signup = |email: &'static str| {
+        server.post(
+            "/api/v1/signup",
+            json!({ "email": email, "password": "a fine password" }),
+        )
+    };
+    assert_eq!(
+        signup("one@example.com").await.status(),
+        StatusCode::ACCEPTED
+    );
+    for email in ["two@example.com", "three@example.com"] {
+        assert_eq!(signup(email).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let metrics = scrape(&server).await;
+    assert_eq!(
+        metrics.value(
+            "gatehouse_rate_limit_rejections_total",
+            &[("class", "signup"), ("scope", "ip")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metrics.value("gatehouse_rate_limit_rejections_total", &[]),
+        2.0
+    );
+    assert_eq!(
+        metrics.value("gatehouse_signups_total", &[("outcome", "created")]),
+        1.0
+    );
+}
