@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
+use gatehouse_core::Role;
 use gatehouse_tests::{Backend, FAST_HASHING, TestServer, on_both_databases};
 use reqwest::StatusCode;
+use secrecy::SecretString;
 use serde_json::json;
 
 on_both_databases!(
@@ -15,6 +17,8 @@ on_both_databases!(
     the_public_listener_serves_metrics_only_with_the_token,
     a_separate_listener_serves_metrics_and_the_public_one_does_not,
     rate_limit_refusals_are_counted_by_class_and_scope,
+    failed_and_dead_mail_is_counted,
+    sessions_past_their_lifetime_or_idle_are_not_active,
 );
 
 const TOKEN: &str = "metrics token of the journeys";
@@ -361,4 +365,68 @@ async fn rate_limit_refusals_are_counted_by_class_and_scope(backend: Backend) {
         metrics.value("gatehouse_signups_total", &[("outcome", "created")]),
         1.0
     );
+}
+
+async fn failed_and_dead_mail_is_counted(backend: Backend) {
+    let server = start(
+        backend,
+        &[&with_token(), "[mail.outbox]\nmax_attempts = 2\n"],
+    )
+    .await;
+    server
+        .gatehouse
+        .create_user(
+            "dead@example.com",
+            SecretString::from("a password 1"),
+            Role::User,
+            true,
+        )
+        .await
+        .unwrap();
+    server.mail.stop();
+    let forgot = server
+        .post(
+            "/api/v1/password/forgot",
+            json!({ "email": "dead@example.com" }),
+        )
+        .await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    let reset = |event| [("kind", "reset_password"), ("event", event)];
+    let tried = scrape_until(&server, "gatehouse_mail_total", &reset("failed"), 1.0).await;
+    assert_eq!(tried.value("gatehouse_mail_total", &reset("queued")), 1.0);
+    assert_eq!(tried.value("gatehouse_mail_total", &reset("dead")), 0.0);
+    // Past the first retry (mail.outbox.first_retry_after): the last attempt fails too.
+    server.advance(Duration::from_secs(31));
+    let dead = scrape_until(&server, "gatehouse_mail_total", &reset("dead"), 1.0).await;
+    assert_eq!(dead.value("gatehouse_mail_total", &reset("failed")), 2.0);
+    assert_eq!(dead.value("gatehouse_mail_total", &reset("dead")), 1.0);
+    assert_eq!(dead.value("gatehouse_mail_total", &reset("sent")), 0.0);
+}
+
+async fn sessions_past_their_lifetime_or_idle_are_not_active(backend: Backend) {
+    // Past its lifetime (the idle timeout is longer).
+    let short = start(
+        backend.clone(),
+        &[
+            &with_token(),
+            "[sessions]\nlifetime = \"1h\"\nidle_timeout = \"7d\"\n",
+        ],
+    )
+    .await;
+    short
+        .verified_user("ann@example.com", "ann password 1")
+        .await;
+    let active = |m: &Metrics| m.value("gatehouse_sessions_active", &[]);
+    assert_eq!(active(&scrape(&short).await), 1.0);
+    short.advance(Duration::from_secs(61 * 60));
+    assert_eq!(active(&scrape(&short).await), 0.0);
+
+    // Idle past sessions.idle_timeout (7 days), well within its lifetime (30 days).
+    let idle = start(backend, &[&with_token()]).await;
+    idle.verified_user("bo@example.com", "bo password 12").await;
+    assert_eq!(active(&scrape(&idle).await), 1.0);
+    idle.advance(Duration::from_secs(6 * 24 * 3600));
+    assert_eq!(active(&scrape(&idle).await), 1.0);
+    idle.advance(Duration::from_secs(24 * 3600 + 60));
+    assert_eq!(active(&scrape(&idle).await), 0.0);
 }
