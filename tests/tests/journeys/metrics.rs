@@ -21,6 +21,11 @@ on_both_databases!(
     sessions_past_their_lifetime_or_idle_are_not_active,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hashing_gauges_show_the_queue() {
+    the_hashing_gauges_show_the_queue_on(Backend::Sqlite).await
+}
+
 const TOKEN: &str = "metrics token of the journeys";
 
 fn with_token() -> String {
@@ -429,4 +434,62 @@ async fn sessions_past_their_lifetime_or_idle_are_not_active(backend: Backend) {
     assert_eq!(active(&scrape(&idle).await), 1.0);
     idle.advance(Duration::from_secs(24 * 3600 + 60));
     assert_eq!(active(&scrape(&idle).await), 0.0);
+}
+
+/// Slow hashes, one at a time, one waiting at most.
+const ONE_SLOW_HASH_AND_ONE_WAITING: &str = "[password]\nargon2_memory_kib = 19456\nargon2_iterations = 40\nmax_concurrent_hashes = 1\nmax_queued_hashes = 1\n";
+
+async fn the_hashing_gauges_show_the_queue_on(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &[FAST_HASHING, ONE_SLOW_HASH_AND_ONE_WAITING, &with_token()],
+    )
+    .await;
+    let login = |i: usize| {
+        let http = server.http.clone();
+        let url = server.url("/api/v1/login");
+        tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({ "email": format!("q{i}@example.com"), "password": "some password" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let first = login(1);
+    let hasher = server.gatehouse.hasher();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while hasher.hashes_in_progress() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the first login started hashing");
+    let second = login(2);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while hasher.hashes_waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the second login waits for the slot");
+    let busy = scrape(&server).await;
+    assert_eq!(
+        busy.value("gatehouse_password_hashes_in_progress", &[]),
+        1.0
+    );
+    assert_eq!(busy.value("gatehouse_password_hash_queue_depth", &[]), 1.0);
+    assert_eq!(first.await.unwrap(), StatusCode::UNAUTHORIZED);
+    assert_eq!(second.await.unwrap(), StatusCode::UNAUTHORIZED);
+    let idle = scrape(&server).await;
+    assert_eq!(
+        idle.value("gatehouse_password_hashes_in_progress", &[]),
+        0.0
+    );
+    assert_eq!(idle.value("gatehouse_password_hash_queue_depth", &[]), 0.0);
+    assert_eq!(
+        idle.value("gatehouse_password_hash_duration_seconds_count", &[]),
+        2.0
+    );
 }
