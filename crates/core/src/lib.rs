@@ -44,7 +44,7 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 pub use accounts::admin::UserView;
 pub use accounts::admin::{AuditPage, AuditQuery, UserPage, UserPatch, UserQuery};
@@ -61,7 +61,11 @@ pub use settings::CoreSettings;
 /// The identity service: one per process, shared by every request.
 #[derive(Clone)]
 pub struct Gatehouse {
+    /// Reads. On SQLite its connections are read-only: every write goes to `writer`.
     db: DatabaseConnection,
+    /// Every write: transactions ([`Self::begin_write`]) and single statements. On SQLite
+    /// one connection, for which writes queue ([`platform::db::Database`]).
+    writer: DatabaseConnection,
     clock: Arc<dyn Clock>,
     hasher: Arc<identity::hashing::PasswordHasher>,
     mailer: Arc<mail::Mailer>,
@@ -77,7 +81,7 @@ impl Gatehouse {
     /// Builds the service from its collaborators. Signing keys are loaded (or created on
     /// first start) by [`tokens::keys::KeyRing::load_or_create`] beforehand.
     pub fn new(
-        db: DatabaseConnection,
+        db: platform::db::Database,
         clock: Arc<dyn Clock>,
         hasher: Arc<identity::hashing::PasswordHasher>,
         mailer: Arc<mail::Mailer>,
@@ -86,7 +90,8 @@ impl Gatehouse {
         settings: CoreSettings,
     ) -> Self {
         Self {
-            db,
+            db: db.reads().clone(),
+            writer: db.writes().clone(),
             clock,
             hasher,
             mailer,
@@ -130,6 +135,12 @@ impl Gatehouse {
         &self.db
     }
 
+    /// The connection writes go through (on SQLite the only one that may write; see
+    /// [`platform::db::Database`]), for tools and tests that change rows themselves.
+    pub fn db_writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
     /// This instance's metrics (see [`platform::metrics`]).
     pub fn metrics(&self) -> &platform::metrics::Metrics {
         &self.metrics
@@ -138,6 +149,13 @@ impl Gatehouse {
     /// The password hasher, whose counters operators and tests read.
     pub fn hasher(&self) -> &identity::hashing::PasswordHasher {
         &self.hasher
+    }
+
+    /// Begins a write transaction on the writer (`IMMEDIATE` on SQLite). Nothing slow
+    /// (password hashing, signing, network calls) may run while it is open: every other
+    /// write waits for it.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        Ok(platform::db::begin_write(&self.writer).await?)
     }
 
     /// Answers whether the database responds.

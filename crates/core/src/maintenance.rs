@@ -11,7 +11,6 @@ use gatehouse_entity::{
 use sea_orm::sea_query::{Order, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 use serde_json::json;
 
@@ -55,7 +54,7 @@ impl Gatehouse {
     /// it taken skips this round), so several instances purge once per interval. SQLite
     /// has one instance: the same check, without a lock. `None` when skipped.
     pub async fn purge_if_due(&self, interval: std::time::Duration) -> Result<Option<PurgeReport>> {
-        let claim = self.db.begin().await?;
+        let claim = self.begin_write().await?;
         let postgres = claim.get_database_backend() == DbBackend::Postgres;
         if postgres {
             let locked = claim
@@ -84,7 +83,8 @@ impl Gatehouse {
         let claim = if postgres {
             Some(claim)
         } else {
-            // A SQLite transaction that read must not write after others did.
+            // The purge writes through the writer, which on SQLite is the one connection
+            // this transaction holds: let it go first.
             claim.rollback().await?;
             None
         };
@@ -101,7 +101,7 @@ impl Gatehouse {
                 audit::record(&claim, now, &RequestMeta::default(), entry).await?;
                 claim.commit().await?;
             }
-            None => audit::record(&self.db, now, &RequestMeta::default(), entry).await?,
+            None => audit::record(&self.writer, now, &RequestMeta::default(), entry).await?,
         }
         Ok(Some(report))
     }
@@ -115,7 +115,7 @@ impl Gatehouse {
         let now = self.clock.now();
         let one_time_tokens = one_time_tokens::Entity::delete_many()
             .filter(one_time_tokens::Column::ExpiresAt.lte(now))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let access_ttl =
@@ -126,12 +126,12 @@ impl Gatehouse {
                     .add(sessions::Column::ExpiresAt.lte(now))
                     .add(sessions::Column::RevokedAt.lte(now - access_ttl)),
             )
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let revocations = session_revocations::Entity::delete_many()
             .filter(session_revocations::Column::TokensExpireAt.lte(now.timestamp()))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let signing_keys = self.tokens.keys().purge_expired().await?;
@@ -140,12 +140,12 @@ impl Gatehouse {
         // A used code is kept while its replay could still revoke live access tokens.
         let authorization_codes = authorization_codes::Entity::delete_many()
             .filter(authorization_codes::Column::ExpiresAt.lte(now - access_ttl))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let browser_sessions = browser_sessions::Entity::delete_many()
             .filter(browser_sessions::Column::ExpiresAt.lte(now))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let backchannel_deliveries = backchannel_deliveries::Entity::delete_many()
@@ -153,7 +153,7 @@ impl Gatehouse {
             .filter(
                 backchannel_deliveries::Column::CreatedAt.lte(now - FINISHED_DELIVERY_RETENTION),
             )
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let mail_outbox = self.purge_mail_outbox(now).await?;
@@ -195,7 +195,7 @@ impl Gatehouse {
                 .to_owned();
             let rows = audit_events::Entity::delete_many()
                 .filter(audit_events::Column::Id.in_subquery(batch))
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?
                 .rows_affected;
             deleted += rows;

@@ -47,7 +47,7 @@ pub async fn build_gatehouse(
 ) -> Result<Gatehouse, StartupError> {
     let db = db::connect(&database_options(config)).await?;
     if config.database.auto_migrate {
-        migrations::migrate(&db).await?;
+        migrations::migrate(db.writes()).await?;
     }
     let master_key = config.master_key()?;
     let keyed_hashes = master_key.keyed_hashes();
@@ -56,7 +56,7 @@ pub async fn build_gatehouse(
     let hasher = PasswordHasher::new(&config.password)?;
     let mailer = Mailer::new(&config.mail, &settings.issuer, &master_key)?;
     let keys = KeyRing::load_or_create(
-        db.clone(),
+        &db,
         clock.clone(),
         master_key,
         config.keys.clone(),

@@ -241,14 +241,15 @@ async fn serve(config: Config) -> Result<(), StartupError> {
 }
 
 async fn migrate(config: Config, action: MigrateAction) -> Result<(), StartupError> {
-    let db = db::connect(&app::database_options(&config)).await?;
+    let database = db::connect(&app::database_options(&config)).await?;
+    let db = database.writes();
     match action {
         MigrateAction::Up => {
-            migrations::migrate(&db).await?;
+            migrations::migrate(db).await?;
             eprintln!("migrations applied");
         }
         MigrateAction::Status => {
-            for (name, applied) in migrations::migration_status(&db).await? {
+            for (name, applied) in migrations::migration_status(db).await? {
                 let state = if applied { "applied" } else { "pending" };
                 println!("{state}\t{name}");
             }

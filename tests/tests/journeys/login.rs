@@ -134,7 +134,7 @@ async fn bcrypt_and_outdated_argon2_hashes_are_upgraded_at_login(backend: Backen
         }
     };
     let import = |email: &'static str, hash: String| {
-        let db = server.gatehouse.db().clone();
+        let db = server.gatehouse.db_writer().clone();
         let gatehouse = server.gatehouse.clone();
         async move {
             gatehouse

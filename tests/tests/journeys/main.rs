@@ -13,6 +13,7 @@ mod backchannel_logout;
 mod backend_extractor;
 mod bad_input;
 mod browser_flow;
+mod concurrent_writes;
 mod consent_binding;
 mod database_outage;
 mod hashing;

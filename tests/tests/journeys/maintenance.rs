@@ -133,7 +133,7 @@ async fn the_purge_keeps_the_audit_log_for_its_retention(backend: Backend) {
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
     let server = TestServer::start(backend).await;
-    let db = server.gatehouse.db();
+    let db = server.gatehouse.db_writer();
     let start = server.clock.now();
     server.sign_up("old@example.com", "au password 1").await;
     // Old history written straight into the table, more than one purge statement takes.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{audit_events, sessions, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Select, Set, TransactionTrait,
+    Select, Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -228,7 +228,7 @@ impl Gatehouse {
     ) -> Result<()> {
         admin.require_admin()?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let user = users::Entity::find_by_id(user_id)
             .one(&txn)
             .await?

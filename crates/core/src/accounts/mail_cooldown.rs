@@ -96,7 +96,7 @@ impl Gatehouse {
             chrono::Duration::from_std(self.settings.tokens.mail_cooldown).unwrap_or_default();
         Ok(mail_cooldowns::Entity::delete_many()
             .filter(mail_cooldowns::Column::LastSentAt.lte(now - cooldown))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected)
     }

@@ -13,7 +13,6 @@ use gatehouse_entity::{one_time_tokens, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, SqlErr,
-    TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -111,7 +110,7 @@ impl Gatehouse {
             verified: false,
         };
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         match insert_account(&txn, account, hash, now).await {
             Ok(user) => {
                 audit::record(
@@ -132,7 +131,7 @@ impl Gatehouse {
             Err(Error::Conflict { .. }) => {
                 txn.rollback().await?;
                 let existing = self.find_by_email(&email).await?;
-                let txn = self.db.begin().await?;
+                let txn = self.begin_write().await?;
                 // The owner hears of it once per cooldown, however often it is tried.
                 let notify = self
                     .claim_mail_slot(&txn, MailPurpose::AccountExists, &email, now)
@@ -177,7 +176,7 @@ impl Gatehouse {
             verified,
         };
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let user = insert_account(&txn, account, hash, now).await?;
         let entry = AuditEntry::by_user(AuditEvent::UserCreated, user.id);
         audit::record(&txn, now, &RequestMeta::command_line(), entry).await?;
@@ -188,7 +187,7 @@ impl Gatehouse {
     /// Marks the address of the token's account as verified.
     pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<()> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let claimed = claim_one_time_token(&txn, token, Purpose::VerifyEmail, now).await?;
         let user = users::Entity::find_by_id(claimed.user_id)
             .one(&txn)
@@ -223,7 +222,7 @@ impl Gatehouse {
         let email = Email::parse(email)?;
         let now = self.clock.now();
         let user = self.find_by_email(&email).await?;
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let claimed = self
             .claim_mail_slot(&txn, MailPurpose::VerifyEmail, &email, now)
             .await?;
@@ -263,7 +262,7 @@ impl Gatehouse {
         let now = self.clock.now();
         let user = self.find_by_email(&email).await?;
         let ttl = self.settings.tokens.password_reset_ttl;
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let claimed = self
             .claim_mail_slot(&txn, MailPurpose::ResetPassword, &email, now)
             .await?;

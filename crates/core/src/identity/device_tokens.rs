@@ -208,7 +208,7 @@ impl Gatehouse {
     pub(crate) async fn purge_login_devices(&self, now: DateTime<Utc>) -> Result<u64> {
         Ok(login_devices::Entity::delete_many()
             .filter(login_devices::Column::ExpiresAt.lte(now))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected)
     }

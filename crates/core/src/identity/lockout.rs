@@ -23,7 +23,7 @@ use gatehouse_entity::{login_devices, login_failures, login_lockouts, users};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    NotSet, PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    NotSet, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -131,7 +131,7 @@ impl Gatehouse {
                         judged: Judged::Device(device),
                     });
                 }
-                Reserved::UsedUp => self.distrust_device(&self.db, device.id, now).await?,
+                Reserved::UsedUp => self.distrust_device(&self.writer, device.id, now).await?,
             }
         }
         let key = self.address_key(email.as_str());
@@ -161,7 +161,7 @@ impl Gatehouse {
         now: DateTime<Utc>,
     ) -> Result<Reserved> {
         let settings = &self.settings.lockout;
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         lock_key(&txn, key).await?;
         // Written first: on SQLite this takes the write lock before anything is read.
         let row = login_failures::ActiveModel {
@@ -392,12 +392,12 @@ impl Gatehouse {
         let since = now - to_chrono(self.settings.lockout.window);
         let failures = login_failures::Entity::delete_many()
             .filter(login_failures::Column::FailedAt.lte(since))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let locks = login_lockouts::Entity::delete_many()
             .filter(login_lockouts::Column::LockedUntil.lte(now))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let devices = self.purge_login_devices(now).await?;

@@ -33,10 +33,7 @@ use gatehouse_entity::mail_outbox;
 use lettre::Address;
 use lettre::address::Envelope;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -155,7 +152,7 @@ impl Gatehouse {
     /// commit so it goes out at once (otherwise it waits for the next poll):
     ///
     /// ```ignore
-    /// let txn = self.db.begin().await?;
+    /// let txn = self.begin_write().await?;
     /// // ... the change the mail is about ...
     /// self.enqueue_mail(&txn, &email, Mail::ResetPassword { .. }).await?;
     /// txn.commit().await?;
@@ -299,7 +296,7 @@ impl Gatehouse {
             .filter(mail_outbox::Column::Id.eq(id))
             .filter(mail_outbox::Column::Status.eq(MailStatus::Pending.as_str()))
             .filter(mail_outbox::Column::NextAttemptAt.lte(now))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         if changed != 1 {
@@ -352,7 +349,7 @@ impl Gatehouse {
                         mail_outbox::Column::LastError,
                         Expr::value(Option::<String>::None),
                     )
-                    .exec(&self.db)
+                    .exec(&self.writer)
                     .await?;
                 tracing::info!(mail = %row.kind, attempts = row.attempts, "mail sent");
                 self.metrics.mail(&row.kind, MailEvent::Sent);
@@ -379,7 +376,7 @@ impl Gatehouse {
                         Expr::value(Option::<Uuid>::None),
                     );
                 if error.permanent || row.attempts >= max {
-                    let txn = self.db.begin().await?;
+                    let txn = self.begin_write().await?;
                     let changed = update
                         .col_expr(
                             mail_outbox::Column::Status,
@@ -420,7 +417,7 @@ impl Gatehouse {
                         .unwrap_or(DateTime::<Utc>::MAX_UTC);
                     update
                         .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(next))
-                        .exec(&self.db)
+                        .exec(&self.writer)
                         .await?;
                 }
             }
@@ -487,7 +484,7 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<MailView> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let changed = mail_outbox::Entity::update_many()
             .col_expr(
                 mail_outbox::Column::Status,
@@ -539,13 +536,13 @@ impl Gatehouse {
         let sent = mail_outbox::Entity::delete_many()
             .filter(mail_outbox::Column::Status.eq(MailStatus::Sent.as_str()))
             .filter(mail_outbox::Column::SentAt.lte(sent_before))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let dead = mail_outbox::Entity::delete_many()
             .filter(mail_outbox::Column::Status.eq(MailStatus::Dead.as_str()))
             .filter(mail_outbox::Column::LastAttemptAt.lte(dead_before))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         Ok(sent + dead)

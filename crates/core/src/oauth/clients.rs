@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::clients;
-use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, SqlErr, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, SqlErr};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -391,7 +391,7 @@ impl Gatehouse {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await;
         match inserted {
             Ok(_) => Ok(()),
@@ -424,7 +424,7 @@ impl Gatehouse {
             .then(new_token)
             .transpose()?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let client = clients::ActiveModel {
             id: Set(new_client_id()?),
             name: Set(fields.name),
@@ -485,7 +485,7 @@ impl Gatehouse {
         let acting = actor.authorize()?;
         refuse_builtin(client_id)?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let current: ClientView = clients::Entity::find_by_id(client_id)
             .one(&txn)
             .await?
@@ -553,7 +553,7 @@ impl Gatehouse {
         let acting = actor.authorize()?;
         refuse_builtin(client_id)?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let deleted = clients::Entity::delete_by_id(client_id)
             .exec(&txn)
             .await?
@@ -589,7 +589,7 @@ impl Gatehouse {
         }
         let (secret, hash) = new_token()?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let updated = clients::ActiveModel {
             id: Set(client.id.clone()),
             secret_hash: Set(Some(hash)),

@@ -323,7 +323,7 @@ impl Gatehouse {
             used_at: Set(None),
             issued_session_id: Set(None),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await?;
         Ok(AuthorizeStep::Redirect(self.redirect_with(
             &request.redirect_uri,

@@ -3,7 +3,7 @@
 
 use gatehouse_entity::{authorization_codes, sessions};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
@@ -40,7 +40,7 @@ impl Gatehouse {
         let invalid = |why: &str| Error::InvalidGrant(why.to_owned());
         let hash = token_hash(code);
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         // Claim first: concurrent exchanges of one code queue here; one wins.
         let claimed = authorization_codes::Entity::update_many()
             .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))

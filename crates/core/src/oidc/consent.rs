@@ -2,9 +2,7 @@
 //! the app's sessions of the user).
 
 use gatehouse_entity::{clients, consents, sessions};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -23,7 +21,7 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<()> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let existing = consents::Entity::find_by_id((user_id, request.client_id.clone()))
             .one(&txn)
             .await?;

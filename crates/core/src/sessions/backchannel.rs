@@ -128,7 +128,7 @@ impl BackchannelSender {
             )
             .filter(backchannel_deliveries::Column::Id.eq(notice.id))
             .filter(backchannel_deliveries::Column::NextAttemptAt.eq(notice.next_attempt_at))
-            .exec(&self.gatehouse.db)
+            .exec(&self.gatehouse.writer)
             .await?
             .rows_affected;
         Ok(claimed == 1)
@@ -147,7 +147,7 @@ impl BackchannelSender {
         let Some(uri) = client.and_then(|c| c.backchannel_logout_uri) else {
             // The client was changed since: nobody to tell.
             backchannel_deliveries::Entity::delete_by_id(notice.id)
-                .exec(&g.db)
+                .exec(&g.writer)
                 .await?;
             return Ok(false);
         };
@@ -185,7 +185,7 @@ impl BackchannelSender {
                 }
             }
         };
-        update.update(&g.db).await?;
+        update.update(&g.writer).await?;
         if let Some(event) = audit_entry {
             let entry = AuditEntry {
                 event,
@@ -198,7 +198,7 @@ impl BackchannelSender {
                     "error": outcome.as_ref().err(),
                 })),
             };
-            audit::record(&g.db, now, &RequestMeta::default(), entry).await?;
+            audit::record(&g.writer, now, &RequestMeta::default(), entry).await?;
         }
         Ok(outcome.is_ok())
     }

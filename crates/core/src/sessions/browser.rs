@@ -77,7 +77,7 @@ impl Gatehouse {
         };
         if row.expires_at <= now || login_ended {
             browser_sessions::Entity::delete_by_id(id)
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
             return Ok(None);
         }
@@ -101,7 +101,7 @@ impl Gatehouse {
             created_at: Set(now),
             expires_at: Set(now + chrono_duration(idle_timeout)),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await?;
         Ok(key)
     }
@@ -128,7 +128,7 @@ impl Gatehouse {
                 Expr::value(now + chrono_duration(idle_timeout)),
             )
             .filter(browser_sessions::Column::Id.eq(token_hash(key)))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(updated.rows_affected == 1)
     }
@@ -144,7 +144,7 @@ impl Gatehouse {
             .col_expr(browser_sessions::Column::ExpiresAt, Expr::value(expires_at))
             .filter(browser_sessions::Column::Id.eq(id.as_str()))
             .filter(browser_sessions::Column::ExpiresAt.lt(expires_at - TOUCH_GRANULARITY))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected
             == 1;
@@ -160,7 +160,7 @@ impl Gatehouse {
                 .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
                 .filter(sessions::Column::Id.eq(login))
                 .filter(sessions::Column::RevokedAt.is_null())
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
         }
         Ok(())
@@ -169,7 +169,7 @@ impl Gatehouse {
     /// Forgets a browser session.
     pub async fn delete_browser_session(&self, key: &str) -> Result<()> {
         browser_sessions::Entity::delete_by_id(token_hash(key))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{sessions, users};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
@@ -191,7 +191,7 @@ impl Gatehouse {
         let verification = match self.check_password(user.as_ref(), &password).await {
             Ok(checked) => checked,
             Err(e) => {
-                self.release_login_attempt(&self.db, &attempt).await?;
+                self.release_login_attempt(&self.writer, &attempt).await?;
                 return Err(e);
             }
         };
@@ -201,7 +201,7 @@ impl Gatehouse {
             user => {
                 // The failure, the lock it may start and the owner's notice: one
                 // transaction (the notice is queued in the mail outbox).
-                let txn = self.db.begin().await?;
+                let txn = self.begin_write().await?;
                 let locked = self
                     .record_login_failure(&txn, attempt, user.as_ref(), meta)
                     .await?;
@@ -238,7 +238,7 @@ impl Gatehouse {
         if let Some((error, reason)) = refusal {
             let entry = AuditEntry::by_user(AuditEvent::LoginFailed, user.id)
                 .details(serde_json::json!({ "reason": reason }));
-            let txn = self.db.begin().await?;
+            let txn = self.begin_write().await?;
             audit::record(&txn, now, meta, entry).await?;
             self.release_login_attempt(&txn, &attempt).await?;
             txn.commit().await?;
@@ -248,14 +248,14 @@ impl Gatehouse {
             true => match self.hasher.hash(&password).await {
                 Ok(hash) => Some(hash),
                 Err(e) => {
-                    self.release_login_attempt(&self.db, &attempt).await?;
+                    self.release_login_attempt(&self.writer, &attempt).await?;
                     return Err(e);
                 }
             },
             false => None,
         };
 
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let session_id = Uuid::now_v7();
         let expires_at = now
             + chrono::Duration::from_std(self.settings.sessions.lifetime)

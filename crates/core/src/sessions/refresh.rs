@@ -5,9 +5,7 @@
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{clients, refresh_tokens, sessions, users};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -55,9 +53,36 @@ impl Gatehouse {
     ) -> Result<TokenPair> {
         let hash = token_hash(refresh_token);
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
-        // Claim the token first: the first statement writes, so concurrent refreshes of
-        // one token queue here and exactly one of them sees it unrotated.
+        // What only reads comes first, on the read pool: the writer is held for the three
+        // statements below only (on SQLite every other write waits for it meanwhile).
+        // Read here, the rows may change before the transaction; what matters is decided
+        // again inside it: whether this call rotates the token (the claim) and whether the
+        // session still stands (the conditional touch; disabling an account, resetting its
+        // password or deleting its client revokes or deletes its sessions and tokens).
+        let Some((token, Some(session), Some(user))) = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(&hash))
+            .find_also_related(sessions::Entity)
+            .and_also_related(users::Entity)
+            .one(&self.db)
+            .await?
+        else {
+            return Err(Error::InvalidRefreshToken);
+        };
+        if token.client_id != client_id
+            || !self.session_is_live(&session, now)
+            || user.disabled_at.is_some()
+        {
+            return Err(Error::InvalidRefreshToken);
+        }
+        let client = clients::Entity::find_by_id(token.client_id.as_str())
+            .one(&self.db)
+            .await?
+            .ok_or(Error::InvalidRefreshToken)?;
+        let scope = still_allowed(&client, token.scope.as_deref());
+
+        let txn = self.begin_write().await?;
+        // Claim the token: concurrent refreshes of one token queue on this write, and
+        // exactly one of them sees it unrotated.
         let claimed = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(now))
             .filter(refresh_tokens::Column::TokenHash.eq(&hash))
@@ -66,19 +91,15 @@ impl Gatehouse {
             .await?
             .rows_affected
             == 1;
-        let Some((token, Some(session))) = refresh_tokens::Entity::find()
-            .filter(refresh_tokens::Column::TokenHash.eq(&hash))
-            .find_also_related(sessions::Entity)
-            .one(&txn)
-            .await?
-        else {
-            return Err(Error::InvalidRefreshToken);
-        };
-        if token.client_id != client_id || !self.session_is_live(&session, now) {
-            return Err(Error::InvalidRefreshToken);
-        }
         if !claimed {
-            let rotated_at = token.rotated_at.unwrap_or(now);
+            // Rotated already (or deleted since the read): when, as the transaction sees it.
+            let rotated_at = refresh_tokens::Entity::find()
+                .filter(refresh_tokens::Column::TokenHash.eq(&hash))
+                .one(&txn)
+                .await?
+                .ok_or(Error::InvalidRefreshToken)?
+                .rotated_at
+                .unwrap_or(now);
             let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace)
                 .unwrap_or_default();
             if now - rotated_at > grace {
@@ -96,28 +117,26 @@ impl Gatehouse {
                 return Err(Error::InvalidRefreshToken);
             }
         }
-        let user = users::Entity::find_by_id(session.user_id)
-            .one(&txn)
-            .await?
-            .ok_or(Error::InvalidRefreshToken)?;
-        if user.disabled_at.is_some() {
-            return Err(Error::InvalidRefreshToken);
-        }
-        let client = clients::Entity::find_by_id(token.client_id.as_str())
-            .one(&txn)
-            .await?
-            .ok_or(Error::InvalidRefreshToken)?;
-        let scope = still_allowed(&client, token.scope.as_deref());
         let refresh_token =
             insert_refresh_token(&txn, session.id, &client.id, scope.clone(), now).await?;
-        sessions::ActiveModel {
-            id: Set(session.id),
-            last_seen_at: Set(now),
-            last_token_expires_at: Set(self.access_token_expiry(now)),
-            ..Default::default()
+        // Only a session that still stands is touched; one revoked since the read is not,
+        // and the whole transaction (the claim too) is rolled back.
+        let touched = sessions::Entity::update_many()
+            .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
+            .col_expr(
+                sessions::Column::LastTokenExpiresAt,
+                Expr::value(self.access_token_expiry(now)),
+            )
+            .filter(sessions::Column::Id.eq(session.id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if !touched {
+            txn.rollback().await?;
+            return Err(Error::InvalidRefreshToken);
         }
-        .update(&txn)
-        .await?;
         txn.commit().await?;
         let grant = TokenGrant {
             subject: user.id.to_string(),

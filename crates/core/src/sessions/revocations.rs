@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{session_revocations, sessions};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    NotSet, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -121,27 +121,21 @@ impl RevocationHub {
 /// Key of the PostgreSQL advisory lock that orders revocations.
 const FEED_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
 
-/// Makes revocations commit in feed order, and keeps SQLite from failing them.
+/// Makes revocations commit in feed order.
 ///
 /// Readers follow the feed by id (`after=`), so an entry that commits after a higher id
 /// was read would be skipped for good. On PostgreSQL each revoking transaction takes one
-/// transaction-scoped advisory lock, so ids are handed out and committed in order. On
-/// SQLite a no-op `UPDATE` takes the database's write lock (waiting up to the busy
-/// timeout) before the transaction reads anything, so a transaction that reads and then
-/// revokes cannot fail on a snapshot another writer made stale. Transactions that revoke
-/// take it first, before any row lock ([`Gatehouse::begin_revoking`]), so no two can wait
-/// on each other; `revoke_session` takes it again, which is harmless (it is re-entrant).
+/// transaction-scoped advisory lock, so ids are handed out and committed in order.
+/// Transactions that revoke take it first, before any row lock
+/// ([`Gatehouse::begin_revoking`]), so no two can wait on each other; `revoke_session`
+/// takes it again, which is harmless (it is re-entrant). SQLite needs nothing here: its
+/// write transactions begin `IMMEDIATE` ([`crate::platform::db::begin_write`]), holding
+/// the database's one write lock from `BEGIN` to `COMMIT`, so they commit one after the
+/// other and none reads a snapshot another writer (another process too) made stale.
 pub(crate) async fn lock_feed(conn: &impl ConnectionTrait) -> Result<()> {
-    match conn.get_database_backend() {
-        DbBackend::Postgres => {
-            conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({FEED_LOCK})"))
-                .await?;
-        }
-        DbBackend::Sqlite => {
-            conn.execute_unprepared("UPDATE session_revocations SET id = id WHERE 1 = 0")
-                .await?;
-        }
-        _ => {}
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({FEED_LOCK})"))
+            .await?;
     }
     Ok(())
 }
@@ -149,7 +143,7 @@ pub(crate) async fn lock_feed(conn: &impl ConnectionTrait) -> Result<()> {
 impl Gatehouse {
     /// Begins a transaction that may revoke sessions, holding the feed lock from the start.
     pub(crate) async fn begin_revoking(&self) -> Result<DatabaseTransaction> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         lock_feed(&txn).await?;
         Ok(txn)
     }

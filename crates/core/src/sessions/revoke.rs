@@ -5,9 +5,7 @@
 use chrono::{DateTime, Utc};
 use gatehouse_entity::sessions;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
@@ -96,7 +94,7 @@ impl Gatehouse {
     /// Ends the session of the access token used.
     pub async fn log_out(&self, principal: &Principal, meta: &RequestMeta) -> Result<()> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_revoking().await?;
         revoke_session(&txn, principal.session_id, RevokeReason::Logout, now).await?;
         let entry = AuditEntry::by_user(AuditEvent::Logout, principal.user_id)
             .session(principal.session_id);

@@ -138,6 +138,8 @@ struct KeySet {
 /// The keys of this deployment, cached and reread from the database now and then.
 pub struct KeyRing {
     db: DatabaseConnection,
+    /// Key inserts and purges ([`crate::platform::db::Database::writes`]).
+    writer: DatabaseConnection,
     clock: Arc<dyn Clock>,
     master_key: MasterKey,
     settings: KeySettings,
@@ -149,7 +151,7 @@ pub struct KeyRing {
 impl KeyRing {
     /// Loads the keys, creating the first one (active at once) if there is none.
     pub async fn load_or_create(
-        db: DatabaseConnection,
+        db: &crate::platform::db::Database,
         clock: Arc<dyn Clock>,
         master_key: MasterKey,
         settings: KeySettings,
@@ -158,7 +160,8 @@ impl KeyRing {
     ) -> Result<Self> {
         let now = clock.now();
         let ring = Self {
-            db,
+            db: db.reads().clone(),
+            writer: db.writes().clone(),
             clock,
             master_key,
             settings,
@@ -305,7 +308,7 @@ impl KeyRing {
         }
         let deleted = signing_keys::Entity::delete_many()
             .filter(signing_keys::Column::Kid.is_in(expired))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         self.reload().await?;
@@ -391,7 +394,7 @@ impl KeyRing {
             created_at: Set(self.clock.now()),
             activates_at: Set(activates_at),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await;
         match inserted {
             Ok(row) => Ok(Some(row)),
