@@ -63,6 +63,29 @@ enum Command {
         #[command(subcommand)]
         action: MailAction,
     },
+    /// Measure argon2id on this machine and propose [password] parameters for a target
+    /// time per hash. Prints TOML (or JSON with --json); needs no database.
+    Calibrate {
+        /// How long one hash (one login) should take, e.g. 50ms or 0.25s.
+        #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+        target: std::time::Duration,
+        /// Most memory per hash to propose, in KiB [default: 65536, or the configured
+        /// password.argon2_memory_kib when larger].
+        #[arg(long, value_name = "KIB")]
+        max_memory_kib: Option<u32>,
+        /// Print one JSON object: "configured" and "proposed" (m_cost_kib, t_cost, p_cost,
+        /// hash_ms, hashes_per_second_per_core, hashes_per_second_all_cores), "cores", ...
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime_serde::re::humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".to_owned()),
+        Err(e) => Err(format!("{e} (write it like 50ms or 1s)")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -209,6 +232,11 @@ fn main() -> ExitCode {
             Command::Mail {
                 action: MailAction::Test { to },
             } => mail_test(config, &to).await,
+            Command::Calibrate {
+                target,
+                max_memory_kib,
+                json,
+            } => calibrate(&config, target, max_memory_kib, json),
         }
     });
     match outcome {
@@ -225,6 +253,7 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     let listener = TcpListener::bind(config.server.bind)?;
     tracing::info!(address = %listener.local_addr()?, issuer = %config.issuer, "gatehouse listening");
     let background = app::spawn_background(gatehouse.clone(), &config)?;
+    log_hashing_cost(&config);
     if let Some(bind) = config.metrics.listener() {
         let metrics_listener = TcpListener::bind(bind)?;
         tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening");
@@ -378,6 +407,86 @@ async fn mail_test(config: Config, to: &str) -> Result<(), StartupError> {
             "mail test: sending to {to} through the {transport} transport failed: {e}"
         )))),
     }
+}
+
+/// Logs the argon2id parameters in use and the logins per second they allow, from one
+/// hash timed on a blocking thread after the server started listening (20 to 50 ms with
+/// the defaults: off the start-up path; the first hash of a fresh buffer, so a little
+/// slower than the hashing pool's).
+fn log_hashing_cost(config: &Config) {
+    use gatehouse_core::identity::calibrate::{self, Argon2Cost};
+    let password = config.password.clone();
+    tokio::task::spawn_blocking(move || {
+        let cost = Argon2Cost::configured(&password);
+        let slots = match password.max_concurrent_hashes {
+            0 => calibrate::cores(),
+            n => n,
+        };
+        match calibrate::time_hash(cost, 1) {
+            Ok(time) => {
+                let per_core = 1.0 / time.as_secs_f64().max(f64::MIN_POSITIVE);
+                let tenths = |x: f64| (x * 10.0).round() / 10.0;
+                tracing::info!(
+                    m_cost_kib = cost.m_cost_kib,
+                    t_cost = cost.t_cost,
+                    p_cost = cost.p_cost,
+                    hash_ms = tenths(time.as_secs_f64() * 1000.0),
+                    logins_per_second_per_core = tenths(per_core),
+                    hashing_slots = slots,
+                    logins_per_second = (per_core * slots as f64).round(),
+                    "argon2id password hashing (`gatehouse calibrate` proposes parameters for this machine)"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "timing one argon2id hash failed"),
+        }
+    });
+}
+
+fn calibrate(
+    config: &Config,
+    target: std::time::Duration,
+    max_memory_kib: Option<u32>,
+    json: bool,
+) -> Result<(), StartupError> {
+    use gatehouse_core::identity::calibrate;
+    let budget =
+        max_memory_kib.unwrap_or_else(|| calibrate::default_max_memory_kib(&config.password));
+    let found = calibrate::calibrate(&config.password, target, budget)?;
+    if json {
+        return print_json(&found);
+    }
+    let slots = match config.password.max_concurrent_hashes {
+        0 => found.cores,
+        n => n,
+    };
+    let line = |name: &str, m: &calibrate::Measured| {
+        format!(
+            "# {name}: m = {} KiB, t = {}, p = {}: {:.1} ms per hash, {:.1} hashes/s on one core, {:.1} hashes/s on all {} cores",
+            m.m_cost_kib,
+            m.t_cost,
+            m.p_cost,
+            m.hash_ms,
+            m.hashes_per_second_per_core,
+            m.hashes_per_second_all_cores,
+            found.cores
+        )
+    };
+    let proposed = &found.proposed;
+    println!(
+        "# gatehouse calibrate: argon2id for {:.0} ms per hash, at most {} KiB of memory per hash",
+        found.target_ms, found.max_memory_kib
+    );
+    println!("{}", line("configured", &found.configured));
+    println!("{}", line("proposed  ", proposed));
+    println!(
+        "# hashing memory at most {} MiB ({slots} hashes at once, password.max_concurrent_hashes)",
+        u64::from(proposed.m_cost_kib) * slots as u64 / 1024
+    );
+    println!("[password]");
+    println!("argon2_memory_kib = {}", proposed.m_cost_kib);
+    println!("argon2_iterations = {}", proposed.t_cost);
+    println!("argon2_parallelism = {}", proposed.p_cost);
+    Ok(())
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), StartupError> {

@@ -42,7 +42,15 @@ fn help_documents_every_command() {
     let output = Command::new(BINARY).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for word in ["serve", "migrate", "user", "client", "keys", "--config"] {
+    for word in [
+        "serve",
+        "migrate",
+        "user",
+        "client",
+        "keys",
+        "calibrate",
+        "--config",
+    ] {
         assert!(help.contains(word), "{word} missing from:\n{help}");
     }
     let user_help = Command::new(BINARY)
@@ -665,4 +673,91 @@ fn mail_test_fails_with_the_error_when_no_smtp_server_answers() {
         stderr.to_lowercase().contains("connect"),
         "the cause: {stderr}"
     );
+}
+
+fn calibrate_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("gatehouse.toml");
+    std::fs::write(&path, format!("data_dir = \"{}\"\n", dir.display())).unwrap();
+    path
+}
+
+/// `calibrate --json` measures the configured parameters and proposes some, never below
+/// OWASP's argon2id baseline (m = 19456 KiB with t = 2, p = 1) nor the configured ones,
+/// without touching a database. No timing is asserted: only the shape and the floors.
+#[test]
+fn calibrate_prints_the_configured_and_proposed_parameters_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gatehouse(&calibrate_config(dir.path()))
+        .args(["calibrate", "--json", "--target", "5ms"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cores = report["cores"].as_u64().unwrap();
+    assert!(cores >= 1, "{report}");
+    assert_eq!(report["target_ms"].as_f64(), Some(5.0), "{report}");
+    assert_eq!(report["max_memory_kib"].as_u64(), Some(65_536), "{report}");
+    for side in ["configured", "proposed"] {
+        let cost = &report[side];
+        for field in [
+            "hash_ms",
+            "hashes_per_second_per_core",
+            "hashes_per_second_all_cores",
+        ] {
+            assert!(
+                cost[field].as_f64().unwrap() > 0.0,
+                "{side}.{field}: {report}"
+            );
+        }
+        assert!(cost["m_cost_kib"].as_u64().unwrap() >= 19_456, "{report}");
+        assert!(cost["t_cost"].as_u64().unwrap() >= 2, "{report}");
+        assert_eq!(cost["p_cost"].as_u64(), Some(1), "{report}");
+    }
+    // The defaults are the baseline: what is configured now.
+    assert_eq!(report["configured"]["m_cost_kib"], 19_456);
+    assert_eq!(report["configured"]["t_cost"], 2);
+    assert!(report["proposed"]["m_cost_kib"].as_u64().unwrap() <= 65_536);
+}
+
+/// Without `--json`: TOML that `[password]` takes as it is, comments included.
+#[test]
+fn calibrate_prints_a_password_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gatehouse(&calibrate_config(dir.path()))
+        .args(["calibrate", "--target", "1ms", "--max-memory-kib", "20480"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("# configured: m = 19456 KiB, t = 2, p = 1"),
+        "{text}"
+    );
+    let section: Vec<&str> = text.lines().skip_while(|l| *l != "[password]").collect();
+    assert_eq!(section.len(), 4, "{text}");
+    let value = |line: &str, key: &str| -> u64 {
+        let (name, value) = line.split_once(" = ").unwrap();
+        assert_eq!(name, key, "{text}");
+        value.parse().unwrap()
+    };
+    let memory = value(section[1], "argon2_memory_kib");
+    assert!((19_456..=20_480).contains(&memory), "{text}");
+    assert!(value(section[2], "argon2_iterations") >= 2, "{text}");
+    assert_eq!(value(section[3], "argon2_parallelism"), 1, "{text}");
+    // Every line but the section is a comment: the output is TOML as it is.
+    assert!(
+        text.lines()
+            .take_while(|l| *l != "[password]")
+            .all(|l| l.starts_with('#')),
+        "{text}"
+    );
+    let zero = gatehouse(&calibrate_config(dir.path()))
+        .args(["calibrate", "--target", "0s"])
+        .output()
+        .unwrap();
+    assert!(!zero.status.success());
 }

@@ -2,6 +2,7 @@
 //! password, role), password hashing, and the lockout on failed logins with the device
 //! tokens that keep it from locking out the owner.
 
+pub mod calibrate;
 pub mod device_tokens;
 pub mod hashing;
 pub mod lockout;
