@@ -71,6 +71,10 @@ pub struct Gatehouse {
     mailer: Arc<mail::Mailer>,
     tokens: Arc<tokens::access::AccessTokens>,
     revocations: Arc<sessions::revocations::RevocationHub>,
+    /// Sessions and their users as read within the last `read_cache.ttl`.
+    live_sessions: Arc<sessions::live::LiveSessions>,
+    /// OAuth clients as read within the last `read_cache.ttl`.
+    known_clients: Arc<oauth::clients::KnownClients>,
     keyed: Arc<platform::secrets::KeyedHashes>,
     settings: Arc<CoreSettings>,
     rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
@@ -97,6 +101,14 @@ impl Gatehouse {
             mailer,
             tokens,
             revocations: Arc::default(),
+            live_sessions: Arc::new(platform::read_cache::ReadCache::new(
+                settings.read_cache.ttl,
+                settings.read_cache.sessions,
+            )),
+            known_clients: Arc::new(platform::read_cache::ReadCache::new(
+                settings.read_cache.ttl,
+                settings.read_cache.clients,
+            )),
             keyed: Arc::new(keyed),
             settings: Arc::new(settings),
             rate_limiter: None,

@@ -21,6 +21,7 @@ pub struct CoreSettings {
     pub oidc: OidcSettings,
     pub backchannel_logout: BackchannelLogoutSettings,
     pub browser_sessions: BrowserSessionSettings,
+    pub read_cache: ReadCacheSettings,
     pub audit: AuditSettings,
 }
 
@@ -110,6 +111,20 @@ pub struct SessionSettings {
     /// A session not refreshed for this long ends.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+}
+
+/// `[read_cache]`: rows that request checks read, kept in memory for a moment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadCacheSettings {
+    /// How long a row, once read, answers checks without a database round-trip (at most
+    /// one second; zero reads every time).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most sessions (with their users) kept.
+    pub sessions: u64,
+    /// Most OAuth clients kept.
+    pub clients: u64,
 }
 
 /// `[tokens]`: access, refresh and one-time token rules.

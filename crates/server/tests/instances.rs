@@ -124,6 +124,62 @@ async fn a_session_revoked_through_one_instance_is_refused_by_the_other_within_a
     assert!(seen.contains("event: revocation"), "{seen}");
 }
 
+/// A role change revokes nothing, so the feed does not carry it: the other instance's
+/// in-process view of the session (`sessions.live_cache_ttl`, 1 s) must let it go in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_demoted_through_one_instance_loses_admin_rights_on_the_other_within_a_second() {
+    let Some((deployment, a, b)) = two_instances(&no_poll()).await else {
+        return;
+    };
+    deployment
+        .create_admin("root@example.com", ADMIN_PASSWORD)
+        .await;
+    deployment
+        .create_admin("eve@example.com", ADMIN_PASSWORD)
+        .await;
+    let root = a.log_in("root@example.com", ADMIN_PASSWORD).await;
+    let root = root["access_token"].as_str().unwrap().to_owned();
+    let eve = b.log_in("eve@example.com", ADMIN_PASSWORD).await;
+    let eve = eve["access_token"].as_str().unwrap().to_owned();
+    // Eve's session is read, and kept, by both instances.
+    for instance in [&a, &b, &a, &b] {
+        assert_eq!(
+            instance.get_as(&eve, "/api/v1/admin/users").await.status(),
+            StatusCode::OK
+        );
+    }
+    let users: Value = a
+        .get_as(&root, "/api/v1/admin/users?email=eve@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let eve_id = users["users"][0]["id"].as_str().unwrap().to_owned();
+    let demoted = a
+        .http
+        .patch(a.url(&format!("/api/v1/admin/users/{eve_id}")))
+        .bearer_auth(&root)
+        .json(&json!({ "role": "user" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), StatusCode::OK);
+    assert_eq!(
+        a.get_as(&eve, "/api/v1/admin/users").await.status(),
+        StatusCode::FORBIDDEN,
+        "the instance that demoted her refuses at once"
+    );
+    eventually(
+        Duration::from_secs(1),
+        "the other instance refuses the demoted admin",
+        || async {
+            let status = b.get_as(&eve, "/api/v1/admin/users").await.status();
+            (status == StatusCode::FORBIDDEN).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_key_rotation_adds_one_key_not_one_per_instance() {
     // A key is due 2 s after the newest activated (3 s minus 1 s ahead); both instances

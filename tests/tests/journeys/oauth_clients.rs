@@ -73,6 +73,15 @@ async fn admins_manage_clients(backend: Backend) {
     assert_eq!(patched["audience"], Value::Null);
     assert_eq!(patched["name"], "Orders service");
 
+    // The secret works, and the client's row is now in the server's read cache.
+    let before = server
+        .post_form(
+            "/oauth2/token",
+            (id, secret),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(before.status(), StatusCode::OK);
     let rotated: Value = server
         .post_as(
             &admin.access,
@@ -95,7 +104,7 @@ async fn admins_manage_clients(backend: Backend) {
     assert_eq!(
         old.status(),
         StatusCode::UNAUTHORIZED,
-        "the old secret stops working"
+        "the old secret stops working at once"
     );
     let new = server
         .post_form(

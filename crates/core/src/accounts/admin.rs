@@ -321,7 +321,7 @@ impl Gatehouse {
             }
             updated
         };
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(user.into())
     }
 
@@ -360,7 +360,7 @@ impl Gatehouse {
             };
             audit::record(&txn, now, meta, entry).await?;
         }
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 
@@ -388,7 +388,7 @@ impl Gatehouse {
             details: Some(serde_json::json!({ "sessions_revoked": revoked })),
         };
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(revoked)
     }
 

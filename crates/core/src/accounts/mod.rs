@@ -211,6 +211,8 @@ impl Gatehouse {
         )
         .await?;
         txn.commit().await?;
+        // `/me` shows the address as verified from this answer on.
+        self.live_sessions.forget_all();
         Ok(())
     }
 
@@ -352,7 +354,7 @@ impl Gatehouse {
             }),
         );
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 
@@ -405,16 +407,17 @@ impl Gatehouse {
             .session(principal.session_id)
             .details(serde_json::json!({ "sessions_revoked": revoked }));
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 
     /// The caller's own account.
     pub async fn me(&self, principal: &Principal) -> Result<MeView> {
-        users::Entity::find_by_id(principal.user_id)
-            .one(&self.db)
+        // The rows the token check just read (or kept): no second query.
+        self.cached_live_session(principal.session_id)
             .await?
-            .map(MeView::from)
+            .filter(|rows| rows.1.id == principal.user_id)
+            .map(|rows| MeView::from(rows.1.clone()))
             .ok_or(Error::Unauthenticated)
     }
 

@@ -1,6 +1,15 @@
 //! OAuth clients: the apps and services that obtain tokens. Secrets of confidential
 //! clients are 256 random bits, shown once at creation, stored as SHA-256 and compared
 //! in constant time.
+//!
+//! Client rows are read through [`KnownClients`], the clients read within
+//! `read_cache.ttl` (see [`crate::platform::read_cache`]), so that authenticating a client
+//! at the token, introspection and revocation endpoints needs no database round-trip. A
+//! change through this instance empties it before answering
+//! ([`Gatehouse::commit_client_change`]); a change made elsewhere (another instance, the
+//! CLI) is seen within the TTL.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::clients;
@@ -10,12 +19,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::platform::lists::split;
+use crate::platform::read_cache::ReadCache;
 use crate::platform::secrets::{constant_time_eq, fill_random, new_token, token_hash};
 use crate::sessions::Principal;
 use crate::tokens::api_scopes::is_api_scope;
 use crate::{Error, Gatehouse, Result};
 
 pub use crate::tokens::audience::API_CLIENT_ID;
+
+/// Recently read clients, by client_id.
+pub(crate) type KnownClients = ReadCache<String, Arc<clients::Model>>;
 
 /// Who manages clients: an admin over HTTP, or the operator on the command line.
 #[derive(Debug, Clone, Copy)]
@@ -539,7 +552,7 @@ impl Gatehouse {
             client_audit(AuditEvent::ClientUpdated, acting, client_id),
         )
         .await?;
-        txn.commit().await?;
+        self.commit_client_change(txn).await?;
         Ok(updated.into())
     }
 
@@ -568,7 +581,7 @@ impl Gatehouse {
             client_audit(AuditEvent::ClientDeleted, acting, client_id),
         )
         .await?;
-        txn.commit().await?;
+        self.commit_client_change(txn).await?;
         Ok(())
     }
 
@@ -605,7 +618,7 @@ impl Gatehouse {
             client_audit(AuditEvent::ClientSecretRotated, acting, client_id),
         )
         .await?;
-        txn.commit().await?;
+        self.commit_client_change(txn).await?;
         Ok(ClientWithSecret {
             client: updated.into(),
             client_secret: Some(secret.expose_secret().to_owned()),
@@ -615,8 +628,8 @@ impl Gatehouse {
     /// Checks a client's credentials. A confidential client must present its secret; a
     /// public client must not have one to present. Every failure is `InvalidClient`.
     pub async fn authenticate_client(&self, credentials: &ClientCredentials) -> Result<Client> {
-        let client = clients::Entity::find_by_id(credentials.client_id.as_str())
-            .one(&self.db)
+        let client = self
+            .known_client(credentials.client_id.as_str())
             .await?
             .ok_or(Error::InvalidClient)?;
         match (&client.secret_hash, &credentials.client_secret) {
@@ -629,7 +642,30 @@ impl Gatehouse {
             (None, None) => {}
             _ => return Err(Error::InvalidClient),
         }
-        Ok(Client(client))
+        Ok(Client(clients::Model::clone(&client)))
+    }
+
+    /// A client's row, from [`KnownClients`] when it was read within `read_cache.ttl`.
+    async fn known_client(&self, client_id: &str) -> Result<Option<Arc<clients::Model>>> {
+        if let Some(client) = self.known_clients.get(&client_id.to_owned()) {
+            return Ok(Some(client));
+        }
+        let ticket = self.known_clients.ticket();
+        let Some(client) = clients::Entity::find_by_id(client_id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        self.known_clients
+            .keep(ticket, client_id.to_owned(), Arc::clone(&client));
+        Ok(Some(client))
+    }
+
+    /// Commits a change to clients, then empties [`KnownClients`] before the request that
+    /// made it answers: a deleted client or a rotated secret stops working here at once.
+    async fn commit_client_change(&self, txn: sea_orm::DatabaseTransaction) -> Result<()> {
+        txn.commit().await?;
+        self.known_clients.forget_all();
+        Ok(())
     }
 
     /// Like [`Self::authenticate_client`], and the client must be confidential.
@@ -653,10 +689,7 @@ impl Gatehouse {
     }
 
     pub(crate) async fn client_exists(&self, client_id: &str) -> Result<bool> {
-        Ok(clients::Entity::find_by_id(client_id)
-            .one(&self.db)
-            .await?
-            .is_some())
+        Ok(self.known_client(client_id).await?.is_some())
     }
 }
 

@@ -48,7 +48,7 @@ impl Gatehouse {
             };
             audit::record(&txn, now, meta, entry).await?;
         }
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 }

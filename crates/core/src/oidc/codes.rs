@@ -182,7 +182,7 @@ impl Gatehouse {
             details: Some(json!({ "client_id": code.client_id })),
         };
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         tracing::warn!(client_id = %code.client_id, "authorization code replayed; its tokens were revoked");
         Ok(())
     }

@@ -101,7 +101,7 @@ impl Gatehouse {
             .session(principal.session_id)
             .details(json!({ "client_id": client_id, "sessions_ended": app_sessions.len() }));
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 }

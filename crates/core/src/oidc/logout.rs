@@ -95,7 +95,7 @@ impl Gatehouse {
             let entry = AuditEntry::by_user(AuditEvent::Logout, session.user_id).session(login);
             audit::record(&txn, now, meta, entry).await?;
         }
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 }

@@ -177,12 +177,13 @@ impl Gatehouse {
     /// The user of a login session that still stands (not revoked, expired or idle, and
     /// the account enabled).
     pub async fn login_user(&self, session_id: Uuid) -> Result<Option<BrowserUser>> {
-        let Some((session, user)) = self.live_session(&self.db, session_id).await? else {
+        let Some(rows) = self.cached_live_session(session_id).await? else {
             return Ok(None);
         };
+        let (session, user) = &*rows;
         Ok(Some(BrowserUser {
             user_id: user.id,
-            email: user.email,
+            email: user.email.clone(),
             session_id: session.id,
             role: Role::from_stored(&user.role),
             auth_time: session.auth_time.unwrap_or(session.created_at),

@@ -1,15 +1,33 @@
 //! The live-session check: whether an access token's session still stands (not revoked,
 //! expired or idle, its account enabled). Every authenticated request, userinfo, the
 //! pages and introspection go through it.
+//!
+//! It reads the session row and its user from [`LiveSessions`], the rows read within
+//! `read_cache.ttl` (see [`crate::platform::read_cache`]), so that a valid token needs no
+//! database round-trip. Every transaction that revokes sessions or changes a user commits
+//! through [`Gatehouse::commit_revoking`], which empties the view before the request
+//! answers; a revocation made by another instance drops its session when the revocation
+//! feed brings it, and a demotion or a disabled account there is seen within the TTL.
+//! Liveness itself (expiry, idle timeout, a disabled account) is judged on every check
+//! with the injected clock, so a kept session still ends on time.
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{sessions, users};
 use sea_orm::{ConnectionTrait, EntityTrait};
 
+use std::sync::Arc;
+
 use crate::identity::types::Role;
+use crate::platform::read_cache::ReadCache;
 use crate::sessions::Principal;
 use crate::tokens::api_scopes::{ACCOUNT_SCOPE, ADMIN_SCOPE, API_SCOPE_LIST, ApiAccess};
 use crate::{Error, Gatehouse, Result};
+
+/// A session row and its user, as read from the database.
+pub(crate) type SessionRows = Arc<(sessions::Model, users::Model)>;
+
+/// Recently read sessions, by id.
+pub(crate) type LiveSessions = ReadCache<uuid::Uuid, SessionRows>;
 
 impl Gatehouse {
     /// The principal behind an access token for Gatehouse's own API, if its session
@@ -77,15 +95,44 @@ impl Gatehouse {
         Ok(live.then_some((session, user)))
     }
 
+    /// A session that still stands and its enabled user, from [`LiveSessions`] when they
+    /// were read within `read_cache.ttl`, else from the database. Outside any
+    /// transaction: for request checks only.
+    pub(crate) async fn cached_live_session(
+        &self,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<SessionRows>> {
+        let rows = match self.live_sessions.get(&session_id) {
+            Some(rows) => rows,
+            None => {
+                let ticket = self.live_sessions.ticket();
+                let Some((session, Some(user))) = sessions::Entity::find_by_id(session_id)
+                    .find_also_related(users::Entity)
+                    .one(&self.db)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let rows = Arc::new((session, user));
+                self.live_sessions
+                    .keep(ticket, session_id, Arc::clone(&rows));
+                rows
+            }
+        };
+        let (session, user) = &*rows;
+        let live = self.session_is_live(session, self.clock.now()) && user.disabled_at.is_none();
+        Ok(live.then_some(rows))
+    }
+
     /// The user of a session that still stands.
     pub(crate) async fn live_session_user(
         &self,
         session_id: uuid::Uuid,
     ) -> Result<Option<users::Model>> {
         Ok(self
-            .live_session(&self.db, session_id)
+            .cached_live_session(session_id)
             .await?
-            .map(|(_, user)| user))
+            .map(|rows| rows.1.clone()))
     }
 
     /// The claims and user of a user's access token whose session still stands; any

@@ -3,7 +3,8 @@
 //!
 //! - [`login`]: the password login that opens a session (API and hosted pages).
 //! - [`refresh`]: refresh-token rotation and reuse detection.
-//! - [`live`]: the does-this-token's-session-still-stand check every request makes.
+//! - [`live`]: the does-this-token's-session-still-stand check every request makes, from
+//!   an in-process view of recently read sessions.
 //! - [`revoke`]: ending sessions (logout, the user's and admins' revokes, password changes).
 //! - [`browser`]: the hosted pages' browser sessions, tied to a login.
 //! - [`revocations`]: the revocation feed that tells app backends.

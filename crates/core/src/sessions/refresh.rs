@@ -112,7 +112,7 @@ impl Gatehouse {
                     details: None,
                 };
                 audit::record(&txn, now, meta, entry).await?;
-                txn.commit().await?;
+                self.commit_revoking(txn).await?;
                 tracing::warn!(session_id = %session.id, "refresh token reused after rotation; session revoked");
                 return Err(Error::InvalidRefreshToken);
             }

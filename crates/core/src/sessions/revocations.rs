@@ -147,6 +147,15 @@ impl Gatehouse {
         lock_feed(&txn).await?;
         Ok(txn)
     }
+
+    /// Commits a transaction that revoked sessions or changed what a live-session check
+    /// reads (a user's role, state or profile), then empties this instance's view of
+    /// live sessions, before the request that made the change answers.
+    pub(crate) async fn commit_revoking(&self, txn: DatabaseTransaction) -> Result<()> {
+        txn.commit().await?;
+        self.live_sessions.forget_all();
+        Ok(())
+    }
 }
 
 /// Records the revocation of a session whose last access token expires at `tokens_expire_at`.
@@ -250,6 +259,8 @@ impl Gatehouse {
         let count = rows.len();
         self.count_revocations(&rows).await;
         for row in rows {
+            // A revocation another instance made: its tokens stop passing here now.
+            self.live_sessions.forget(&row.session_id);
             hub.last_broadcast.store(row.id, Ordering::SeqCst);
             // No subscriber is not an error.
             let _ = hub.sender.send(row.into());

@@ -99,7 +99,7 @@ impl Gatehouse {
         let entry = AuditEntry::by_user(AuditEvent::Logout, principal.user_id)
             .session(principal.session_id);
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 
@@ -128,7 +128,7 @@ impl Gatehouse {
                 .session(session.id);
             audit::record(&txn, now, meta, entry).await?;
         }
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl Gatehouse {
             .session(principal.session_id)
             .details(serde_json::json!({ "other_sessions_ended": revoked }));
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(revoked)
     }
 

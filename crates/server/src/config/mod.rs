@@ -15,8 +15,8 @@ use gatehouse_core::platform::secrets::MasterKey;
 use gatehouse_core::settings::LockoutSettings;
 use gatehouse_core::settings::{
     AuditSettings, AuthSettings, BackchannelLogoutSettings, BrowserSessionSettings, MailSettings,
-    MailTransportKind, OidcSettings, PasswordSettings, RevocationSettings, SessionSettings,
-    TokenSettings,
+    MailTransportKind, OidcSettings, PasswordSettings, ReadCacheSettings, RevocationSettings,
+    SessionSettings, TokenSettings,
 };
 use gatehouse_core::tokens::keys::KeySettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -56,6 +56,7 @@ pub struct Config {
     pub auth: AuthSettings,
     pub password: PasswordSettings,
     pub sessions: SessionSettings,
+    pub read_cache: ReadCacheSettings,
     pub tokens: TokenSettings,
     pub keys: KeySettings,
     pub lockout: LockoutSettings,
@@ -232,6 +233,13 @@ impl Config {
             self.server.bind,
             self.mode == Mode::Production,
         ));
+        if self.read_cache.ttl > std::time::Duration::from_secs(1) {
+            problems.push(
+                "read_cache.ttl: at most 1s; other instances must refuse a revoked session, \
+                 a demoted admin or a deleted client within a second"
+                    .to_owned(),
+            );
+        }
         if self.audit.retention <= self.maintenance.purge_interval {
             problems.push(
                 "audit.retention: must be longer than maintenance.purge_interval (the purge finds \
@@ -348,6 +356,7 @@ impl Config {
             oidc: self.oidc.clone(),
             backchannel_logout: self.backchannel_logout.clone(),
             browser_sessions: self.browser_sessions.clone(),
+            read_cache: self.read_cache.clone(),
             audit: self.audit.clone(),
         }
     }
@@ -507,6 +516,15 @@ mod tests {
         ] {
             assert!(!issuer_is_usable(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_read_cache_longer_than_a_second_is_refused_naming_the_setting() {
+        let long = "[read_cache]\nttl = \"2s\"\n";
+        let error = Config::load_with(None, &[long]).unwrap_err().to_string();
+        assert!(error.contains("read_cache.ttl"), "{error}");
+        let off = "[read_cache]\nttl = \"0s\"\n";
+        assert!(Config::load_with(None, &[off]).is_ok());
     }
 
     #[test]
