@@ -93,9 +93,14 @@ impl Gatehouse {
         keyed: platform::secrets::KeyedHashes,
         settings: CoreSettings,
     ) -> Self {
+        let metrics = Arc::new(platform::metrics::Metrics::new());
+        let mut reads = db.reads().clone();
+        let mut writer = db.writes().clone();
+        metrics.count_statements(&mut reads, "reads");
+        metrics.count_statements(&mut writer, "writes");
         Self {
-            db: db.reads().clone(),
-            writer: db.writes().clone(),
+            db: reads,
+            writer,
             clock,
             hasher,
             mailer,
@@ -112,7 +117,7 @@ impl Gatehouse {
             keyed: Arc::new(keyed),
             settings: Arc::new(settings),
             rate_limiter: None,
-            metrics: Arc::default(),
+            metrics,
         }
     }
 

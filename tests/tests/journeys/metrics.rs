@@ -19,6 +19,7 @@ on_both_databases!(
     rate_limit_refusals_are_counted_by_class_and_scope,
     failed_and_dead_mail_is_counted,
     sessions_past_their_lifetime_or_idle_are_not_active,
+    each_endpoint_sends_the_statements_it_needs_and_no_more,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,3 +494,112 @@ async fn the_hashing_gauges_show_the_queue_on(backend: Backend) {
         2.0
     );
 }
+
+/// The statements each request sends, from `gatehouse_db_statements_total`: the figures
+/// docs/performance.md lists. A check that gains a query fails here. Background work that
+/// would send statements meanwhile (the outbox, the revocation poll, key reloads,
+/// back-channel delivery, the purge) is put off for the test's length.
+async fn each_endpoint_sends_the_statements_it_needs_and_no_more(backend: Backend) {
+    let quiet = "[mail.outbox]\npoll_interval = \"1h\"\n[revocations]\npoll_interval = \"1h\"\n\
+                 [keys]\nreload_interval = \"50m\"\n[backchannel_logout]\npoll_interval = \"1h\"\n";
+    let server = start(backend, &[&with_token(), quiet]).await;
+    let admin = server.admin("root@example.com").await;
+    let (client, secret) = server.service_client(&admin, &["orders:read"]).await;
+    let ann = server.admin("ann@example.com").await;
+    let statements = || async {
+        scrape(&server)
+            .await
+            .value("gatehouse_db_statements_total", &[])
+    };
+    // A scrape reads the active sessions: what two scrapes in a row cost.
+    let (first, second) = (statements().await, statements().await);
+    let scrape_cost = second - first;
+
+    let me = || async {
+        let response = server.get_as(&ann.access, "/api/v1/me").await;
+        assert_eq!(response.status(), StatusCode::OK);
+    };
+    let introspect = || async {
+        let response = server
+            .post_form(
+                "/oauth2/introspect",
+                (&client, &secret),
+                &[("token", &ann.access)],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["active"], true);
+    };
+    let service_token = || async {
+        let response = server
+            .post_form(
+                "/oauth2/token",
+                (&client, &secret),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    };
+    // The first of each reads the session, its user and the client once (kept for
+    // read_cache.ttl); the ten after need none.
+    me().await;
+    introspect().await;
+    service_token().await;
+    for (name, counted) in [
+        (
+            "GET /api/v1/me",
+            Box::pin(async {
+                for _ in 0..10 {
+                    me().await
+                }
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+        ),
+        (
+            "POST /oauth2/introspect",
+            Box::pin(async {
+                for _ in 0..10 {
+                    introspect().await
+                }
+            }),
+        ),
+        (
+            "POST /oauth2/token client_credentials",
+            Box::pin(async {
+                for _ in 0..10 {
+                    service_token().await
+                }
+            }),
+        ),
+    ] {
+        let before = statements().await;
+        counted.await;
+        let sent = statements().await - before - scrape_cost;
+        assert_eq!(
+            sent, 0.0,
+            "{name}: ten checks of a token read within the TTL"
+        );
+    }
+
+    let before = statements().await;
+    let refreshed = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": ann.refresh }),
+        )
+        .await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let refresh = statements().await - before - scrape_cost;
+    let before = statements().await;
+    server.log_in("ann@example.com", "admin password 1").await;
+    let login = statements().await - before - scrape_cost;
+    assert_eq!(refresh, REFRESH_STATEMENTS, "POST /api/v1/token/refresh");
+    assert_eq!(login, LOGIN_STATEMENTS, "POST /api/v1/login");
+}
+
+/// Refresh: one joined read of token, session and user, one of the client, then the write
+/// transaction's claim, next token and session touch.
+const REFRESH_STATEMENTS: f64 = 5.0;
+/// Password login: the account and its lock and device reads, then one write transaction
+/// (session, refresh token, device token, audit entry, lock bookkeeping).
+const LOGIN_STATEMENTS: f64 = 10.0;

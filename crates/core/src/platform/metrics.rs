@@ -37,6 +37,7 @@ pub struct Metrics {
     pub(crate) sessions_active: IntGauge,
     pub(crate) db_pool_connections: IntGaugeVec,
     pub(crate) db_pool_max: IntGauge,
+    db_statements: IntCounterVec,
     pub(crate) hash_queue_depth: IntGauge,
     pub(crate) hashes_in_progress: IntGauge,
 }
@@ -148,6 +149,11 @@ impl Metrics {
             "gatehouse_db_pool_max_connections",
             "The most connections the pool opens (database.max_connections).",
         );
+        let db_statements = counter(
+            "gatehouse_db_statements_total",
+            "SQL statements this instance sent, by pool: reads or writes (on PostgreSQL both are one pool).",
+            &["pool"],
+        );
         let hash_queue_depth = gauge(
             "gatehouse_password_hash_queue_depth",
             "Password hashes waiting for a hashing slot (at most password.max_queued_hashes).",
@@ -167,6 +173,7 @@ impl Metrics {
             Box::new(sessions_active.clone()),
             Box::new(db_pool_connections.clone()),
             Box::new(db_pool_max.clone()),
+            Box::new(db_statements.clone()),
             Box::new(hash_queue_depth.clone()),
             Box::new(hashes_in_progress.clone()),
         ];
@@ -187,9 +194,17 @@ impl Metrics {
             sessions_active,
             db_pool_connections,
             db_pool_max,
+            db_statements,
             hash_queue_depth,
             hashes_in_progress,
         }
+    }
+
+    /// Counts every statement `conn` sends (SeaORM's metric callback, which transactions
+    /// begun from it inherit) under `pool`.
+    pub(crate) fn count_statements(&self, conn: &mut sea_orm::DatabaseConnection, pool: &str) {
+        let statements = self.db_statements.with_label_values(&[pool]);
+        conn.set_metric_callback(move |_| statements.inc());
     }
 
     /// One answered HTTP request. `route` is the matched route pattern
