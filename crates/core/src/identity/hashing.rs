@@ -46,6 +46,9 @@ pub struct PasswordHasher {
     dummy_hash: String,
     completed: AtomicU64,
     duration: Histogram,
+    /// How long the decoy hash made at start took (fresh memory, so a little slower than
+    /// the pool's): what the start-up log reports, without a hash of its own.
+    startup_hash_time: Duration,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -91,7 +94,9 @@ impl PasswordHasher {
             .map_err(Error::internal)?;
         let mut random = [0u8; 32];
         crate::platform::secrets::fill_random(&mut random)?;
+        let started = Instant::now();
         let dummy_hash = hash_with(&params, &hex::encode(random), Memory::Fresh)?;
+        let startup_hash_time = started.elapsed();
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(slots)),
@@ -103,7 +108,18 @@ impl PasswordHasher {
             dummy_hash,
             completed: AtomicU64::new(0),
             duration: hash_duration_histogram()?,
+            startup_hash_time,
         })
+    }
+
+    /// How long one hash at the configured parameters took at start.
+    pub fn startup_hash_time(&self) -> Duration {
+        self.startup_hash_time
+    }
+
+    /// Hashes computed at once (`password.max_concurrent_hashes`, or one per core).
+    pub fn slot_count(&self) -> usize {
+        self.slot_count
     }
 
     /// Hashes a new password into an argon2id PHC string.
