@@ -43,8 +43,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BINARY = ROOT / "target" / "release" / "gatehouse"
+# The binary whose `calibrate` measures argon2 (another build's, to bench a build without it).
+CALIBRATE_BINARY: Path | None = None
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench password 1"
+LOGIN_USERS = 64
 SCENARIOS = [
     "healthz",
     "login",
@@ -286,7 +289,11 @@ def parse_wrk(output: str) -> Load:
 
 def argon2_bound(server: Server) -> dict:
     """argon2id at the configured parameters: hashes/s on one core and on all of them."""
-    return json.loads(server.cli("calibrate", "--json"))["configured"]
+    output = subprocess.run(
+        [str(CALIBRATE_BINARY or BINARY), "--config", str(server.config), "calibrate", "--json"],
+        capture_output=True, check=True,
+    ).stdout
+    return json.loads(output)["configured"]
 
 
 def signature_bounds() -> dict[str, dict[str, float]]:
@@ -326,7 +333,7 @@ class Bench:
         self.cores = os.cpu_count() or 1
         self.databases: list[str] = []
 
-    def server(self, alg: str) -> Server:
+    def server(self, alg: str, login_users: int = 0) -> Server:
         database_url = None
         if self.args.postgres:
             name = "gatehouse_bench_" + uuid.uuid4().hex[:12]
@@ -339,6 +346,11 @@ class Bench:
                    stdin=PASSWORD + "\n")
         server.cli("user", "create", "--email", "admin@example.com", "--verified", "--role",
                    "admin", stdin=PASSWORD + "\n")
+        # The login floods take turns over these (login.lua, LOGIN_USERS): the lockout
+        # counts a login in flight against its account.
+        for n in range(login_users):
+            server.cli("user", "create", "--email", f"bench-{n}@example.com", "--verified",
+                       stdin=PASSWORD + "\n")
         service = json.loads(server.cli("client", "create", "--name", "bench", "--type",
                                         "confidential", "--grant", "client_credentials"))
         server.service = (service["client_id"], service["client_secret"])
@@ -355,7 +367,7 @@ class Bench:
               f"-d{duration}s; database: {'PostgreSQL' if self.args.postgres else 'SQLite'}",
               flush=True)
         signatures = signature_bounds() if {"client_credentials", "verify"} & set(wanted) else {}
-        main = self.server(self.args.alg)
+        main = self.server(self.args.alg, LOGIN_USERS)
         try:
             main.start()
             time.sleep(1)
@@ -372,7 +384,8 @@ class Bench:
             self.add(Row("GET /healthz (HTTP floor)", healthz, bound="", note="the floor"))
             token = main.login()
             if "login" in wanted:
-                load = wrk(main, "/api/v1/login", duration, connections, "login.lua")
+                load = wrk(main, "/api/v1/login", duration, connections, "login.lua",
+                           env={"LOGIN_USERS": str(LOGIN_USERS)})
                 self.add(Row("POST /api/v1/login", load, bound=f"{hash_bound:.0f}/s argon2",
                              ratio=load.rate / hash_bound))
             if "login_memory" in wanted:
@@ -437,7 +450,8 @@ class Bench:
         password = tomllib.loads((ROOT / "config" / "default.toml").read_text())["password"]
         slots = password["max_concurrent_hashes"] or self.cores
         bound_kib = idle_kib + slots * argon2["m_cost_kib"] + 20 * 1024
-        load = wrk(server, "/api/v1/login", self.args.duration, 1000, "login.lua")
+        load = wrk(server, "/api/v1/login", self.args.duration, 1000, "login.lua",
+                   env={"LOGIN_USERS": str(LOGIN_USERS)})
         self.add(Row("POST /api/v1/login, 1,000 connections", load,
                      bound=f"{bound_kib / 1024:.0f} MB RSS (idle+{slots}xm+20)",
                      ratio=load.peak_rss_kib / bound_kib,
@@ -457,7 +471,8 @@ class Bench:
         for name, path, script, headers, env in cases:
             flood = subprocess.Popen(
                 ["wrk", "-t1", "-c64", f"-d{duration + 2}s", "-s", str(HERE / "login.lua"),
-                 server.base + "/api/v1/login"], stdout=subprocess.DEVNULL)
+                 server.base + "/api/v1/login"], stdout=subprocess.DEVNULL,
+                env={**os.environ, "LOGIN_USERS": str(LOGIN_USERS)})
             time.sleep(1)
             load = wrk(server, path, duration, 4, script, headers=headers, env=env)
             flood.wait()
@@ -561,7 +576,7 @@ def print_table(rows: list[Row]) -> None:
 def main() -> None:
     global BINARY
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, "all"], metavar="SCENARIO",
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help=f"any of {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--postgres", metavar="URL",
                         help="run on PostgreSQL: a server URL whose database can CREATE DATABASE")
@@ -572,10 +587,18 @@ def main() -> None:
     parser.add_argument("--no-build", action="store_true", help="use target/release as it is")
     parser.add_argument("--binary", type=Path, default=BINARY,
                         help="the gatehouse binary (default: target/release/gatehouse)")
+    parser.add_argument("--calibrate-binary", type=Path,
+                        help="the binary whose `calibrate` gives the argon2 bound (default: --binary)")
     args = parser.parse_args()
     BINARY = args.binary.resolve()
+    if args.calibrate_binary:
+        global CALIBRATE_BINARY
+        CALIBRATE_BINARY = args.calibrate_binary.resolve()
     if args.scenarios == ["all"]:
         args.scenarios = []
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
     if not args.no_build:
