@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ SCENARIOS = [
     "client_credentials",
     "signup",
     "code_flow",
+    "admin_search",
     "verify",
     "startup",
 ]
@@ -383,6 +385,11 @@ class Bench:
             healthz = wrk(main, "/healthz", duration, connections)
             self.add(Row("GET /healthz (HTTP floor)", healthz, bound="", note="the floor"))
             token = main.login()
+            if self.args.users:
+                started = time.perf_counter()
+                seed(main, self.args.users)
+                print(f"# seeded {self.args.users:,} users, a session and an audit entry each, "
+                      f"in {time.perf_counter() - started:.0f} s", flush=True)
             if "login" in wanted:
                 load = wrk(main, "/api/v1/login", duration, connections, "login.lua",
                            env={"LOGIN_USERS": str(LOGIN_USERS)})
@@ -413,6 +420,8 @@ class Bench:
                 self.signup(main, duration, connections, hash_bound)
             if "code_flow" in wanted:
                 self.code_flow(main, duration, connections)
+            if "admin_search" in wanted:
+                self.admin_search(main, duration)
             if "client_credentials" in wanted:
                 self.client_credentials(main, self.args.alg, duration, connections, signatures)
             self.add(Row("RSS idle (after start, before any load)", value=f"{idle_kib / 1024:.1f} MB",
@@ -518,6 +527,15 @@ class Bench:
         load.rate = flows
         self.add(Row("authorization code flow (authorize + token)", load, note="flows/s"))
 
+    def admin_search(self, server: Server, duration: int) -> None:
+        """`GET /api/v1/admin/users?email=`: an address nobody has, and a prefix of many."""
+        admin = server.login("admin@example.com")["access_token"]
+        users = self.args.users or 0
+        for name, query in [("no match", "zz-nobody@"), ("prefix of many", "seed-1")]:
+            load = wrk(server, f"/api/v1/admin/users?email={query}", duration, 4,
+                       headers={"Authorization": "Bearer " + admin})
+            self.add(Row(f"GET /api/v1/admin/users?email= ({name}, {users:,} seeded)", load))
+
     def client_credentials(self, server: Server, alg: str, duration: int, connections: int,
                            signatures: dict) -> None:
         load = wrk(server, "/oauth2/token", duration, connections, "service_token.lua",
@@ -525,6 +543,36 @@ class Bench:
         sign = signatures[alg]["sign"] * self.cores
         self.add(Row(f"POST /oauth2/token client_credentials {alg}", load,
                      bound=f"{sign:.0f}/s sign ({self.cores} cores)", ratio=load.rate / sign))
+
+
+def seed(server: Server, users: int) -> None:
+    """Adds `users` accounts to a SQLite database, each with a session and an audit entry,
+    copied from the benchmark user's rows (same hash, timestamps and shape)."""
+    if server.database_url.startswith("postgres"):
+        sys.exit("--users seeds SQLite only")
+    db = sqlite3.connect(server.dir / "gatehouse.db", timeout=60)
+    columns = lambda table: [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+    numbers = "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+
+    def copy(table: str, overrides: dict[str, str], source: str, template: str,
+             parameters: tuple = ()) -> None:
+        names = columns(table)
+        exprs = [overrides.get(name, f"t.{name}") for name in names]
+        db.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(exprs)} "
+                   f"FROM {source}, ({template}) AS t", parameters)
+
+    bench_user = "(SELECT id FROM users WHERE email = 'bench@example.com')"
+    with db:
+        copy("users", {"id": "randomblob(16)", "email": "'seed-' || n.i || '@example.com'"},
+             numbers + "SELECT i FROM n) AS n",
+             "SELECT * FROM users WHERE email = 'bench@example.com'", (users,))
+        seeded = "(SELECT id FROM users WHERE email LIKE 'seed-%') AS u"
+        copy("sessions", {"id": "randomblob(16)", "user_id": "u.id"}, seeded,
+             f"SELECT * FROM sessions WHERE user_id = {bench_user} LIMIT 1")
+        copy("audit_events", {"id": "NULL", "subject_user_id": "u.id", "actor_user_id": "NULL",
+                              "session_id": "NULL"}, seeded,
+             "SELECT * FROM audit_events ORDER BY id DESC LIMIT 1")
+    db.close()
 
 
 def browser_login(server: Server) -> str:
@@ -585,6 +633,9 @@ def main() -> None:
     parser.add_argument("--alg", default="EdDSA", choices=["EdDSA", "ES256", "RS256"],
                         help="signing algorithm of the main run")
     parser.add_argument("--no-build", action="store_true", help="use target/release as it is")
+    parser.add_argument("--users", type=int, default=0,
+                        help="seed this many accounts (each with a session and an audit entry) "
+                             "into the SQLite database before the scenarios run")
     parser.add_argument("--binary", type=Path, default=BINARY,
                         help="the gatehouse binary (default: target/release/gatehouse)")
     parser.add_argument("--calibrate-binary", type=Path,
