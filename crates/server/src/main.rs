@@ -63,7 +63,7 @@ enum Command {
         #[command(subcommand)]
         action: MailAction,
     },
-    /// Measure argon2id on this machine and propose [password] parameters for a target
+    /// Measure argon2id on this machine and propose `[password]` parameters for a target
     /// time per hash. Prints TOML (or JSON with --json); needs no database.
     Calibrate {
         /// How long one hash (one login) should take, e.g. 50ms or 0.25s.

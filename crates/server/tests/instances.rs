@@ -148,13 +148,7 @@ async fn an_admin_demoted_through_one_instance_loses_admin_rights_on_the_other_w
             StatusCode::OK
         );
     }
-    let users: Value = a
-        .get_as(&root, "/api/v1/admin/users?email=eve@example.com")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let eve_id = users["users"][0]["id"].as_str().unwrap().to_owned();
+    let eve_id = users_of(&a, &root, "eve@example.com").await;
     let demoted = a
         .http
         .patch(a.url(&format!("/api/v1/admin/users/{eve_id}")))
@@ -169,6 +163,24 @@ async fn an_admin_demoted_through_one_instance_loses_admin_rights_on_the_other_w
         StatusCode::FORBIDDEN,
         "the instance that demoted her refuses at once"
     );
+    // Within the other instance's TTL her reads may still pass, but no admin write does:
+    // she cannot demote the admin who demoted her (or undo her own demotion).
+    let root_id = users_of(&a, &root, "root@example.com").await;
+    let revenge = b
+        .http
+        .patch(b.url(&format!("/api/v1/admin/users/{root_id}")))
+        .bearer_auth(&eve)
+        .json(&json!({ "role": "user" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revenge.status(),
+        StatusCode::FORBIDDEN,
+        "an admin write checks the role as stored now"
+    );
+    let root_still_admin = a.get_as(&root, "/api/v1/admin/users").await.status();
+    assert_eq!(root_still_admin, StatusCode::OK);
     eventually(
         Duration::from_secs(1),
         "the other instance refuses the demoted admin",
@@ -178,6 +190,17 @@ async fn an_admin_demoted_through_one_instance_loses_admin_rights_on_the_other_w
         },
     )
     .await;
+}
+
+/// The id of the account with this address, through the admin API.
+async fn users_of(instance: &Instance, admin: &str, email: &str) -> String {
+    let users: Value = instance
+        .get_as(admin, &format!("/api/v1/admin/users?email={email}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    users["users"][0]["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

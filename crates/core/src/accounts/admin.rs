@@ -229,6 +229,7 @@ impl Gatehouse {
         admin.require_admin()?;
         let now = self.clock.now();
         let txn = self.begin_write().await?;
+        self.require_admin_now(&txn, admin).await?;
         let user = users::Entity::find_by_id(user_id)
             .one(&txn)
             .await?
@@ -267,6 +268,7 @@ impl Gatehouse {
         }
         let now = self.clock.now();
         let txn = self.begin_revoking().await?;
+        self.require_admin_now(&txn, admin).await?;
         let user = users::Entity::find_by_id(user_id)
             .one(&txn)
             .await?
@@ -346,6 +348,7 @@ impl Gatehouse {
         admin.require_admin()?;
         let now = self.clock.now();
         let txn = self.begin_revoking().await?;
+        self.require_admin_now(&txn, admin).await?;
         let session = sessions::Entity::find_by_id(session_id)
             .one(&txn)
             .await?
@@ -374,6 +377,7 @@ impl Gatehouse {
         admin.require_admin()?;
         let now = self.clock.now();
         let txn = self.begin_revoking().await?;
+        self.require_admin_now(&txn, admin).await?;
         users::Entity::find_by_id(user_id)
             .one(&txn)
             .await?

@@ -210,9 +210,9 @@ impl Gatehouse {
             AuditEntry::by_user(AuditEvent::EmailVerified, user.id),
         )
         .await?;
-        txn.commit().await?;
         // `/me` shows the address as verified from this answer on.
-        self.live_sessions.forget_all();
+        let _forget = self.live_sessions.forget_all_on_drop();
+        txn.commit().await?;
         Ok(())
     }
 

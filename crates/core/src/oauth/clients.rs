@@ -2,18 +2,18 @@
 //! clients are 256 random bits, shown once at creation, stored as SHA-256 and compared
 //! in constant time.
 //!
-//! Client rows are read through [`KnownClients`], the clients read within
-//! `read_cache.ttl` (see [`crate::platform::read_cache`]), so that authenticating a client
+//! Client rows are read through `KnownClients`, the clients read within
+//! `read_cache.ttl` (see `crate::platform::read_cache`), so that authenticating a client
 //! at the token, introspection and revocation endpoints needs no database round-trip. A
 //! change through this instance empties it before answering
-//! ([`Gatehouse::commit_client_change`]); a change made elsewhere (another instance, the
+//! (`Gatehouse::commit_client_change`); a change made elsewhere (another instance, the
 //! CLI) is seen within the TTL.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::clients;
-use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryOrder, Set, SqlErr};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,15 @@ pub enum Actor<'a> {
 }
 
 impl Actor<'_> {
+    /// [`Actor::authorize`] again inside a write transaction, against the rows as stored
+    /// now (see [`Gatehouse::require_admin_now`]).
+    async fn authorize_now(self, gatehouse: &Gatehouse, conn: &impl ConnectionTrait) -> Result<()> {
+        match self {
+            Actor::Admin(principal) => gatehouse.require_admin_now(conn, principal).await,
+            Actor::CommandLine => Ok(()),
+        }
+    }
+
     /// Checks the right to manage clients; returns the acting user, if any.
     fn authorize(self) -> Result<Option<uuid::Uuid>> {
         match self {
@@ -438,6 +447,7 @@ impl Gatehouse {
             .transpose()?;
         let now = self.clock.now();
         let txn = self.begin_write().await?;
+        actor.authorize_now(self, &txn).await?;
         let client = clients::ActiveModel {
             id: Set(new_client_id()?),
             name: Set(fields.name),
@@ -499,6 +509,7 @@ impl Gatehouse {
         refuse_builtin(client_id)?;
         let now = self.clock.now();
         let txn = self.begin_write().await?;
+        actor.authorize_now(self, &txn).await?;
         let current: ClientView = clients::Entity::find_by_id(client_id)
             .one(&txn)
             .await?
@@ -567,6 +578,7 @@ impl Gatehouse {
         refuse_builtin(client_id)?;
         let now = self.clock.now();
         let txn = self.begin_write().await?;
+        actor.authorize_now(self, &txn).await?;
         let deleted = clients::Entity::delete_by_id(client_id)
             .exec(&txn)
             .await?
@@ -603,6 +615,7 @@ impl Gatehouse {
         let (secret, hash) = new_token()?;
         let now = self.clock.now();
         let txn = self.begin_write().await?;
+        actor.authorize_now(self, &txn).await?;
         let updated = clients::ActiveModel {
             id: Set(client.id.clone()),
             secret_hash: Set(Some(hash)),
@@ -663,8 +676,9 @@ impl Gatehouse {
     /// Commits a change to clients, then empties [`KnownClients`] before the request that
     /// made it answers: a deleted client or a rotated secret stops working here at once.
     async fn commit_client_change(&self, txn: sea_orm::DatabaseTransaction) -> Result<()> {
+        // Also when the commit fails (it may have landed) or this future is dropped.
+        let _forget = self.known_clients.forget_all_on_drop();
         txn.commit().await?;
-        self.known_clients.forget_all();
         Ok(())
     }
 

@@ -15,6 +15,7 @@
 //!   second; a revocation is dropped sooner, when the revocation feed brings it.
 
 use std::hash::Hash;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,6 +25,27 @@ use moka::sync::Cache;
 pub(crate) struct ReadCache<K, V> {
     entries: Option<Cache<K, V>>,
     generation: AtomicU64,
+    /// Held while a read's rows are checked against the generation and inserted, and
+    /// while the view is emptied: an insert never lands between the two halves of
+    /// either, so no reader can see rows read before a change once it emptied the view.
+    changes: Mutex<()>,
+}
+
+/// Empties the view when dropped: after a commit, whether it succeeded, failed (a COMMIT
+/// may have landed anyway) or its request was dropped mid-way.
+pub(crate) struct ForgetAllOnDrop<'a, K, V>(&'a ReadCache<K, V>)
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static;
+
+impl<K, V> Drop for ForgetAllOnDrop<'_, K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        self.0.forget_all();
+    }
 }
 
 /// What a read must present to keep its rows: the generation before it queried.
@@ -46,6 +68,7 @@ where
         Self {
             entries,
             generation: AtomicU64::new(0),
+            changes: Mutex::new(()),
         }
     }
 
@@ -56,36 +79,46 @@ where
 
     /// Taken before reading, to keep what was read afterwards.
     pub(crate) fn ticket(&self) -> ReadTicket {
-        ReadTicket(self.generation.load(Ordering::Acquire))
+        ReadTicket(self.generation.load(Ordering::SeqCst))
     }
 
     /// Keeps a value read under `ticket`, unless the view was emptied since.
     pub(crate) fn keep(&self, ticket: ReadTicket, key: K, value: V) {
         let Some(entries) = &self.entries else { return };
-        if self.generation.load(Ordering::Acquire) == ticket.0 {
-            entries.insert(key.clone(), value);
-            // A change that committed between the check and the insert emptied the view
-            // before this insert landed: undo it rather than keep what may be stale.
-            if self.generation.load(Ordering::Acquire) != ticket.0 {
-                entries.invalidate(&key);
-            }
+        let _changes = self.lock();
+        if self.generation.load(Ordering::SeqCst) == ticket.0 {
+            entries.insert(key, value);
         }
     }
 
     /// Forgets everything, after a commit that changed what the view holds.
     pub(crate) fn forget_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let _changes = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Some(entries) = &self.entries {
             entries.invalidate_all();
         }
     }
 
+    /// A guard that forgets everything when dropped; take it before a commit.
+    pub(crate) fn forget_all_on_drop(&self) -> ForgetAllOnDrop<'_, K, V> {
+        ForgetAllOnDrop(self)
+    }
+
     /// Forgets one entry (a change another instance made, when it is known here).
     pub(crate) fn forget(&self, key: &K) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let _changes = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Some(entries) = &self.entries {
             entries.invalidate(key);
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded data is `()`: a panic elsewhere cannot leave it half-changed.
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -129,6 +162,17 @@ mod tests {
         assert_eq!(cache.get(&2), Some("b"));
         cache.forget_all();
         assert_eq!(cache.get(&2), None);
+    }
+
+    #[test]
+    fn the_guard_forgets_when_dropped() {
+        let cache = view();
+        cache.keep(cache.ticket(), 1, "a");
+        {
+            let _guard = cache.forget_all_on_drop();
+            assert_eq!(cache.get(&1), Some("a"));
+        }
+        assert_eq!(cache.get(&1), None);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! expired or idle, its account enabled). Every authenticated request, userinfo, the
 //! pages and introspection go through it.
 //!
-//! It reads the session row and its user from [`LiveSessions`], the rows read within
-//! `read_cache.ttl` (see [`crate::platform::read_cache`]), so that a valid token needs no
+//! It reads the session row and its user from `LiveSessions`, the rows read within
+//! `read_cache.ttl` (see `crate::platform::read_cache`), so that a valid token needs no
 //! database round-trip. Every transaction that revokes sessions or changes a user commits
-//! through [`Gatehouse::commit_revoking`], which empties the view before the request
+//! through `Gatehouse::commit_revoking`, which empties the view before the request
 //! answers; a revocation made by another instance drops its session when the revocation
 //! feed brings it, and a demotion or a disabled account there is seen within the TTL.
 //! Liveness itself (expiry, idle timeout, a disabled account) is judged on every check
@@ -52,6 +52,28 @@ impl Gatehouse {
             role: Role::from_stored(&user.role),
             access,
         })
+    }
+
+    /// Admin rights as stored now, read inside an admin's write transaction. The check
+    /// that let the request in may have used rows up to `read_cache.ttl` old (a demotion
+    /// made through another instance): an admin's write must not ride on that, or a
+    /// demoted admin could undo the demotion, or demote the admin who made it, within it.
+    pub(crate) async fn require_admin_now(
+        &self,
+        conn: &impl ConnectionTrait,
+        admin: &Principal,
+    ) -> Result<()> {
+        admin.require_admin()?;
+        let (_, user) = self
+            .live_session(conn, admin.session_id)
+            .await?
+            .filter(|(_, user)| user.id == admin.user_id)
+            .ok_or(Error::Unauthenticated)?;
+        if Role::from_stored(&user.role) == Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
     }
 
     /// [`Self::authenticate`] for the account API: the token must carry the account scope.

@@ -152,8 +152,9 @@ impl Gatehouse {
     /// reads (a user's role, state or profile), then empties this instance's view of
     /// live sessions, before the request that made the change answers.
     pub(crate) async fn commit_revoking(&self, txn: DatabaseTransaction) -> Result<()> {
+        // Also when the commit fails (it may have landed) or this future is dropped.
+        let _forget = self.live_sessions.forget_all_on_drop();
         txn.commit().await?;
-        self.live_sessions.forget_all();
         Ok(())
     }
 }
@@ -257,10 +258,12 @@ impl Gatehouse {
             .all(&self.db)
             .await?;
         let count = rows.len();
-        self.count_revocations(&rows).await;
-        for row in rows {
+        for row in &rows {
             // A revocation another instance made: its tokens stop passing here now.
             self.live_sessions.forget(&row.session_id);
+        }
+        self.count_revocations(&rows).await;
+        for row in rows {
             hub.last_broadcast.store(row.id, Ordering::SeqCst);
             // No subscriber is not an error.
             let _ = hub.sender.send(row.into());
