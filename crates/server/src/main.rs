@@ -132,7 +132,7 @@ enum ClientAction {
         /// The client_id.
         client_id: String,
     },
-    /// Give a confidential client a new secret; the old one stops working at once.
+    /// Give a confidential client a new secret; running servers refuse the old one within read_cache.ttl.
     RotateSecret {
         /// The client_id.
         client_id: String,

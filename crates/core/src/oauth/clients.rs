@@ -597,7 +597,8 @@ impl Gatehouse {
         Ok(())
     }
 
-    /// Gives a confidential client a new secret; the old one stops working at once.
+    /// Gives a confidential client a new secret; the old one stops working at once here,
+    /// and within `read_cache.ttl` on other instances.
     pub async fn rotate_client_secret(
         &self,
         actor: Actor<'_>,
