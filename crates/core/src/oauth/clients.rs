@@ -192,9 +192,10 @@ pub struct ClientCredentials {
     pub client_secret: Option<SecretString>,
 }
 
-/// An authenticated client.
+/// An authenticated client: the row it was authenticated against, shared with
+/// `KnownClients`.
 #[derive(Debug, Clone)]
-pub struct Client(pub(crate) clients::Model);
+pub struct Client(pub(crate) Arc<clients::Model>);
 
 impl Client {
     pub fn id(&self) -> &str {
@@ -656,12 +657,12 @@ impl Gatehouse {
             (None, None) => {}
             _ => return Err(Error::InvalidClient),
         }
-        Ok(Client(clients::Model::clone(&client)))
+        Ok(Client(client))
     }
 
     /// A client's row, from [`KnownClients`] when it was read within `read_cache.ttl`.
     async fn known_client(&self, client_id: &str) -> Result<Option<Arc<clients::Model>>> {
-        if let Some(client) = self.known_clients.get(&client_id.to_owned()) {
+        if let Some(client) = self.known_clients.get(client_id) {
             return Ok(Some(client));
         }
         let ticket = self.known_clients.ticket();

@@ -127,7 +127,7 @@ impl Gatehouse {
                 "request_uri is not supported".to_owned(),
             );
         }
-        let client = Client(client);
+        let client = Client(std::sync::Arc::new(client));
         if !client.allows(GrantType::AuthorizationCode) {
             return fail(
                 "unauthorized_client",
@@ -226,7 +226,7 @@ impl Gatehouse {
             max_age,
             login_hint: get("login_hint").map(str::to_owned),
         };
-        Ok(Ok((request, client.0)))
+        Ok(Ok((request, std::sync::Arc::unwrap_or_clone(client.0))))
     }
 
     /// Decides the next step of a checked request: login, consent, or a code.

@@ -72,8 +72,13 @@ where
         }
     }
 
-    /// The value read within the TTL, if any.
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    /// The value read within the TTL, if any (looked up by any borrowed form of the key:
+    /// a client id as `&str`, with no allocation).
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.entries.as_ref()?.get(key)
     }
 
