@@ -498,7 +498,8 @@ async fn the_hashing_gauges_show_the_queue_on(backend: Backend) {
 /// The statements each request sends, from `gatehouse_db_statements_total`: the figures
 /// docs/performance.md lists. A check that gains a query fails here. Background work that
 /// would send statements meanwhile (the outbox, the revocation poll, key reloads,
-/// back-channel delivery, the purge) is put off for the test's length.
+/// back-channel delivery) is put off for the test's length, and each figure is the fewest
+/// of three tries: what still runs in the background can only add to a try.
 async fn each_endpoint_sends_the_statements_it_needs_and_no_more(backend: Backend) {
     let quiet = "[mail.outbox]\npoll_interval = \"1h\"\n[revocations]\npoll_interval = \"1h\"\n\
                  [keys]\nreload_interval = \"50m\"\n[backchannel_logout]\npoll_interval = \"1h\"\n";
@@ -506,95 +507,125 @@ async fn each_endpoint_sends_the_statements_it_needs_and_no_more(backend: Backen
     let admin = server.admin("root@example.com").await;
     let (client, secret) = server.service_client(&admin, &["orders:read"]).await;
     let ann = server.admin("ann@example.com").await;
-    let statements = || async {
-        scrape(&server)
-            .await
-            .value("gatehouse_db_statements_total", &[])
-    };
-    // A scrape reads the active sessions: what two scrapes in a row cost.
-    let (first, second) = (statements().await, statements().await);
-    let scrape_cost = second - first;
+    let counter = Statements::new(&server).await;
 
     let me = || async {
-        let response = server.get_as(&ann.access, "/api/v1/me").await;
-        assert_eq!(response.status(), StatusCode::OK);
+        for _ in 0..10 {
+            let response = server.get_as(&ann.access, "/api/v1/me").await;
+            assert_eq!(response.status(), StatusCode::OK);
+        }
     };
     let introspect = || async {
-        let response = server
-            .post_form(
-                "/oauth2/introspect",
-                (&client, &secret),
-                &[("token", &ann.access)],
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(body["active"], true);
+        for _ in 0..10 {
+            let response = server
+                .post_form(
+                    "/oauth2/introspect",
+                    (&client, &secret),
+                    &[("token", &ann.access)],
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["active"], true);
+        }
     };
     let service_token = || async {
-        let response = server
-            .post_form(
-                "/oauth2/token",
-                (&client, &secret),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
+        for _ in 0..10 {
+            let response = server
+                .post_form(
+                    "/oauth2/token",
+                    (&client, &secret),
+                    &[("grant_type", "client_credentials")],
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::OK);
+        }
     };
     // The first of each reads the session, its user and the client once (kept for
-    // read_cache.ttl); the ten after need none.
-    me().await;
-    introspect().await;
-    service_token().await;
-    for (name, counted) in [
-        (
-            "GET /api/v1/me",
-            Box::pin(async {
-                for _ in 0..10 {
-                    me().await
-                }
-            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
-        ),
-        (
-            "POST /oauth2/introspect",
-            Box::pin(async {
-                for _ in 0..10 {
-                    introspect().await
-                }
-            }),
-        ),
-        (
-            "POST /oauth2/token client_credentials",
-            Box::pin(async {
-                for _ in 0..10 {
-                    service_token().await
-                }
-            }),
-        ),
-    ] {
-        let before = statements().await;
-        counted.await;
-        let sent = statements().await - before - scrape_cost;
-        assert_eq!(
-            sent, 0.0,
-            "{name}: ten checks of a token read within the TTL"
-        );
+    // read_cache.ttl); the checks after need none.
+    assert_eq!(counter.fewest(me).await, 0.0, "ten GET /api/v1/me");
+    assert_eq!(
+        counter.fewest(introspect).await,
+        0.0,
+        "ten POST /oauth2/introspect"
+    );
+    assert_eq!(
+        counter.fewest(service_token).await,
+        0.0,
+        "ten POST /oauth2/token client_credentials"
+    );
+
+    // Each refresh presents the token the one before it got.
+    let chain = std::sync::Mutex::new(ann.refresh.clone());
+    let refresh = || async {
+        let presented = chain.lock().unwrap().clone();
+        let refreshed = server
+            .post(
+                "/api/v1/token/refresh",
+                json!({ "refresh_token": presented }),
+            )
+            .await;
+        assert_eq!(refreshed.status(), StatusCode::OK);
+        let body: serde_json::Value = refreshed.json().await.unwrap();
+        *chain.lock().unwrap() = body["refresh_token"].as_str().unwrap().to_owned();
+    };
+    assert_eq!(
+        counter.fewest(refresh).await,
+        REFRESH_STATEMENTS,
+        "POST /api/v1/token/refresh"
+    );
+    let login = || async {
+        server.log_in("ann@example.com", "admin password 1").await;
+    };
+    assert_eq!(
+        counter.fewest(login).await,
+        LOGIN_STATEMENTS,
+        "POST /api/v1/login"
+    );
+}
+
+/// Reads `gatehouse_db_statements_total` around requests.
+struct Statements<'a> {
+    server: &'a TestServer,
+    /// What one scrape costs (it counts the active sessions): the fewest of five.
+    scrape: f64,
+}
+
+impl<'a> Statements<'a> {
+    async fn new(server: &'a TestServer) -> Self {
+        let mut counter = Self {
+            server,
+            scrape: 0.0,
+        };
+        let mut scrape = f64::INFINITY;
+        for _ in 0..5 {
+            let before = counter.total().await;
+            scrape = scrape.min(counter.total().await - before);
+        }
+        counter.scrape = scrape;
+        counter
     }
 
-    let before = statements().await;
-    let refreshed = server
-        .post(
-            "/api/v1/token/refresh",
-            json!({ "refresh_token": ann.refresh }),
-        )
-        .await;
-    assert_eq!(refreshed.status(), StatusCode::OK);
-    let refresh = statements().await - before - scrape_cost;
-    let before = statements().await;
-    server.log_in("ann@example.com", "admin password 1").await;
-    let login = statements().await - before - scrape_cost;
-    assert_eq!(refresh, REFRESH_STATEMENTS, "POST /api/v1/token/refresh");
-    assert_eq!(login, LOGIN_STATEMENTS, "POST /api/v1/login");
+    async fn total(&self) -> f64 {
+        scrape(self.server)
+            .await
+            .value("gatehouse_db_statements_total", &[])
+    }
+
+    /// The fewest statements `action` sent in three tries.
+    async fn fewest<F, Fut>(&self, action: F) -> f64
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut fewest = f64::INFINITY;
+        for _ in 0..3 {
+            let before = self.total().await;
+            action().await;
+            fewest = fewest.min(self.total().await - before - self.scrape);
+        }
+        fewest
+    }
 }
 
 /// Refresh: one joined read of token, session and user, one of the client, then the write
