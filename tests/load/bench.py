@@ -23,6 +23,7 @@ Nothing here is a test: CI never runs it and nothing fails on a figure.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -35,7 +36,6 @@ import tempfile
 import threading
 import time
 import tomllib
-import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -146,23 +146,11 @@ filter = "warn"
         # Writing 5 resets VmHWM (the peak) to the current RSS (proc(5), clear_refs).
         Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
 
-    def post(self, path: str, body: dict | None = None, form: dict | None = None,
-             auth: tuple[str, str] | None = None, bearer: str | None = None) -> dict:
-        headers = {}
-        if form is not None:
-            data = urllib.parse.urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            data = json.dumps(body or {}).encode()
-            headers["Content-Type"] = "application/json"
-        if auth:
-            headers["Authorization"] = "Basic " + basic(*auth)
-        if bearer:
-            headers["Authorization"] = "Bearer " + bearer
-        request = urllib.request.Request(self.base + path, data=data, headers=headers)
+    def post(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as answer:
-            text = answer.read()
-            return json.loads(text) if text else {}
+            return json.loads(answer.read())
 
     def login(self, email: str = "bench@example.com") -> dict:
         return self.post("/api/v1/login", {"email": email, "password": PASSWORD})
@@ -173,8 +161,6 @@ filter = "warn"
 
 
 def basic(user: str, password: str) -> str:
-    import base64
-
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 

@@ -79,5 +79,3 @@ oidc_runs() { # $1 = the run's folder
 
 run RS256
 run EdDSA
-# Refresh-token rotation (every request a write transaction), on a server of its own.
-DURATION=$duration PORT=$((port + 1)) bash "$here/refresh.sh"
