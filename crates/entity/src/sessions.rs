@@ -24,6 +24,11 @@ pub struct Model {
     pub client_id: Option<String>,
     /// When the user authenticated, for an app session (a login's is `created_at`).
     pub auth_time: Option<DateTimeUtc>,
+    /// How the user authenticated: space-separated RFC 8176 values (`pwd`, `otp`, `mfa`);
+    /// none for sessions opened before it was recorded (a password).
+    pub amr: Option<String>,
+    /// When the user last proved themselves again in this session (step-up).
+    pub reauthenticated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,8 @@ pub struct Model {
     pub role: String,
     pub email_verified_at: Option<DateTimeUtc>,
     pub disabled_at: Option<DateTimeUtc>,
+    /// When the account's TOTP credential was confirmed; none while MFA is off.
+    pub mfa_enabled_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
