@@ -76,6 +76,8 @@ pub struct Gatehouse {
     /// OAuth clients as read within the last `read_cache.ttl`.
     known_clients: Arc<oauth::clients::KnownClients>,
     keyed: Arc<platform::secrets::KeyedHashes>,
+    /// Seals and opens TOTP secrets (a key derived from the master key for them alone).
+    mfa_key: Arc<platform::secrets::SealingKey>,
     settings: Arc<CoreSettings>,
     rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
     metrics: Arc<platform::metrics::Metrics>,
@@ -90,7 +92,7 @@ impl Gatehouse {
         hasher: Arc<identity::hashing::PasswordHasher>,
         mailer: Arc<mail::Mailer>,
         tokens: Arc<tokens::access::AccessTokens>,
-        keyed: platform::secrets::KeyedHashes,
+        keys: platform::secrets::DerivedKeys,
         settings: CoreSettings,
     ) -> Self {
         let metrics = Arc::new(platform::metrics::Metrics::new());
@@ -114,7 +116,8 @@ impl Gatehouse {
                 settings.read_cache.ttl,
                 settings.read_cache.clients,
             )),
-            keyed: Arc::new(keyed),
+            keyed: Arc::new(keys.hashes),
+            mfa_key: Arc::new(keys.totp),
             settings: Arc::new(settings),
             rate_limiter: None,
             metrics,

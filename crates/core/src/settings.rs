@@ -76,6 +76,17 @@ pub struct BrowserSessionSettings {
 pub struct AuthSettings {
     /// Refuse logins until the email address is verified.
     pub require_verified_email: bool,
+    /// Sensitive actions (changing the password, two-factor settings, admin writes)
+    /// need an authentication of the session within this long; older ones must prove
+    /// themselves again (`POST /api/v1/reauthenticate`).
+    #[serde(with = "humantime_serde")]
+    pub fresh_age: Duration,
+    /// How long the second step of a login with two-factor authentication may wait
+    /// after the password was accepted.
+    #[serde(with = "humantime_serde")]
+    pub mfa_login_timeout: Duration,
+    /// The issuer name authenticator apps show beside the account.
+    pub totp_issuer: String,
 }
 
 /// `[password]`: password rules and the cost and concurrency of hashing.

@@ -50,7 +50,7 @@ pub async fn build_gatehouse(
         migrations::migrate(db.writes()).await?;
     }
     let master_key = config.master_key()?;
-    let keyed_hashes = master_key.keyed_hashes();
+    let derived_keys = master_key.derived_keys()?;
     let rate_limit_keys = master_key.keyed_hashes();
     let settings = config.core_settings();
     let hasher = PasswordHasher::new(&config.password)?;
@@ -76,7 +76,7 @@ pub async fn build_gatehouse(
         Arc::new(hasher),
         Arc::new(mailer),
         Arc::new(tokens),
-        keyed_hashes,
+        derived_keys,
         settings,
     );
     gatehouse.ensure_api_client().await?;

@@ -19,7 +19,7 @@ use gatehouse_core::oidc::{AuthorizationRequest, LogoutRequest, Progress};
 use gatehouse_core::platform::secrets::{constant_time_eq, new_token, token_hash};
 use gatehouse_core::sessions::browser::{BrowserState, BrowserUser, LOGIN_SESSION_KEY};
 use minijinja::{Environment, Value, context};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -162,6 +162,7 @@ const CSRF_SEED_KEY: &str = "csrf_seed";
 const PENDING_AUTHORIZATION_KEY: &str = "authorize";
 const PENDING_CONSENTS_KEY: &str = "consents";
 const PENDING_LOGOUT_KEY: &str = "logout";
+const PENDING_MFA_KEY: &str = "mfa";
 
 /// How many consent pages one browser may have open at once (tabs); opening another
 /// forgets the oldest, whose form then answers "nothing to continue".
@@ -306,6 +307,21 @@ impl BrowserSession {
         self.session.purge();
     }
 
+    /// Keeps the MFA token of a login whose password was accepted, for its second step
+    /// (the session state lives on the server: the browser holds only the cookie key).
+    pub fn set_pending_mfa(&self, mfa_token: &SecretString) -> Result<(), PageError> {
+        self.set(PENDING_MFA_KEY, &mfa_token.expose_secret().to_owned())
+    }
+
+    /// The MFA token of a login waiting for its second factor, if any.
+    pub fn pending_mfa(&self) -> Result<Option<SecretString>, PageError> {
+        Ok(self.get::<String>(PENDING_MFA_KEY)?.map(SecretString::from))
+    }
+
+    pub fn clear_pending_mfa(&self) {
+        self.remove(PENDING_MFA_KEY);
+    }
+
     pub fn pending_authorization(&self) -> Result<Option<PendingAuthorization>, PageError> {
         self.get(PENDING_AUTHORIZATION_KEY)
     }
@@ -380,7 +396,7 @@ impl BrowserSession {
 }
 
 /// The built-in templates, by file name.
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 13] = [
     (
         "layout.html",
         include_str!("../templates/pages/layout.html"),
@@ -391,6 +407,10 @@ const TEMPLATES: [(&str, &str); 12] = [
     ),
     ("home.html", include_str!("../templates/pages/home.html")),
     ("login.html", include_str!("../templates/pages/login.html")),
+    (
+        "login_mfa.html",
+        include_str!("../templates/pages/login_mfa.html"),
+    ),
     (
         "signup.html",
         include_str!("../templates/pages/signup.html"),

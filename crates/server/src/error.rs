@@ -77,6 +77,11 @@ fn answer(error: &CoreError) -> Answer {
             "invalid_current_password",
             "invalid_request",
         ),
+        E::ReauthenticationRequired => {
+            (S::FORBIDDEN, "reauthentication_required", "invalid_request")
+        }
+        E::InvalidMfaCode => (S::BAD_REQUEST, "invalid_mfa_code", "invalid_request"),
+        E::MfaCodeRequired => (S::BAD_REQUEST, "mfa_code_required", "invalid_request"),
         E::NotFound(_) => (S::NOT_FOUND, "not_found", "invalid_request"),
         E::TooManyAttempts { .. } => (S::TOO_MANY_REQUESTS, "too_many_attempts", "invalid_request"),
         // RFC 6749 has no code for it: an extension code (section 8.5), the same as the API's.
@@ -360,6 +365,11 @@ pub fn form_error(
             (field, format!("{}.", sentence.trim_end_matches('.')))
         }
         CoreError::InvalidCredentials => ("form", "The email or password is wrong.".to_owned()),
+        CoreError::InvalidMfaCode => (
+            "code",
+            "This code is wrong or was already used. Wait for the next one, or use a recovery code."
+                .to_owned(),
+        ),
         CoreError::EmailNotVerified => (
             "form",
             "Your email address is not verified yet. Open the link we sent you, or ask for a new one."

@@ -26,7 +26,8 @@ impl Gatehouse {
         id: Uuid,
         meta: &RequestMeta,
     ) -> Result<MailView> {
-        admin.require_admin()?;
+        // The role as stored now and a recent authentication, like every admin write.
+        self.require_admin_now(&self.db, admin).await?;
         self.requeue_dead_mail(admin.user_id, id, meta).await
     }
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 mod mail_admin;
 pub(crate) mod mail_cooldown;
+pub mod mfa;
 
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ pub struct MeView {
     pub name: Option<String>,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Whether logins need a second factor (an authenticator app, or a recovery code).
+    pub mfa_enabled: bool,
 }
 
 impl From<users::Model> for MeView {
@@ -55,6 +58,7 @@ impl From<users::Model> for MeView {
             name: u.name,
             role: Role::from_stored(&u.role),
             created_at: u.created_at,
+            mfa_enabled: u.mfa_enabled_at.is_some(),
         }
     }
 }
@@ -372,6 +376,8 @@ impl Gatehouse {
             "current_password",
         )?;
         let new = Password::new_choice(new_password, &self.settings.password, "new_password")?;
+        // Before any hashing; checked again in the transaction that changes it.
+        self.require_fresh(&self.db, principal).await?;
         let user = users::Entity::find_by_id(principal.user_id)
             .one(&self.db)
             .await?
@@ -387,6 +393,7 @@ impl Gatehouse {
         let hash = self.hasher.hash(&new).await?;
         let now = self.clock.now();
         let txn = self.begin_revoking().await?;
+        self.require_fresh(&txn, principal).await?;
         users::ActiveModel {
             id: Set(user.id),
             password_hash: Set(hash),
@@ -499,6 +506,7 @@ async fn insert_account(
         role: Set(account.role.as_str().to_owned()),
         email_verified_at: Set(account.verified.then_some(now)),
         disabled_at: Set(None),
+        mfa_enabled_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

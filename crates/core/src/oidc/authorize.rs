@@ -14,6 +14,7 @@ use crate::oidc::{AuthorizationRequest, AuthorizeStep, Progress, Prompt, describ
 use crate::platform::lists::split;
 use crate::platform::secrets::new_token;
 use crate::tokens::audience::may_have;
+use crate::tokens::id_token::ACR_MFA;
 use crate::{Gatehouse, Result};
 
 /// The longest value of a parameter of an authorization request that is kept (`state`,
@@ -98,6 +99,7 @@ impl Gatehouse {
             "max_age",
             "login_hint",
             "response_mode",
+            "acr_values",
         ] {
             match single(params, name) {
                 Err(e) => return fail("invalid_request", e),
@@ -225,6 +227,8 @@ impl Gatehouse {
             prompt,
             max_age,
             login_hint: get("login_hint").map(str::to_owned),
+            require_mfa: get("acr_values")
+                .is_some_and(|values| split(values).any(|v| v == ACR_MFA)),
         };
         Ok(Ok((request, std::sync::Arc::unwrap_or_clone(client.0))))
     }
@@ -280,6 +284,15 @@ impl Gatehouse {
             }
             _ => return Ok(AuthorizeStep::Login(request.clone())),
         };
+        // A client that asks for a second factor (`acr_values`) gets no code for a login
+        // made without one (OpenID Connect Core Unmet Authentication Requirements 1.0).
+        if request.require_mfa && !split(&user.amr).any(|method| method == "mfa") {
+            return Ok(self.request_error(
+                request,
+                "unmet_authentication_requirements",
+                "this application requires two-factor authentication, and this login had none",
+            ));
+        }
         if !progress.consented {
             let granted = consents::Entity::find_by_id((user.user_id, request.client_id.clone()))
                 .one(&self.db)

@@ -97,6 +97,9 @@ impl Gatehouse {
             parent_id: Set(Some(login.id)),
             client_id: Set(Some(client.id().to_owned())),
             auth_time: Set(Some(row.auth_time)),
+            // How the user authenticated to the login the code was approved under.
+            amr: Set(login.amr.clone()),
+            reauthenticated_at: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -142,6 +145,7 @@ impl Gatehouse {
                 scope: &scope,
                 session_id: app_session,
                 auth_time: row.auth_time,
+                amr: login.amr.as_deref(),
                 nonce: row.nonce.as_deref(),
                 access_token: &access_token,
                 now,

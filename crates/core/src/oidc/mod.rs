@@ -59,6 +59,9 @@ pub struct AuthorizationRequest {
     pub max_age: Option<i64>,
     /// The email to prefill on the login page.
     pub login_hint: Option<String>,
+    /// `acr_values` asked for a login with a second factor ([`crate::tokens::id_token::ACR_MFA`]).
+    #[serde(default)]
+    pub require_mfa: bool,
 }
 
 /// A scope as the consent page shows it.

@@ -58,6 +58,15 @@ pub enum Error {
     /// The current password given for a password change is wrong.
     #[error("the current password is wrong")]
     InvalidCurrentPassword,
+    /// A sensitive action, and the session did not authenticate within `auth.fresh_age`.
+    #[error("this action needs a recent authentication: prove yourself again first")]
+    ReauthenticationRequired,
+    /// A second factor (TOTP or recovery code) that is wrong, or was used before.
+    #[error("the code is wrong or was already used")]
+    InvalidMfaCode,
+    /// The account has two-factor authentication, and no code came with the password.
+    #[error("this account needs a code from its authenticator app (or a recovery code)")]
+    MfaCodeRequired,
     /// The thing does not exist, or is not the caller's to see.
     #[error("{0} not found")]
     NotFound(&'static str),

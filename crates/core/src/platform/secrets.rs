@@ -174,6 +174,23 @@ impl MasterKey {
     }
 }
 
+/// The keys the domain derives from the master key: [`KeyedHashes`], and the key that
+/// seals TOTP secrets.
+pub struct DerivedKeys {
+    pub hashes: KeyedHashes,
+    pub totp: SealingKey,
+}
+
+impl MasterKey {
+    /// The keys [`crate::Gatehouse`] works with, each derived for its own use.
+    pub fn derived_keys(&self) -> Result<DerivedKeys> {
+        Ok(DerivedKeys {
+            hashes: self.keyed_hashes(),
+            totp: self.derive_sealing_key(b"gatehouse totp secret key")?,
+        })
+    }
+}
+
 /// An AES-256-GCM key derived from the master key for one use (see
 /// [`MasterKey::derive_sealing_key`]).
 pub struct SealingKey(LessSafeKey);

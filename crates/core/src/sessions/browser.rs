@@ -38,6 +38,8 @@ pub struct BrowserUser {
     pub role: Role,
     /// When the user entered their password for this login.
     pub auth_time: DateTime<Utc>,
+    /// How the user authenticated (RFC 8176 values, space-separated).
+    pub amr: String,
 }
 
 impl BrowserUser {
@@ -187,6 +189,7 @@ impl Gatehouse {
             session_id: session.id,
             role: Role::from_stored(&user.role),
             auth_time: session.auth_time.unwrap_or(session.created_at),
+            amr: session.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
         }))
     }
 }

@@ -54,7 +54,8 @@ impl Gatehouse {
         })
     }
 
-    /// Admin rights as stored now, read inside an admin's write transaction. The check
+    /// Admin rights as stored now, read inside an admin's write transaction, and a recent
+    /// authentication of the admin's session (`auth.fresh_age`). The check
     /// that let the request in may have used rows up to `read_cache.ttl` old (a demotion
     /// made through another instance): an admin's write must not ride on that, or a
     /// demoted admin could undo the demotion, or demote the admin who made it, within it.
@@ -64,16 +65,16 @@ impl Gatehouse {
         admin: &Principal,
     ) -> Result<()> {
         admin.require_admin()?;
-        let (_, user) = self
+        let (session, user) = self
             .live_session(conn, admin.session_id)
             .await?
             .filter(|(_, user)| user.id == admin.user_id)
             .ok_or(Error::Unauthenticated)?;
-        if Role::from_stored(&user.role) == Role::Admin {
-            Ok(())
-        } else {
-            Err(Error::Forbidden)
+        if Role::from_stored(&user.role) != Role::Admin {
+            return Err(Error::Forbidden);
         }
+        // Every admin write is a sensitive action (step-up).
+        self.require_fresh_session(&session)
     }
 
     /// [`Self::authenticate`] for the account API: the token must carry the account scope.

@@ -2,26 +2,39 @@
 //! unknown accounts) and opens a session, with tokens for the JSON API or for the hosted
 //! pages, and hands the client a device token that keeps the lockout from locking out
 //! this client later (see [`crate::identity::lockout`]).
+//!
+//! An account with two-factor authentication gets no session for its password alone: the
+//! login answers a short-lived single-use MFA token instead (only its hash is stored), and
+//! the second step presents it with a TOTP or recovery code. That step runs under the same
+//! lockout: a wrong code counts as a failed login, and only a completed login clears the
+//! failures, so a known password buys no unlimited guesses at the code.
 
 use chrono::{DateTime, Utc};
-use gatehouse_entity::{sessions, users};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use gatehouse_entity::{one_time_tokens, sessions, users};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::identity::hashing::Verification;
-use crate::identity::lockout::Judged;
+use crate::identity::lockout::{Judged, LoginAttempt};
+use crate::identity::totp::{SecondFactor, amr_of};
 use crate::identity::types::{Email, Password};
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::secrets::{new_token, token_hash};
 use crate::sessions::{BrowserLogin, TokenPair, insert_refresh_token};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::api_scopes::builtin_login_scope;
 use crate::tokens::audience::API_CLIENT_ID;
 use crate::{Error, Gatehouse, Result};
 
-/// A checked password login and the session it opened.
+/// The `purpose` of the one-time token that carries a login from its password to its
+/// second factor.
+pub(crate) const MFA_LOGIN_PURPOSE: &str = "mfa_login";
+
+/// A checked login and the session it opened.
 struct OpenedSession {
     user: users::Model,
     session_id: Uuid,
@@ -30,30 +43,67 @@ struct OpenedSession {
     now: DateTime<Utc>,
 }
 
-/// A password login through the JSON API: the tokens, and the device token the client
-/// should keep and send with its next logins to this account.
+/// Where a password check left a login.
+enum Checked {
+    Opened(Box<OpenedSession>),
+    /// The password is right; the account's second factor is still to come.
+    MfaRequired(SecretString),
+}
+
+/// The first factor a login step presents.
+enum Proof {
+    Password {
+        email: String,
+        password: SecretString,
+    },
+    SecondFactor {
+        mfa_token: SecretString,
+        code: SecretString,
+    },
+}
+
+/// A login through the JSON API.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ApiLogin {
-    #[serde(flatten)]
-    pub tokens: TokenPair,
-    /// Sent back as `device_token` with later logins to this account, it makes this
-    /// client judged by its own failed logins, not by the account-wide lock.
-    pub device_token: String,
+#[serde(untagged)]
+pub enum ApiLogin {
+    /// The session's tokens, and the device token the client should keep and send with
+    /// its next logins to this account.
+    Opened {
+        #[serde(flatten)]
+        tokens: TokenPair,
+        /// Sent back as `device_token` with later logins to this account, it makes this
+        /// client judged by its own failed logins, not by the account-wide lock.
+        device_token: String,
+    },
+    /// The password is right and the account has two-factor authentication: finish with
+    /// `POST /api/v1/login/mfa` `{mfa_token, code}` within `auth.mfa_login_timeout`.
+    MfaRequired {
+        /// Always `true`.
+        mfa_required: bool,
+        mfa_token: String,
+    },
 }
 
-/// A password login from the hosted pages: the session, and the device token for the
-/// browser's device cookie.
+/// A login from the hosted pages: the session and the device token for the browser's
+/// device cookie, or the MFA token the page keeps for the second step.
 #[derive(Debug)]
-pub struct BrowserPasswordLogin {
-    pub login: BrowserLogin,
-    pub device_token: SecretString,
+pub enum BrowserPasswordLogin {
+    Opened {
+        login: BrowserLogin,
+        device_token: SecretString,
+    },
+    MfaRequired {
+        mfa_token: SecretString,
+    },
 }
 
-/// The `outcome` label of `gatehouse_logins_total` for the end of a password login.
-fn login_outcome(opened: &Result<OpenedSession>) -> &'static str {
-    match opened {
-        Ok(_) => "success",
+/// The `outcome` label of `gatehouse_logins_total` for the end of a login step.
+fn login_outcome(checked: &Result<Checked>) -> &'static str {
+    match checked {
+        Ok(Checked::Opened(_)) => "success",
+        Ok(Checked::MfaRequired(_)) => "mfa_required",
         Err(Error::InvalidCredentials) => "invalid_credentials",
+        Err(Error::InvalidMfaCode) => "invalid_mfa_code",
         Err(Error::TooManyAttempts { .. }) => "too_many_attempts",
         Err(Error::EmailNotVerified) => "email_not_verified",
         Err(Error::AccountDisabled) => "account_disabled",
@@ -65,8 +115,9 @@ fn login_outcome(opened: &Result<OpenedSession>) -> &'static str {
 }
 
 impl Gatehouse {
-    /// Checks email and password and opens a session, with tokens for the JSON API.
-    /// `device_token` is the one an earlier login to this account answered, if any.
+    /// Checks email and password and opens a session, with tokens for the JSON API, or
+    /// asks for the second factor. `device_token` is the one an earlier login to this
+    /// account answered, if any.
     pub async fn log_in(
         &self,
         email: &str,
@@ -74,9 +125,44 @@ impl Gatehouse {
         device_token: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<ApiLogin> {
-        let opened = self
-            .open_session(email, password, device_token, meta, Some(API_CLIENT_ID))
-            .await?;
+        let proof = Proof::Password {
+            email: email.to_owned(),
+            password,
+        };
+        self.api_login(proof, device_token, meta).await
+    }
+
+    /// The second step of a JSON API login: the MFA token the first answered, and a code
+    /// of the account's authenticator app or one of its recovery codes.
+    pub async fn log_in_second_factor(
+        &self,
+        mfa_token: SecretString,
+        code: SecretString,
+        device_token: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<ApiLogin> {
+        let proof = Proof::SecondFactor { mfa_token, code };
+        self.api_login(proof, device_token, meta).await
+    }
+
+    async fn api_login(
+        &self,
+        proof: Proof,
+        device_token: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<ApiLogin> {
+        let opened = match self
+            .login_step(proof, device_token, meta, Some(API_CLIENT_ID))
+            .await?
+        {
+            Checked::Opened(opened) => opened,
+            Checked::MfaRequired(token) => {
+                return Ok(ApiLogin::MfaRequired {
+                    mfa_required: true,
+                    mfa_token: token.expose_secret().to_owned(),
+                });
+            }
+        };
         let refresh_token = opened
             .refresh_token
             .ok_or_else(|| Error::internal("an API login has a refresh token"))?;
@@ -89,15 +175,15 @@ impl Gatehouse {
             role: Some(opened.user.role.clone()),
         };
         let tokens = self.token_pair(grant, refresh_token, opened.now).await?;
-        Ok(ApiLogin {
+        Ok(ApiLogin::Opened {
             tokens,
             device_token: opened.device_token.expose_secret().to_owned(),
         })
     }
 
-    /// Checks email and password for the hosted pages and opens a session without tokens;
-    /// apps get theirs through the authorization code flow. `device_token` is the
-    /// browser's device cookie, if it has one.
+    /// Checks email and password for the hosted pages and opens a session without tokens
+    /// (apps get theirs through the authorization code flow), or asks for the second
+    /// factor. `device_token` is the browser's device cookie, if it has one.
     pub async fn log_in_browser(
         &self,
         email: &str,
@@ -105,16 +191,43 @@ impl Gatehouse {
         device_token: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<BrowserPasswordLogin> {
-        let opened = self
-            .open_session(email, password, device_token, meta, None)
-            .await?;
-        Ok(BrowserPasswordLogin {
-            login: BrowserLogin {
-                user_id: opened.user.id,
-                session_id: opened.session_id,
+        let proof = Proof::Password {
+            email: email.to_owned(),
+            password,
+        };
+        self.browser_login(proof, device_token, meta).await
+    }
+
+    /// The second step of a hosted-pages login (see [`Self::log_in_second_factor`]).
+    pub async fn log_in_browser_second_factor(
+        &self,
+        mfa_token: SecretString,
+        code: SecretString,
+        device_token: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<BrowserPasswordLogin> {
+        let proof = Proof::SecondFactor { mfa_token, code };
+        self.browser_login(proof, device_token, meta).await
+    }
+
+    async fn browser_login(
+        &self,
+        proof: Proof,
+        device_token: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<BrowserPasswordLogin> {
+        Ok(
+            match self.login_step(proof, device_token, meta, None).await? {
+                Checked::Opened(opened) => BrowserPasswordLogin::Opened {
+                    login: BrowserLogin {
+                        user_id: opened.user.id,
+                        session_id: opened.session_id,
+                    },
+                    device_token: opened.device_token,
+                },
+                Checked::MfaRequired(mfa_token) => BrowserPasswordLogin::MfaRequired { mfa_token },
             },
-            device_token: opened.device_token,
-        })
+        )
     }
 
     /// The account of an address, if any.
@@ -137,48 +250,114 @@ impl Gatehouse {
             .await
     }
 
-    /// The rules of every password login; a refresh token for `refresh_client` if given.
+    /// The rules of every login step; a refresh token for `refresh_client` if given.
     ///
     /// Runs in a task of its own, to its end even when the caller goes away (a client
     /// that resets its connection while its password is hashed drops the request's
     /// future): the failure reserved before hashing is then recorded (with the lock and
     /// notice it may start) or given back, never left behind as an unexplained refusal.
-    async fn open_session(
+    async fn login_step(
         &self,
-        email: &str,
-        password: SecretString,
+        proof: Proof,
         device_token: Option<&str>,
         meta: &RequestMeta,
         refresh_client: Option<&str>,
-    ) -> Result<OpenedSession> {
+    ) -> Result<Checked> {
         let this = self.clone();
-        let (email, device_token) = (email.to_owned(), device_token.map(str::to_owned));
+        let device_token = device_token.map(str::to_owned);
         let (meta, refresh_client) = (meta.clone(), refresh_client.map(str::to_owned));
         tokio::spawn(async move {
-            let opened = this
-                .open_session_to_the_end(
-                    &email,
-                    password,
-                    device_token.as_deref(),
-                    &meta,
-                    refresh_client.as_deref(),
-                )
-                .await;
-            this.metrics.login(login_outcome(&opened));
-            opened
+            let (device_token, refresh_client) =
+                (device_token.as_deref(), refresh_client.as_deref());
+            let checked = match proof {
+                Proof::Password { email, password } => {
+                    this.password_step(&email, password, device_token, &meta, refresh_client)
+                        .await
+                }
+                Proof::SecondFactor { mfa_token, code } => {
+                    this.second_factor_step(mfa_token, code, device_token, &meta, refresh_client)
+                        .await
+                }
+            };
+            this.metrics.login(login_outcome(&checked));
+            checked
         })
         .await
         .map_err(|e| Error::internal(format!("the login task failed: {e}")))?
     }
 
-    async fn open_session_to_the_end(
+    /// The second step: the MFA token names the account whose password was accepted, and
+    /// `code` must be one of its second factors, unused.
+    async fn second_factor_step(
+        &self,
+        mfa_token: SecretString,
+        code: SecretString,
+        device_token: Option<&str>,
+        meta: &RequestMeta,
+        refresh_client: Option<&str>,
+    ) -> Result<Checked> {
+        let now = self.clock.now();
+        let pending = one_time_tokens::Entity::find()
+            .filter(one_time_tokens::Column::TokenHash.eq(token_hash(mfa_token.expose_secret())))
+            .filter(one_time_tokens::Column::Purpose.eq(MFA_LOGIN_PURPOSE))
+            .filter(one_time_tokens::Column::UsedAt.is_null())
+            .filter(one_time_tokens::Column::ExpiresAt.gt(now))
+            .one(&self.db)
+            .await?
+            .ok_or(Error::InvalidOneTimeToken)?;
+        let user = users::Entity::find_by_id(pending.user_id)
+            .one(&self.db)
+            .await?
+            .ok_or(Error::InvalidOneTimeToken)?;
+        let email = Email::parse(&user.email)?;
+        let device = self.trusted_device(device_token, Some(&user), now).await?;
+        let attempt = self.reserve_login_attempt(&email, device).await?;
+        if let Some(error) = self.refuse_login(&user, &attempt, now, meta).await? {
+            return Err(error);
+        }
+        let txn = self.begin_write().await?;
+        let Some(factor) = self.use_second_factor(&txn, user.id, &code, now).await? else {
+            drop(txn);
+            self.record_failed_login(attempt, Some(&user), &email, meta)
+                .await?;
+            return Err(Error::InvalidMfaCode);
+        };
+        // Single use: of two requests racing with one token, one opens the session.
+        let consumed = one_time_tokens::Entity::update_many()
+            .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
+            .filter(one_time_tokens::Column::Id.eq(pending.id))
+            .filter(one_time_tokens::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if consumed.rows_affected != 1 {
+            drop(txn);
+            self.release_login_attempt(&self.writer, &attempt).await?;
+            return Err(Error::InvalidOneTimeToken);
+        }
+        let details = serde_json::json!({ "second_factor": factor.as_str() });
+        let opened = self
+            .open_session_in(
+                txn,
+                user,
+                attempt,
+                refresh_client,
+                Some(factor),
+                Some(details),
+                meta,
+                now,
+            )
+            .await?;
+        Ok(Checked::Opened(Box::new(opened)))
+    }
+
+    async fn password_step(
         &self,
         email: &str,
         password: SecretString,
         device_token: Option<&str>,
         meta: &RequestMeta,
         refresh_client: Option<&str>,
-    ) -> Result<OpenedSession> {
+    ) -> Result<Checked> {
         let email = Email::parse(email)?;
         let password = Password::presented(password, &self.settings.password, "password")?;
         let user = self.account_of(&email).await?;
@@ -199,49 +378,12 @@ impl Gatehouse {
         let user = match user {
             Some(user) if verification.matches => user,
             user => {
-                // The failure, the lock it may start and the owner's notice: one
-                // transaction (the notice is queued in the mail outbox).
-                let txn = self.begin_write().await?;
-                let locked = self
-                    .record_login_failure(&txn, attempt, user.as_ref(), meta)
+                self.record_failed_login(attempt, user.as_ref(), &email, meta)
                     .await?;
-                let mut queued = false;
-                if let Some(failures) = locked {
-                    let notice = |name| Mail::AccountLocked {
-                        name,
-                        failures,
-                        locked_for: self.settings.lockout.lock_duration,
-                    };
-                    match user.filter(|u| u.disabled_at.is_none()) {
-                        Some(user) => {
-                            self.enqueue_mail(&txn, &email, notice(user.name)).await?;
-                            queued = true;
-                        }
-                        // The same work for an address without an (active) account.
-                        None => self.enqueue_decoy_mail(&txn, notice(None)).await?,
-                    }
-                }
-                txn.commit().await?;
-                if queued {
-                    self.wake_mail_worker();
-                }
                 return Err(Error::InvalidCredentials);
             }
         };
-        let refusal = if user.disabled_at.is_some() {
-            Some((Error::AccountDisabled, "account_disabled"))
-        } else if self.settings.auth.require_verified_email && user.email_verified_at.is_none() {
-            Some((Error::EmailNotVerified, "email_not_verified"))
-        } else {
-            None
-        };
-        if let Some((error, reason)) = refusal {
-            let entry = AuditEntry::by_user(AuditEvent::LoginFailed, user.id)
-                .details(serde_json::json!({ "reason": reason }));
-            let txn = self.begin_write().await?;
-            audit::record(&txn, now, meta, entry).await?;
-            self.release_login_attempt(&txn, &attempt).await?;
-            txn.commit().await?;
+        if let Some(error) = self.refuse_login(&user, &attempt, now, meta).await? {
             return Err(error);
         }
         let upgraded_hash = match verification.needs_rehash {
@@ -256,6 +398,128 @@ impl Gatehouse {
         };
 
         let txn = self.begin_write().await?;
+        if let Some(hash) = upgraded_hash {
+            users::ActiveModel {
+                id: Set(user.id),
+                password_hash: Set(hash),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .update(&txn)
+            .await?;
+        }
+        if user.mfa_enabled_at.is_some() {
+            // The password is right; the session waits for the second factor. The
+            // failures stay counted: only a login that completes clears them, so a
+            // known password does not buy unlimited guesses at the code.
+            self.release_login_attempt(&txn, &attempt).await?;
+            let (token, hash) = new_token()?;
+            let ttl = chrono::Duration::from_std(self.settings.auth.mfa_login_timeout)
+                .unwrap_or_default();
+            one_time_tokens::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                user_id: Set(user.id),
+                purpose: Set(MFA_LOGIN_PURPOSE.to_owned()),
+                token_hash: Set(hash),
+                created_at: Set(now),
+                expires_at: Set(now + ttl),
+                used_at: Set(None),
+            }
+            .insert(&txn)
+            .await?;
+            let entry = AuditEntry::by_user(AuditEvent::MfaChallenged, user.id);
+            audit::record(&txn, now, meta, entry).await?;
+            txn.commit().await?;
+            return Ok(Checked::MfaRequired(token));
+        }
+        let details = verification
+            .needs_rehash
+            .then(|| serde_json::json!({ "password_hash_upgraded": true }));
+        let opened = self
+            .open_session_in(txn, user, attempt, refresh_client, None, details, meta, now)
+            .await?;
+        Ok(Checked::Opened(Box::new(opened)))
+    }
+
+    /// The refusal of a login whose credentials were right, if any: a disabled account,
+    /// or an unverified address where that is required (audited, the attempt given back).
+    async fn refuse_login(
+        &self,
+        user: &users::Model,
+        attempt: &LoginAttempt,
+        now: DateTime<Utc>,
+        meta: &RequestMeta,
+    ) -> Result<Option<Error>> {
+        let refusal = if user.disabled_at.is_some() {
+            Some((Error::AccountDisabled, "account_disabled"))
+        } else if self.settings.auth.require_verified_email && user.email_verified_at.is_none() {
+            Some((Error::EmailNotVerified, "email_not_verified"))
+        } else {
+            None
+        };
+        let Some((error, reason)) = refusal else {
+            return Ok(None);
+        };
+        let entry = AuditEntry::by_user(AuditEvent::LoginFailed, user.id)
+            .details(serde_json::json!({ "reason": reason }));
+        let txn = self.begin_write().await?;
+        audit::record(&txn, now, meta, entry).await?;
+        self.release_login_attempt(&txn, attempt).await?;
+        txn.commit().await?;
+        Ok(Some(error))
+    }
+
+    /// A wrong password or second factor: the failure, the lock it may start and the
+    /// owner's notice, in one transaction (the notice is queued in the mail outbox).
+    pub(crate) async fn record_failed_login(
+        &self,
+        attempt: LoginAttempt,
+        user: Option<&users::Model>,
+        email: &Email,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let txn = self.begin_write().await?;
+        let locked = self.record_login_failure(&txn, attempt, user, meta).await?;
+        let mut queued = false;
+        if let Some(failures) = locked {
+            let notice = |name| Mail::AccountLocked {
+                name,
+                failures,
+                locked_for: self.settings.lockout.lock_duration,
+            };
+            match user.filter(|u| u.disabled_at.is_none()) {
+                Some(user) => {
+                    self.enqueue_mail(&txn, email, notice(user.name.clone()))
+                        .await?;
+                    queued = true;
+                }
+                // The same work for an address without an (active) account.
+                None => self.enqueue_decoy_mail(&txn, notice(None)).await?,
+            }
+        }
+        txn.commit().await?;
+        if queued {
+            self.wake_mail_worker();
+        }
+        Ok(())
+    }
+
+    /// Opens the session of a login whose every factor was checked, in `txn` (which it
+    /// commits): the session with how the user authenticated, a refresh token for
+    /// `refresh_client`, the attempt given back and the failures cleared, the device
+    /// token, and the audit entry.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_session_in(
+        &self,
+        txn: DatabaseTransaction,
+        user: users::Model,
+        attempt: LoginAttempt,
+        refresh_client: Option<&str>,
+        second_factor: Option<SecondFactor>,
+        details: Option<serde_json::Value>,
+        meta: &RequestMeta,
+        now: DateTime<Utc>,
+    ) -> Result<OpenedSession> {
         let session_id = Uuid::now_v7();
         let expires_at = now
             + chrono::Duration::from_std(self.settings.sessions.lifetime)
@@ -274,6 +538,8 @@ impl Gatehouse {
             parent_id: Set(None),
             client_id: Set(None),
             auth_time: Set(None),
+            amr: Set(Some(amr_of(second_factor).to_owned())),
+            reauthenticated_at: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -284,16 +550,6 @@ impl Gatehouse {
             }
             None => None,
         };
-        if let Some(hash) = upgraded_hash {
-            users::ActiveModel {
-                id: Set(user.id),
-                password_hash: Set(hash),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .update(&txn)
-            .await?;
-        }
         self.release_login_attempt(&txn, &attempt).await?;
         self.clear_login_failures(&txn, &attempt).await?;
         let device_token = match &attempt.judged {
@@ -302,8 +558,8 @@ impl Gatehouse {
         };
         let mut entry =
             AuditEntry::by_user(AuditEvent::LoginSucceeded, user.id).session(session_id);
-        if verification.needs_rehash {
-            entry = entry.details(serde_json::json!({ "password_hash_upgraded": true }));
+        if let Some(details) = details {
+            entry = entry.details(details);
         }
         audit::record(&txn, now, meta, entry).await?;
         txn.commit().await?;

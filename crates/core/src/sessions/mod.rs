@@ -6,6 +6,7 @@
 //! - [`live`]: the does-this-token's-session-still-stand check every request makes, from
 //!   an in-process view of recently read sessions.
 //! - [`revoke`]: ending sessions (logout, the user's and admins' revokes, password changes).
+//! - [`step_up`]: the recent authentication sensitive actions need, and proving it again.
 //! - [`browser`]: the hosted pages' browser sessions, tied to a login.
 //! - [`revocations`]: the revocation feed that tells app backends.
 //! - [`backchannel`]: back-channel logout notices to the apps of an ended session.
@@ -17,6 +18,7 @@ pub mod login;
 pub mod refresh;
 pub mod revocations;
 pub mod revoke;
+pub mod step_up;
 
 pub(crate) use refresh::insert_refresh_token;
 pub(crate) use revoke::{revoke_session, revoke_user_sessions};

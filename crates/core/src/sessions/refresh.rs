@@ -155,6 +155,7 @@ impl Gatehouse {
                     scope: scope.as_deref().unwrap_or_default(),
                     session_id: session.id,
                     auth_time,
+                    amr: session.amr.as_deref(),
                     nonce: None,
                     access_token: &pair.access_token,
                     now,

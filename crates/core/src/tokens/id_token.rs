@@ -1,6 +1,7 @@
 //! ID tokens (OIDC Core 2): for an app session with the `openid` scope, at the code
 //! exchange and on a refresh (12.2: the same `sub`, `aud`, `sid` and `auth_time`, no
-//! `nonce`), with `at_hash` in the hash of the signing algorithm.
+//! `nonce`), with `at_hash` in the hash of the signing algorithm, and how the user
+//! authenticated: `amr` (RFC 8176) and `acr` ([`ACR_MFA`] after a second factor).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +15,20 @@ use crate::platform::lists::split;
 use crate::tokens::keys::SigningAlgorithm;
 use crate::{Gatehouse, Result};
 
+/// The `acr` of a login with a second factor (requested with `acr_values`).
+pub const ACR_MFA: &str = "urn:gatehouse:acr:mfa";
+/// The `acr` of a login with a password alone.
+pub const ACR_PASSWORD: &str = "urn:gatehouse:acr:pwd";
+
+/// The `acr` of a session whose `amr` (space-separated) is `amr`.
+pub fn acr_of(amr: &str) -> &'static str {
+    if split(amr).any(|method| method == "mfa") {
+        ACR_MFA
+    } else {
+        ACR_PASSWORD
+    }
+}
+
 /// Whom and what an ID token is for.
 pub(crate) struct IdTokenFor<'a> {
     pub user: &'a users::Model,
@@ -22,6 +37,8 @@ pub(crate) struct IdTokenFor<'a> {
     pub scope: &'a str,
     pub session_id: Uuid,
     pub auth_time: DateTime<Utc>,
+    /// How the user authenticated (the session's `amr`; none: a password).
+    pub amr: Option<&'a str>,
     pub nonce: Option<&'a str>,
     pub access_token: &'a str,
     pub now: DateTime<Utc>,
@@ -35,6 +52,9 @@ struct IdTokenClaims<'a> {
     exp: i64,
     iat: i64,
     auth_time: i64,
+    /// RFC 8176 methods: `pwd`, and `otp` and `mfa` after a second factor.
+    amr: Vec<&'a str>,
+    acr: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
     sid: String,
@@ -67,6 +87,7 @@ impl Gatehouse {
         }
         let expires_at = self.access_token_expiry(to.now);
         let with_email = scopes.contains(&"email");
+        let amr = to.amr.unwrap_or("pwd");
         let claims_for = |algorithm| IdTokenClaims {
             iss: &self.settings.issuer,
             sub: to.user.id.to_string(),
@@ -74,6 +95,8 @@ impl Gatehouse {
             exp: expires_at.timestamp(),
             iat: to.now.timestamp(),
             auth_time: to.auth_time.timestamp(),
+            amr: split(amr).collect(),
+            acr: acr_of(amr),
             nonce: to.nonce,
             sid: to.session_id.to_string(),
             at_hash: at_hash(to.access_token, algorithm),

@@ -19,6 +19,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(verify_email)
         .service(resend_verification)
         .service(login)
+        .service(login_second_factor)
+        .service(reauthenticate)
+        .service(start_totp)
+        .service(confirm_totp)
+        .service(remove_totp)
+        .service(regenerate_recovery_codes)
         .service(refresh)
         .service(logout)
         .service(me)
@@ -134,7 +140,7 @@ struct LoginRequest {
     path = "/api/v1/login",
     tag = "account",
     request_body = LoginRequest,
-    responses((status = 200, description = "A new session's token pair", body = gatehouse_core::sessions::login::ApiLogin)),
+    responses((status = 200, description = "A new session's token pair, or `{mfa_required, mfa_token}` when the account has two-factor authentication", body = gatehouse_core::sessions::login::ApiLogin)),
 )]
 #[post("/login")]
 async fn login(
@@ -326,4 +332,155 @@ async fn change_password(
         .await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "message": "password changed; your other sessions were signed out" })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct MfaLoginRequest {
+    /// The `mfa_token` the password step answered.
+    #[schema(value_type = String, format = Password)]
+    mfa_token: SecretString,
+    /// A code of the authenticator app, or one of the recovery codes.
+    #[schema(value_type = String, format = Password)]
+    code: SecretString,
+    #[schema(value_type = Option<String>, format = Password)]
+    device_token: Option<SecretString>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/login/mfa",
+    tag = "account",
+    request_body = MfaLoginRequest,
+    responses((status = 200, description = "A new session's token pair", body = gatehouse_core::sessions::login::ApiLogin)),
+)]
+#[post("/login/mfa")]
+async fn login_second_factor(
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+    body: web::Json<MfaLoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let device_token = body.device_token.as_ref().map(|t| t.expose_secret());
+    limits
+        .account(RateClass::Login, body.mfa_token.expose_secret())
+        .await?;
+    let opened = gatehouse
+        .log_in_second_factor(body.mfa_token, body.code, device_token, &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(opened))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct ReauthenticateRequest {
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+    /// Required when the account has two-factor authentication: a code of the
+    /// authenticator app, or a recovery code.
+    #[schema(value_type = Option<String>, format = Password)]
+    code: Option<SecretString>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/reauthenticate",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = ReauthenticateRequest,
+    responses((status = 204, description = "The session is freshly authenticated for `auth.fresh_age`")),
+)]
+#[post("/reauthenticate")]
+async fn reauthenticate(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    body: web::Json<ReauthenticateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    gatehouse
+        .reauthenticate(&principal, body.password, body.code, &meta)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/mfa/totp",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "A pending enrolment: add the secret to an authenticator app, then confirm with a code", body = gatehouse_core::accounts::mfa::TotpEnrolmentView)),
+)]
+#[post("/mfa/totp")]
+async fn start_totp(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.start_totp_enrolment(&principal).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct CodeRequest {
+    /// The six digits the authenticator app shows now.
+    code: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/mfa/totp/confirm",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses((status = 200, description = "Two-factor authentication is on; the recovery codes are shown this once", body = gatehouse_core::accounts::mfa::RecoveryCodesView)),
+)]
+#[post("/mfa/totp/confirm")]
+async fn confirm_totp(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+    body: web::Json<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    limits
+        .account(RateClass::Login, &principal.user_id.to_string())
+        .await?;
+    let codes = gatehouse
+        .confirm_totp(&principal, &body.code, &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(codes))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/mfa/totp",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Two-factor authentication is off")),
+)]
+#[delete("/mfa/totp")]
+async fn remove_totp(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+    ClientMeta(meta): ClientMeta,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse.remove_totp(&principal, &meta).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/mfa/recovery-codes",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "A new set of recovery codes, shown this once; the old ones stop working", body = gatehouse_core::accounts::mfa::RecoveryCodesView)),
+)]
+#[post("/mfa/recovery-codes")]
+async fn regenerate_recovery_codes(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+    ClientMeta(meta): ClientMeta,
+) -> Result<HttpResponse, ApiError> {
+    let codes = gatehouse
+        .regenerate_recovery_codes(&principal, &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(codes))
 }

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::oidc::STANDARD_SCOPES;
 use gatehouse_core::tokens::api_scopes::API_SCOPES;
+use gatehouse_core::tokens::id_token::{ACR_MFA, ACR_PASSWORD};
 use gatehouse_core::tokens::keys::SigningAlgorithm;
 use serde_json::json;
 
@@ -79,8 +80,9 @@ fn discovery_document(issuer: &str, scopes: &[String]) -> serde_json::Value {
         "scopes_supported": scopes,
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
-            "email", "email_verified", "name"
+            "amr", "acr", "email", "email_verified", "name"
         ],
+        "acr_values_supported": [ACR_PASSWORD, ACR_MFA],
         "authorization_response_iss_parameter_supported": true,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,

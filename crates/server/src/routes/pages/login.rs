@@ -4,6 +4,7 @@
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
+use gatehouse_core::sessions::login::BrowserPasswordLogin;
 use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -98,18 +99,11 @@ pub(super) async fn log_in(
         let view = context! { email => form.email, client_name => client_name(&browser)? };
         return rerender(&pages, &browser, "login.html", e, "password", view);
     }
-    match gatehouse
+    let login = gatehouse
         .log_in_browser(&form.email, form.password, device_token, &meta)
-        .await
-    {
-        Ok(login) => {
-            browser.start_login(login.login.session_id)?;
-            let mut response = see_other(browser.after_login()?);
-            response
-                .add_cookie(&device_cookie(&gatehouse, &login.device_token))
-                .map_err(|e| PageError::from(gatehouse_core::Error::Internal(Box::new(e))))?;
-            Ok(response)
-        }
+        .await;
+    match login {
+        Ok(login) => finish(&gatehouse, &browser, login),
         Err(e) => {
             let unverified = matches!(e, gatehouse_core::Error::EmailNotVerified);
             let view = context! {
@@ -118,6 +112,83 @@ pub(super) async fn log_in(
                 unverified_email => unverified.then_some(form.email.as_str()),
             };
             rerender(&pages, &browser, "login.html", e, "password", view)
+        }
+    }
+}
+
+/// Where a login step leads: into the account (or back to the app), with the device
+/// cookie, or on to the second factor's page.
+fn finish(
+    gatehouse: &Gatehouse,
+    browser: &BrowserSession,
+    login: BrowserPasswordLogin,
+) -> Result<HttpResponse, PageError> {
+    match login {
+        BrowserPasswordLogin::Opened {
+            login,
+            device_token,
+        } => {
+            browser.clear_pending_mfa();
+            browser.start_login(login.session_id)?;
+            let mut response = see_other(browser.after_login()?);
+            response
+                .add_cookie(&device_cookie(gatehouse, &device_token))
+                .map_err(|e| PageError::from(gatehouse_core::Error::Internal(Box::new(e))))?;
+            Ok(response)
+        }
+        BrowserPasswordLogin::MfaRequired { mfa_token } => {
+            browser.set_pending_mfa(&mfa_token)?;
+            Ok(see_other("/login/mfa"))
+        }
+    }
+}
+
+/// The second step of a login with two-factor authentication: a code of the
+/// authenticator app, or a recovery code.
+#[get("/login/mfa")]
+pub(super) async fn mfa_page(
+    pages: web::Data<Pages>,
+    browser: BrowserSession,
+) -> Result<HttpResponse, PageError> {
+    if browser.pending_mfa()?.is_none() {
+        return Ok(see_other("/login"));
+    }
+    let view = context! { client_name => client_name(&browser)? };
+    show(&pages, &browser, "login_mfa.html", view)
+}
+
+#[derive(Deserialize)]
+pub(super) struct MfaForm {
+    #[serde(default = "empty_secret")]
+    code: SecretString,
+}
+
+pub(super) async fn log_in_mfa(
+    CsrfForm(form): CsrfForm<MfaForm>,
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    browser: BrowserSession,
+    ClientMeta(meta): ClientMeta,
+    req: HttpRequest,
+) -> Result<HttpResponse, PageError> {
+    let Some(mfa_token) = browser.pending_mfa()? else {
+        return Ok(see_other("/login"));
+    };
+    let device = req.cookie(device_cookie_name(&gatehouse));
+    let device_token = device.as_ref().map(Cookie::value);
+    let login = gatehouse
+        .log_in_browser_second_factor(mfa_token, form.code, device_token, &meta)
+        .await;
+    match login {
+        Ok(login) => finish(&gatehouse, &browser, login),
+        Err(gatehouse_core::Error::InvalidOneTimeToken) => {
+            // The step waited too long, or was finished in another tab: start again.
+            browser.clear_pending_mfa();
+            Ok(see_other("/login"))
+        }
+        Err(e) => {
+            let view = context! { client_name => client_name(&browser)? };
+            rerender(&pages, &browser, "login_mfa.html", e, "code", view)
         }
     }
 }

@@ -46,6 +46,7 @@ macro_rules! form_posts {
 
 form_posts! {
     "/login" => login::log_in,
+    "/login/mfa" => login::log_in_mfa,
     "/signup" => signup::sign_up,
     "/verify-email" => verify_email::verify,
     "/verify-email/resend" => verify_email::resend,
@@ -63,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stylesheet)
         .service(home)
         .service(login::page)
+        .service(login::mfa_page)
         .service(signup::page)
         .service(verify_email::page)
         .service(password::forgot_page)

@@ -1,0 +1,382 @@
+//! Two-factor authentication: enrolling an authenticator app, logging in with its codes or
+//! a recovery code, and every way a second factor must not be reused or guessed.
+
+use std::time::Duration;
+
+use gatehouse_core::Clock;
+use gatehouse_core::identity::totp::code_at;
+use gatehouse_tests::{Backend, TestServer, Tokens, error_code, on_both_databases};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+on_both_databases!(
+    enrolling_turns_on_a_second_step_at_login,
+    a_code_is_accepted_once,
+    recovery_codes_work_once_and_a_new_set_replaces_them,
+    the_mfa_token_is_single_use_and_expires,
+    wrong_codes_lock_the_account_even_with_the_right_password,
+    removing_mfa_needs_a_recent_login_and_ends_the_second_step,
+);
+
+const PASSWORD: &str = "mfa password 1";
+const STEP: Duration = Duration::from_secs(30);
+
+/// An enrolled account: its secret, its recovery codes and the session that enrolled.
+pub struct Enrolled {
+    pub secret: String,
+    pub recovery_codes: Vec<String>,
+    pub tokens: Tokens,
+}
+
+/// The code the authenticator app shows now (by the server's clock).
+pub fn code_now(server: &TestServer, secret: &str) -> String {
+    code_at(secret, server.clock.now()).expect("code")
+}
+
+/// Signs up `email`, enrols an authenticator app and confirms it; the clock is then moved
+/// to the next time step, so the next code is a new one.
+pub async fn enrolled_user(server: &TestServer, email: &str) -> Enrolled {
+    let tokens = server.verified_user(email, PASSWORD).await;
+    let started = server
+        .post_as(&tokens.access, "/api/v1/mfa/totp", json!({}))
+        .await;
+    assert_eq!(started.status(), StatusCode::OK);
+    let started: Value = started.json().await.unwrap();
+    let secret = started["secret"].as_str().unwrap().to_owned();
+    let confirmed = server
+        .post_as(
+            &tokens.access,
+            "/api/v1/mfa/totp/confirm",
+            json!({ "code": code_now(server, &secret) }),
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let confirmed: Value = confirmed.json().await.unwrap();
+    let recovery_codes = confirmed["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    server.advance(STEP);
+    Enrolled {
+        secret,
+        recovery_codes,
+        tokens,
+    }
+}
+
+/// The password step; expects the MFA token.
+pub async fn password_step(server: &TestServer, email: &str) -> String {
+    let response = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(body.get("access_token").is_none(), "{body}");
+    body["mfa_token"].as_str().unwrap().to_owned()
+}
+
+pub async fn second_step(server: &TestServer, mfa_token: &str, code: &str) -> Response {
+    server
+        .post(
+            "/api/v1/login/mfa",
+            json!({ "mfa_token": mfa_token, "code": code }),
+        )
+        .await
+}
+
+async fn enrolling_turns_on_a_second_step_at_login(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let tokens = server.verified_user("ma@example.com", PASSWORD).await;
+    let me: Value = server
+        .get_as(&tokens.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["mfa_enabled"], false);
+
+    let started = server
+        .post_as(&tokens.access, "/api/v1/mfa/totp", json!({}))
+        .await;
+    assert_eq!(started.status(), StatusCode::OK);
+    let started: Value = started.json().await.unwrap();
+    let secret = started["secret"].as_str().unwrap();
+    let uri = started["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(uri.contains(&format!("secret={secret}")), "{uri}");
+    assert!(uri.contains("ma%40example.com"), "{uri}");
+    assert!(started["qr_svg"].as_str().unwrap().contains("<svg"));
+    // Pending: the login is still one step.
+    server.log_in("ma@example.com", PASSWORD).await;
+
+    let wrong = server
+        .post_as(
+            &tokens.access,
+            "/api/v1/mfa/totp/confirm",
+            json!({ "code": "000000" }),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(wrong).await, "invalid_mfa_code");
+    let confirmed = server
+        .post_as(
+            &tokens.access,
+            "/api/v1/mfa/totp/confirm",
+            json!({ "code": code_now(&server, secret) }),
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let confirmed: Value = confirmed.json().await.unwrap();
+    let codes = confirmed["recovery_codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 10);
+    let me: Value = server
+        .get_as(&tokens.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["mfa_enabled"], true);
+    let again = server
+        .post_as(&tokens.access, "/api/v1/mfa/totp", json!({}))
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(again).await, "mfa_already_enabled");
+
+    server.advance(STEP);
+    let mfa_token = password_step(&server, "ma@example.com").await;
+    let wrong = second_step(&server, &mfa_token, "123456").await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(wrong).await, "invalid_mfa_code");
+    let opened = second_step(&server, &mfa_token, &code_now(&server, secret)).await;
+    assert_eq!(opened.status(), StatusCode::OK);
+    let opened = Tokens::from(opened.json::<Value>().await.unwrap());
+    assert_eq!(
+        server.get_as(&opened.access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+    // A wrong password is still refused before any second step.
+    let refused = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "ma@example.com", "password": "wrong one 1" }),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(refused).await, "invalid_credentials");
+}
+
+async fn a_code_is_accepted_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = enrolled_user(&server, "mb@example.com").await;
+    let code = code_now(&server, &user.secret);
+    let first = password_step(&server, "mb@example.com").await;
+    assert_eq!(
+        second_step(&server, &first, &code).await.status(),
+        StatusCode::OK
+    );
+    // The same code again, within its step: replay.
+    let second = password_step(&server, "mb@example.com").await;
+    let replay = second_step(&server, &second, &code).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(replay).await, "invalid_mfa_code");
+    // Two logins racing with one fresh code: one gets in.
+    server.advance(STEP);
+    let code = code_now(&server, &user.secret);
+    let (a, b) = (
+        password_step(&server, "mb@example.com").await,
+        password_step(&server, "mb@example.com").await,
+    );
+    let (ra, rb) = tokio::join!(
+        second_step(&server, &a, &code),
+        second_step(&server, &b, &code)
+    );
+    let statuses = [ra.status(), rb.status()];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    // A code older than one already used is refused too (the step before).
+    server.advance(STEP);
+    let older = code_at(
+        &user.secret,
+        server.clock.now() - chrono::Duration::seconds(30),
+    )
+    .unwrap();
+    let newer = code_now(&server, &user.secret);
+    let token = password_step(&server, "mb@example.com").await;
+    assert_eq!(
+        second_step(&server, &token, &newer).await.status(),
+        StatusCode::OK
+    );
+    let token = password_step(&server, "mb@example.com").await;
+    assert_eq!(
+        second_step(&server, &token, &older).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+async fn recovery_codes_work_once_and_a_new_set_replaces_them(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = enrolled_user(&server, "mc@example.com").await;
+    let code = &user.recovery_codes[0];
+    let token = password_step(&server, "mc@example.com").await;
+    let opened = second_step(&server, &token, &code.to_lowercase().replace('-', " ")).await;
+    assert_eq!(opened.status(), StatusCode::OK, "any case and grouping");
+    let token = password_step(&server, "mc@example.com").await;
+    let reused = second_step(&server, &token, code).await;
+    assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(reused).await, "invalid_mfa_code");
+
+    let fresh = server
+        .post_as(&user.tokens.access, "/api/v1/mfa/recovery-codes", json!({}))
+        .await;
+    assert_eq!(fresh.status(), StatusCode::OK);
+    let fresh: Value = fresh.json().await.unwrap();
+    let fresh: Vec<String> = fresh["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fresh.len(), 10);
+    let token = password_step(&server, "mc@example.com").await;
+    let old = second_step(&server, &token, &user.recovery_codes[1]).await;
+    assert_eq!(old.status(), StatusCode::BAD_REQUEST, "the old set is gone");
+    assert_eq!(
+        second_step(&server, &token, &fresh[0]).await.status(),
+        StatusCode::OK
+    );
+    // Another account's code is no code here.
+    let other = enrolled_user(&server, "md@example.com").await;
+    let token = password_step(&server, "mc@example.com").await;
+    let foreign = second_step(&server, &token, &other.recovery_codes[0]).await;
+    assert_eq!(foreign.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn the_mfa_token_is_single_use_and_expires(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = enrolled_user(&server, "me@example.com").await;
+    let token = password_step(&server, "me@example.com").await;
+    let code = code_now(&server, &user.secret);
+    assert_eq!(
+        second_step(&server, &token, &code).await.status(),
+        StatusCode::OK
+    );
+    server.advance(STEP);
+    let used = second_step(&server, &token, &code_now(&server, &user.secret)).await;
+    assert_eq!(used.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(used).await, "invalid_token");
+
+    let token = password_step(&server, "me@example.com").await;
+    server.advance(Duration::from_secs(6 * 60));
+    let late = second_step(&server, &token, &code_now(&server, &user.secret)).await;
+    assert_eq!(late.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(late).await, "invalid_token");
+    let forged = second_step(&server, "not-a-token", "123456").await;
+    assert_eq!(error_code(forged).await, "invalid_token");
+}
+
+async fn wrong_codes_lock_the_account_even_with_the_right_password(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = enrolled_user(&server, "mf@example.com").await;
+    // Each round proves the password again and guesses once: the guesses add up.
+    let mut locked = false;
+    for _ in 0..12 {
+        let response = server
+            .post(
+                "/api/v1/login",
+                json!({ "email": "mf@example.com", "password": PASSWORD }),
+            )
+            .await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            locked = true;
+            break;
+        }
+        let body: Value = response.json().await.unwrap();
+        let guess = second_step(&server, body["mfa_token"].as_str().unwrap(), "000000").await;
+        if guess.status() == StatusCode::TOO_MANY_REQUESTS {
+            locked = true;
+            break;
+        }
+        assert_eq!(guess.status(), StatusCode::BAD_REQUEST);
+    }
+    assert!(
+        locked,
+        "ten wrong codes lock the address like ten wrong passwords"
+    );
+    // Locked: the right code does not get in either.
+    let response = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "mf@example.com", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let _ = user;
+}
+
+async fn removing_mfa_needs_a_recent_login_and_ends_the_second_step(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut user = enrolled_user(&server, "mg@example.com").await;
+    server.advance(Duration::from_secs(16 * 60));
+    let access = crate::step_up::refreshed(&server, &mut user.tokens).await;
+    user.tokens.access = access;
+    let stale = server
+        .delete_as(&user.tokens.access, "/api/v1/mfa/totp")
+        .await;
+    assert_eq!(stale.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(stale).await, "reauthentication_required");
+    let regenerate = server
+        .post_as(&user.tokens.access, "/api/v1/mfa/recovery-codes", json!({}))
+        .await;
+    assert_eq!(error_code(regenerate).await, "reauthentication_required");
+    // The password alone does not refresh an account with two factors.
+    let no_code = server
+        .post_as(
+            &user.tokens.access,
+            "/api/v1/reauthenticate",
+            json!({ "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(no_code.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(no_code).await, "mfa_code_required");
+    let wrong = server
+        .post_as(
+            &user.tokens.access,
+            "/api/v1/reauthenticate",
+            json!({ "password": PASSWORD, "code": "000000" }),
+        )
+        .await;
+    assert_eq!(error_code(wrong).await, "invalid_mfa_code");
+    let fresh = server
+        .post_as(
+            &user.tokens.access,
+            "/api/v1/reauthenticate",
+            json!({ "password": PASSWORD, "code": code_now(&server, &user.secret) }),
+        )
+        .await;
+    assert_eq!(fresh.status(), StatusCode::NO_CONTENT);
+    let removed = server
+        .delete_as(&user.tokens.access, "/api/v1/mfa/totp")
+        .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let me: Value = server
+        .get_as(&user.tokens.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["mfa_enabled"], false);
+    server.log_in("mg@example.com", PASSWORD).await;
+    let again = server
+        .delete_as(&user.tokens.access, "/api/v1/mfa/totp")
+        .await;
+    assert_eq!(error_code(again).await, "mfa_not_enabled");
+}

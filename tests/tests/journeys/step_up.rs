@@ -1,0 +1,170 @@
+//! Step-up: sensitive actions need an authentication within `auth.fresh_age`, proved
+//! again with `POST /api/v1/reauthenticate`; the clock is the test's, moved forward.
+
+use std::time::Duration;
+
+use gatehouse_tests::{Backend, TestServer, Tokens, error_code, on_both_databases};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_both_databases!(
+    a_password_change_needs_a_recent_login,
+    admin_writes_need_a_recent_login,
+    reauthenticating_one_session_does_not_freshen_another,
+);
+
+const PASSWORD: &str = "step up password 1";
+const STALE: Duration = Duration::from_secs(16 * 60);
+
+/// A live access token of the same session after the clock moved (access tokens live
+/// less than `auth.fresh_age`): a refresh, which keeps the session and its freshness.
+pub async fn refreshed(server: &TestServer, tokens: &mut Tokens) -> String {
+    let response = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": tokens.refresh }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    *tokens = Tokens::from(response.json::<Value>().await.unwrap());
+    tokens.access.clone()
+}
+
+async fn a_password_change_needs_a_recent_login(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut user = server.verified_user("sa@example.com", PASSWORD).await;
+    let change = json!({ "current_password": PASSWORD, "new_password": "a new password 2" });
+    server.advance(Duration::from_secs(14 * 60));
+    let access = refreshed(&server, &mut user).await;
+    let fresh_enough = server
+        .post_as(&access, "/api/v1/password/change", change.clone())
+        .await;
+    assert_eq!(
+        fresh_enough.status(),
+        StatusCode::OK,
+        "within auth.fresh_age"
+    );
+
+    let mut user = server.log_in("sa@example.com", "a new password 2").await;
+    server.advance(STALE);
+    // A token refreshed since is no fresher: it is the same login.
+    let access = &refreshed(&server, &mut user).await;
+    let change =
+        json!({ "current_password": "a new password 2", "new_password": "a third password 3" });
+    let stale = server
+        .post_as(access, "/api/v1/password/change", change.clone())
+        .await;
+    assert_eq!(stale.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(stale).await, "reauthentication_required");
+
+    let wrong = server
+        .post_as(
+            access,
+            "/api/v1/reauthenticate",
+            json!({ "password": "not it at all" }),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(wrong).await, "invalid_current_password");
+    let again = server
+        .post_as(
+            access,
+            "/api/v1/reauthenticate",
+            json!({ "password": "a new password 2" }),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+    let changed = server
+        .post_as(access, "/api/v1/password/change", change)
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+
+    // Fresh for auth.fresh_age, not for ever.
+    server.advance(STALE);
+    let later =
+        json!({ "current_password": "a third password 3", "new_password": "a fourth password 4" });
+    let access = &refreshed(&server, &mut user).await;
+    let stale = server
+        .post_as(access, "/api/v1/password/change", later)
+        .await;
+    assert_eq!(error_code(stale).await, "reauthentication_required");
+}
+
+async fn admin_writes_need_a_recent_login(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut admin = server.admin("root@example.com").await;
+    let mut user = server.verified_user("sb@example.com", PASSWORD).await;
+    let me: Value = server
+        .get_as(&user.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/admin/users/{}", me["id"].as_str().unwrap());
+    server.advance(STALE);
+    let access = &refreshed(&server, &mut admin).await;
+    // Reading stays open; writing does not.
+    assert_eq!(server.get_as(access, &path).await.status(), StatusCode::OK);
+    let writes = [
+        server.patch_as(access, &path, json!({ "disabled": true })).await,
+        server
+            .post_as(access, &format!("{path}/sessions/revoke"), json!({}))
+            .await,
+        server
+            .post_as(
+                access,
+                "/api/v1/admin/clients",
+                json!({ "name": "x", "type": "public", "grant_types": ["authorization_code"], "redirect_uris": ["http://127.0.0.1:9/cb"] }),
+            )
+            .await,
+    ];
+    for response in writes {
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(error_code(response).await, "reauthentication_required");
+    }
+    let user_access = refreshed(&server, &mut user).await;
+    assert_eq!(
+        server.get_as(&user_access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+    let again = server
+        .post_as(
+            access,
+            "/api/v1/reauthenticate",
+            json!({ "password": "admin password 1" }),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+    let disabled = server
+        .patch_as(access, &path, json!({ "disabled": true }))
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+}
+
+async fn reauthenticating_one_session_does_not_freshen_another(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut first = server.verified_user("sc@example.com", PASSWORD).await;
+    let mut second = server.log_in("sc@example.com", PASSWORD).await;
+    server.advance(STALE);
+    let (first, second) = (
+        refreshed(&server, &mut first).await,
+        refreshed(&server, &mut second).await,
+    );
+    let again = server
+        .post_as(
+            &first,
+            "/api/v1/reauthenticate",
+            json!({ "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+    let change = json!({ "current_password": PASSWORD, "new_password": "another password 2" });
+    let other = server
+        .post_as(&second, "/api/v1/password/change", change.clone())
+        .await;
+    assert_eq!(error_code(other).await, "reauthentication_required");
+    let own = server
+        .post_as(&first, "/api/v1/password/change", change)
+        .await;
+    assert_eq!(own.status(), StatusCode::OK);
+}
