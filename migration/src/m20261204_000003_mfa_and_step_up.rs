@@ -2,7 +2,8 @@
 //! sealed under the master key) and its single-use recovery codes (keyed hashes only);
 //! `users.mfa_enabled_at`, so that a login and `/api/v1/me` know without another query;
 //! and on each session how the user authenticated (`amr`, space-separated RFC 8176
-//! values) and when they last proved it again (`reauthenticated_at`).
+//! values), when they last proved it again (`reauthenticated_at`), and for a session an
+//! admin opened as the user, which admin (`impersonator_id`).
 //!
 //! SQLite adds one column per `ALTER TABLE`, so each column is its own statement.
 
@@ -84,11 +85,23 @@ impl MigrationTrait for Migration {
                     .add_column(timestamp_with_time_zone_null(Sessions::ReauthenticatedAt))
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Sessions::Table)
+                    .add_column(uuid_null(Sessions::ImpersonatorId))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in [Sessions::ReauthenticatedAt, Sessions::Amr] {
+        for column in [
+            Sessions::ImpersonatorId,
+            Sessions::ReauthenticatedAt,
+            Sessions::Amr,
+        ] {
             manager
                 .alter_table(
                     Table::alter()
@@ -147,4 +160,5 @@ enum Sessions {
     Table,
     Amr,
     ReauthenticatedAt,
+    ImpersonatorId,
 }

@@ -87,6 +87,9 @@ pub struct AuthSettings {
     pub mfa_login_timeout: Duration,
     /// The issuer name authenticator apps show beside the account.
     pub totp_issuer: String,
+    /// How long a session an admin opens as a user (impersonation) lasts.
+    #[serde(with = "humantime_serde")]
+    pub impersonation_lifetime: Duration,
 }
 
 /// `[password]`: password rules and the cost and concurrency of hashing.

@@ -29,6 +29,9 @@ pub struct Model {
     pub amr: Option<String>,
     /// When the user last proved themselves again in this session (step-up).
     pub reauthenticated_at: Option<DateTimeUtc>,
+    /// The admin who opened this session as the user (impersonation); it can never
+    /// change credentials.
+    pub impersonator_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

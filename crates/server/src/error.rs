@@ -80,6 +80,7 @@ fn answer(error: &CoreError) -> Answer {
         E::ReauthenticationRequired => {
             (S::FORBIDDEN, "reauthentication_required", "invalid_request")
         }
+        E::ImpersonatedSession => (S::FORBIDDEN, "impersonated_session", "invalid_request"),
         E::InvalidMfaCode => (S::BAD_REQUEST, "invalid_mfa_code", "invalid_request"),
         E::MfaCodeRequired => (S::BAD_REQUEST, "mfa_code_required", "invalid_request"),
         E::NotFound(_) => (S::NOT_FOUND, "not_found", "invalid_request"),

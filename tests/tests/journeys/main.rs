@@ -19,6 +19,7 @@ mod database_outage;
 mod hashing;
 mod health;
 mod hosted_pages;
+mod impersonation;
 mod jwt_interop;
 mod lockout;
 mod logging;

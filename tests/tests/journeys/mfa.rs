@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
+use base64::Engine;
 use gatehouse_core::Clock;
 use gatehouse_core::identity::totp::code_at;
-use gatehouse_tests::{Backend, TestServer, Tokens, error_code, on_both_databases};
+use gatehouse_tests::pages::{PageWalker, csrf_token, location};
+use gatehouse_tests::{Backend, TestServer, Tokens, decode_claims, error_code, on_both_databases};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 on_both_databases!(
     enrolling_turns_on_a_second_step_at_login,
@@ -16,6 +19,7 @@ on_both_databases!(
     the_mfa_token_is_single_use_and_expires,
     wrong_codes_lock_the_account_even_with_the_right_password,
     removing_mfa_needs_a_recent_login_and_ends_the_second_step,
+    the_hosted_login_asks_for_the_code_and_the_id_token_says_so,
 );
 
 const PASSWORD: &str = "mfa password 1";
@@ -379,4 +383,155 @@ async fn removing_mfa_needs_a_recent_login_and_ends_the_second_step(backend: Bac
         .delete_as(&user.tokens.access, "/api/v1/mfa/totp")
         .await;
     assert_eq!(error_code(again).await, "mfa_not_enabled");
+}
+
+const APP: &str = "http://127.0.0.1:9/callback";
+
+/// An authorization request of a public client with PKCE; `extra` adds parameters.
+fn authorize_url(server: &TestServer, client_id: &str, verifier: &str, extra: &str) -> String {
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    server.url(&format!(
+        "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={APP}&scope=openid&state=s1&code_challenge={challenge}&code_challenge_method=S256{extra}"
+    ))
+}
+
+/// Follows redirects within the server until one leaves for the app.
+async fn follow(walker: &PageWalker, mut response: Response) -> reqwest::Url {
+    for _ in 0..10 {
+        let next = location(&response);
+        if next.as_str().starts_with(APP) {
+            return next;
+        }
+        response = walker.get(next.as_str()).await;
+    }
+    panic!("too many redirects");
+}
+
+async fn the_hosted_login_asks_for_the_code_and_the_id_token_says_so(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    let (client_id, _) = server
+        .register_client(
+            &admin,
+            json!({
+                "name": "Photo app", "type": "public", "first_party": true,
+                "grant_types": ["authorization_code"], "redirect_uris": [APP],
+            }),
+        )
+        .await;
+    let user = enrolled_user(&server, "mh@example.com").await;
+    let verifier = "a-verifier-of-enough-length-for-pkce-0123456789";
+    let mfa = "&acr_values=urn%3Agatehouse%3Aacr%3Amfa";
+    let walker = PageWalker::new();
+    let start = walker
+        .get(&authorize_url(&server, &client_id, verifier, mfa))
+        .await;
+    assert_eq!(location(&start).path(), "/login");
+    let login = walker
+        .log_in(&server.base_url, "mh@example.com", PASSWORD)
+        .await;
+    assert_eq!(
+        location(&login).path(),
+        "/login/mfa",
+        "the password alone does not log in"
+    );
+    let page = walker.get(&server.url("/login/mfa")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_token(&page.text().await.unwrap());
+    let wrong = walker
+        .post(
+            &server.url("/login/mfa"),
+            &[("csrf_token", &csrf), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("wrong or was already used")
+    );
+    // Not logged in yet: the account page sends the browser to log in.
+    let account = walker.get(&server.url("/account/sessions")).await;
+    assert_eq!(location(&account).path(), "/login");
+    let code = code_now(&server, &user.secret);
+    let done = walker
+        .post(
+            &server.url("/login/mfa"),
+            &[("csrf_token", &csrf), ("code", &code)],
+        )
+        .await;
+    let callback = follow(&walker, done).await;
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let tokens: Value = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", APP),
+            ("client_id", &client_id),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = decode_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]), "{claims}");
+    assert_eq!(claims["acr"], "urn:gatehouse:acr:mfa");
+
+    // A login with a password alone gets no code when the app requires a second factor,
+    // and says so in its ID token otherwise.
+    server.verified_user("mi@example.com", PASSWORD).await;
+    let walker = PageWalker::new();
+    walker
+        .get(&authorize_url(&server, &client_id, verifier, mfa))
+        .await;
+    let login = walker
+        .log_in(&server.base_url, "mi@example.com", PASSWORD)
+        .await;
+    let refused = follow(&walker, login).await;
+    assert!(
+        refused
+            .query_pairs()
+            .any(|(k, v)| k == "error" && v == "unmet_authentication_requirements"),
+        "{refused}"
+    );
+    let plain = walker
+        .get(&authorize_url(&server, &client_id, verifier, ""))
+        .await;
+    let callback = follow(&walker, plain).await;
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let tokens: Value = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", APP),
+            ("client_id", &client_id),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = decode_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
+    assert_eq!(claims["acr"], "urn:gatehouse:acr:pwd");
 }

@@ -47,6 +47,8 @@ pub struct MeView {
     pub created_at: DateTime<Utc>,
     /// Whether logins need a second factor (an authenticator app, or a recovery code).
     pub mfa_enabled: bool,
+    /// The admin acting as the user, when this is an impersonated session.
+    pub impersonated_by: Option<Uuid>,
 }
 
 impl From<users::Model> for MeView {
@@ -59,6 +61,7 @@ impl From<users::Model> for MeView {
             role: Role::from_stored(&u.role),
             created_at: u.created_at,
             mfa_enabled: u.mfa_enabled_at.is_some(),
+            impersonated_by: None,
         }
     }
 }
@@ -424,7 +427,10 @@ impl Gatehouse {
         self.cached_live_session(principal.session_id)
             .await?
             .filter(|rows| rows.1.id == principal.user_id)
-            .map(|rows| MeView::from(rows.1.clone()))
+            .map(|rows| MeView {
+                impersonated_by: principal.impersonator_id,
+                ..MeView::from(rows.1.clone())
+            })
             .ok_or(Error::Unauthenticated)
     }
 

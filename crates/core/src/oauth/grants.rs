@@ -59,6 +59,7 @@ impl Gatehouse {
                     session: None,
                     scope: scope.clone(),
                     role: None,
+                    actor: None,
                 },
                 self.clock.now(),
             )

@@ -100,6 +100,7 @@ impl Gatehouse {
             // How the user authenticated to the login the code was approved under.
             amr: Set(login.amr.clone()),
             reauthenticated_at: Set(None),
+            impersonator_id: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -134,6 +135,7 @@ impl Gatehouse {
                     session: Some(app_session),
                     scope: Some(scope.clone()).filter(|s| !s.is_empty()),
                     role: Some(user.role.clone()),
+                    actor: None,
                 },
                 now,
             )

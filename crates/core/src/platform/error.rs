@@ -61,6 +61,9 @@ pub enum Error {
     /// A sensitive action, and the session did not authenticate within `auth.fresh_age`.
     #[error("this action needs a recent authentication: prove yourself again first")]
     ReauthenticationRequired,
+    /// A sensitive action in a session an admin opened as the user (impersonation).
+    #[error("an impersonated session cannot change credentials or account settings")]
+    ImpersonatedSession,
     /// A second factor (TOTP or recovery code) that is wrong, or was used before.
     #[error("the code is wrong or was already used")]
     InvalidMfaCode,

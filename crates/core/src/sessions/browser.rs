@@ -51,6 +51,7 @@ impl BrowserUser {
             role: self.role,
             // The hosted pages are Gatehouse itself.
             access: ApiAccess::FULL,
+            impersonator_id: None,
         }
     }
 }

@@ -51,6 +51,12 @@ impl Gatehouse {
             session_id: claims.sid.ok_or(Error::Unauthenticated)?,
             role: Role::from_stored(&user.role),
             access,
+            impersonator_id: claims
+                .act
+                .as_ref()
+                .map(|actor| actor.sub.parse())
+                .transpose()
+                .map_err(|_| Error::Unauthenticated)?,
         })
     }
 

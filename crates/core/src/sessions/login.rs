@@ -173,6 +173,7 @@ impl Gatehouse {
             session: Some(opened.session_id),
             scope: Some(builtin_login_scope()),
             role: Some(opened.user.role.clone()),
+            actor: None,
         };
         let tokens = self.token_pair(grant, refresh_token, opened.now).await?;
         Ok(ApiLogin::Opened {
@@ -540,6 +541,7 @@ impl Gatehouse {
             auth_time: Set(None),
             amr: Set(Some(amr_of(second_factor).to_owned())),
             reauthenticated_at: Set(None),
+            impersonator_id: Set(None),
         }
         .insert(&txn)
         .await?;

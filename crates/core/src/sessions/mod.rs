@@ -6,6 +6,7 @@
 //! - [`live`]: the does-this-token's-session-still-stand check every request makes, from
 //!   an in-process view of recently read sessions.
 //! - [`revoke`]: ending sessions (logout, the user's and admins' revokes, password changes).
+//! - [`impersonation`]: admins opening a short session as a user, marked as theirs.
 //! - [`step_up`]: the recent authentication sensitive actions need, and proving it again.
 //! - [`browser`]: the hosted pages' browser sessions, tied to a login.
 //! - [`revocations`]: the revocation feed that tells app backends.
@@ -13,6 +14,7 @@
 
 pub mod backchannel;
 pub mod browser;
+pub mod impersonation;
 pub mod live;
 pub mod login;
 pub mod refresh;
@@ -56,6 +58,8 @@ pub struct Principal {
     pub role: Role,
     /// The parts of Gatehouse's API the token was issued for.
     pub access: ApiAccess,
+    /// The admin acting as the user, in an impersonated session (the token's `act`).
+    pub impersonator_id: Option<Uuid>,
 }
 
 impl Principal {

@@ -145,6 +145,7 @@ impl Gatehouse {
             session: Some(session.id),
             scope: scope.clone(),
             role: Some(user.role.clone()),
+            actor: None,
         };
         let mut pair = self.token_pair(grant, refresh_token, now).await?;
         if let Some(auth_time) = session.auth_time {

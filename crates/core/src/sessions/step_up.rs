@@ -4,7 +4,7 @@
 //! `auth_time`) and whenever its user proved themselves again
 //! ([`Gatehouse::reauthenticate`]: the password, and a second factor when the account has
 //! one). The check reads the session as stored now, inside the action's transaction, and
-//! the clock is the injected one.
+//! the clock is the injected one. An impersonated session never passes it.
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{sessions, users};
@@ -28,7 +28,12 @@ pub(crate) fn authenticated_at(session: &sessions::Model) -> DateTime<Utc> {
 impl Gatehouse {
     /// Refuses with [`Error::ReauthenticationRequired`] unless `session` authenticated
     /// within `auth.fresh_age`.
+    /// A session an admin opened as the user (impersonation) is never fresh: it cannot
+    /// change credentials at all.
     pub(crate) fn require_fresh_session(&self, session: &sessions::Model) -> Result<()> {
+        if session.impersonator_id.is_some() {
+            return Err(Error::ImpersonatedSession);
+        }
         let fresh_age =
             chrono::Duration::from_std(self.settings.auth.fresh_age).unwrap_or_default();
         if authenticated_at(session) + fresh_age > self.clock.now() {
@@ -63,6 +68,9 @@ impl Gatehouse {
         code: Option<SecretString>,
         meta: &RequestMeta,
     ) -> Result<()> {
+        if principal.impersonator_id.is_some() {
+            return Err(Error::ImpersonatedSession);
+        }
         let password = Password::presented(password, &self.settings.password, "password")?;
         let user = users::Entity::find_by_id(principal.user_id)
             .one(&self.db)

@@ -36,6 +36,15 @@ pub struct AccessClaims {
     /// The user's role when the token was issued (the server itself rereads it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// RFC 8693 4.1: the admin acting as the user, on a token of an impersonated session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The `act` claim: who acts as the subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
 }
 
 /// The claims of an `id_token_hint` that logout needs.
@@ -57,6 +66,8 @@ pub struct TokenGrant {
     pub session: Option<Uuid>,
     pub scope: Option<String>,
     pub role: Option<String>,
+    /// The admin acting as the user (impersonation), for the `act` claim.
+    pub actor: Option<Uuid>,
 }
 
 /// Issues and checks access tokens.
@@ -107,6 +118,9 @@ impl AccessTokens {
             sid: grant.session,
             scope: grant.scope,
             role: grant.role,
+            act: grant.actor.map(|admin| Actor {
+                sub: admin.to_string(),
+            }),
         };
         let token = self.keys.sign(ACCESS_TOKEN_TYPE, &claims).await?;
         Ok((token, expires_at))

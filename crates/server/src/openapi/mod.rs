@@ -50,6 +50,12 @@ pub mod bodies;
         api::verify_email,
         api::resend_verification,
         api::login,
+        api::login_second_factor,
+        api::reauthenticate,
+        api::start_totp,
+        api::confirm_totp,
+        api::remove_totp,
+        api::regenerate_recovery_codes,
         api::refresh,
         api::logout,
         api::me,
@@ -64,6 +70,7 @@ pub mod bodies;
         admin::clear_login_lock,
         admin::user_sessions,
         admin::revoke_user_sessions,
+        admin::impersonate,
         admin::revoke_session,
         admin::audit,
         admin::create_client,
@@ -238,6 +245,8 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
         retry_after: wait(),
     };
     let password = || [invalid("password_too_short"), invalid("password_too_long")];
+    // A sensitive action without a recent authentication (step-up).
+    let fresh = || E::ReauthenticationRequired;
     Some(match operation_id {
         "healthz" | "openapi_json" | "jwks" | "openid_configuration" | "readyz" => vec![],
         "signup" => {
@@ -259,6 +268,43 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
             },
             overloaded(),
         ],
+        "login_second_factor" => vec![
+            E::InvalidOneTimeToken,
+            E::InvalidMfaCode,
+            E::EmailNotVerified,
+            E::AccountDisabled,
+            E::TooManyAttempts {
+                retry_after: wait(),
+            },
+        ],
+        "reauthenticate" => {
+            let mut errors = vec![invalid("password_too_long"), E::InvalidCurrentPassword];
+            errors.extend([
+                E::MfaCodeRequired,
+                E::InvalidMfaCode,
+                E::ImpersonatedSession,
+            ]);
+            errors.push(E::TooManyAttempts {
+                retry_after: wait(),
+            });
+            errors.push(overloaded());
+            errors
+        }
+        "start_totp" => vec![
+            fresh(),
+            E::ImpersonatedSession,
+            conflict("mfa_already_enabled"),
+        ],
+        "confirm_totp" => vec![
+            fresh(),
+            E::ImpersonatedSession,
+            E::InvalidMfaCode,
+            conflict("mfa_already_enabled"),
+            conflict("mfa_enrolment_not_started"),
+        ],
+        "remove_totp" | "regenerate_recovery_codes" => {
+            vec![fresh(), E::ImpersonatedSession, conflict("mfa_not_enabled")]
+        }
         "refresh" => vec![E::InvalidRefreshToken],
         "logout" | "me" | "list_sessions" => vec![],
         "revoke_session" => vec![not_found()],
@@ -270,26 +316,36 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
         "change_password" => {
             let mut errors = Vec::from(password());
             errors.extend([E::InvalidCurrentPassword, overloaded()]);
+            errors.extend([fresh(), E::ImpersonatedSession]);
             errors
         }
         "admin_list_users" | "admin_audit" | "admin_list_clients" => vec![],
-        "admin_get_user" | "admin_user_sessions" | "admin_revoke_user_sessions" => {
-            vec![not_found()]
+        "admin_get_user" | "admin_user_sessions" => vec![not_found()],
+        "admin_revoke_user_sessions" | "admin_revoke_session" | "admin_clear_login_lock" => {
+            vec![not_found(), fresh()]
         }
-        "admin_revoke_session" => vec![not_found()],
-        "admin_clear_login_lock" => vec![not_found()],
-        "admin_update_user" => vec![not_found(), conflict("cannot_modify_self")],
-        "admin_create_client" => vec![invalid("invalid_client_metadata")],
+        "admin_update_user" => vec![not_found(), conflict("cannot_modify_self"), fresh()],
+        "admin_impersonate" => vec![
+            not_found(),
+            fresh(),
+            conflict("cannot_modify_self"),
+            conflict("cannot_impersonate_admin"),
+            E::AccountDisabled,
+        ],
+        "admin_create_client" => vec![invalid("invalid_client_metadata"), fresh()],
         "admin_get_client" => vec![not_found()],
         "admin_update_client" => vec![
             not_found(),
             invalid("invalid_client_metadata"),
             conflict("builtin_client"),
+            fresh(),
         ],
-        "admin_delete_client" => vec![not_found(), conflict("builtin_client")],
-        "admin_rotate_client_secret" => vec![not_found(), invalid("invalid_client_metadata")],
+        "admin_delete_client" => vec![not_found(), conflict("builtin_client"), fresh()],
+        "admin_rotate_client_secret" => {
+            vec![not_found(), invalid("invalid_client_metadata"), fresh()]
+        }
         "admin_list_mail" => vec![],
-        "admin_retry_mail" => vec![not_found(), conflict("mail_not_dead")],
+        "admin_retry_mail" => vec![not_found(), conflict("mail_not_dead"), fresh()],
         "token" => vec![
             E::InvalidClient,
             E::InvalidGrant(String::new()),

@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(clear_login_lock)
             .service(user_sessions)
             .service(revoke_user_sessions)
+            .service(impersonate)
             .service(revoke_session)
             .service(audit)
             .service(create_client)
@@ -255,6 +256,26 @@ async fn user_sessions(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.admin_user_sessions(&admin, *id).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/impersonate",
+    operation_id = "admin_impersonate",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "A short session as the user, marked as the admin's (`act` in its token), for the account API only", body = gatehouse_core::sessions::impersonation::ImpersonationToken)),
+)]
+#[post("/users/{id}/impersonate")]
+async fn impersonate(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let token = gatehouse.admin_impersonate(&admin, *id, &meta).await?;
+    Ok(HttpResponse::Ok().json(token))
 }
 
 #[utoipa::path(

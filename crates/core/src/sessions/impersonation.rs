@@ -1,0 +1,122 @@
+//! Impersonation: an admin sees the product as a user sees it. The admin gets a session
+//! of the user's own, marked with the admin's id (`sessions.impersonator_id`): short-lived
+//! (`auth.impersonation_lifetime`), for the account API only, with one access token that
+//! carries `act: {"sub": <admin id>}` (RFC 8693 4.1) and no refresh token. Such a session
+//! never passes the step-up check, so it cannot change a password, an address, two-factor
+//! settings or delete the account, and it cannot prove itself fresh. Starting one is an
+//! admin write (the role as stored now, and a recent authentication of the admin) and is
+//! audited with the admin as actor; admins and disabled accounts cannot be impersonated.
+
+use chrono::{DateTime, Utc};
+use gatehouse_entity::{sessions, users};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::identity::types::Role;
+use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::sessions::Principal;
+use crate::tokens::access::TokenGrant;
+use crate::tokens::api_scopes::ACCOUNT_SCOPE;
+use crate::tokens::audience::API_CLIENT_ID;
+use crate::{Error, Gatehouse, Result};
+
+/// An impersonated session's access token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImpersonationToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub session_id: Uuid,
+    /// When the session ends, whatever happens.
+    pub session_expires_at: DateTime<Utc>,
+    /// `gatehouse:account`: never the admin API.
+    pub scope: &'static str,
+}
+
+impl Gatehouse {
+    /// Opens a session as `user_id` for `admin` (see the module's rules).
+    pub async fn admin_impersonate(
+        &self,
+        admin: &Principal,
+        user_id: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<ImpersonationToken> {
+        admin.require_admin()?;
+        if user_id == admin.user_id {
+            return Err(Error::Conflict {
+                code: "cannot_modify_self",
+                message: "admins cannot impersonate themselves".to_owned(),
+            });
+        }
+        let now = self.clock.now();
+        let txn = self.begin_write().await?;
+        self.require_admin_now(&txn, admin).await?;
+        let user = users::Entity::find_by_id(user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        if Role::from_stored(&user.role) == Role::Admin {
+            return Err(Error::Conflict {
+                code: "cannot_impersonate_admin",
+                message: "admins cannot be impersonated".to_owned(),
+            });
+        }
+        if user.disabled_at.is_some() {
+            return Err(Error::AccountDisabled);
+        }
+        let lifetime = chrono::Duration::from_std(self.settings.auth.impersonation_lifetime)
+            .unwrap_or_default();
+        let session_id = Uuid::now_v7();
+        let expires_at = now + lifetime;
+        sessions::ActiveModel {
+            id: Set(session_id),
+            user_id: Set(user.id),
+            created_at: Set(now),
+            last_seen_at: Set(now),
+            expires_at: Set(expires_at),
+            last_token_expires_at: Set(self.access_token_expiry(now).min(expires_at)),
+            ip: Set(meta.ip.clone()),
+            user_agent: Set(meta.user_agent_stored()),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+            parent_id: Set(None),
+            client_id: Set(None),
+            auth_time: Set(None),
+            amr: Set(None),
+            reauthenticated_at: Set(None),
+            impersonator_id: Set(Some(admin.user_id)),
+        }
+        .insert(&txn)
+        .await?;
+        let entry = AuditEntry {
+            event: AuditEvent::ImpersonationStarted,
+            actor: Some(admin.user_id),
+            subject: Some(user.id),
+            session: Some(session_id),
+            details: Some(serde_json::json!({ "expires_at": expires_at })),
+        };
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        let grant = TokenGrant {
+            subject: user.id.to_string(),
+            client_id: API_CLIENT_ID.to_owned(),
+            audience: self.settings.tokens.default_audience.clone(),
+            session: Some(session_id),
+            scope: Some(ACCOUNT_SCOPE.to_owned()),
+            role: Some(user.role.clone()),
+            actor: Some(admin.user_id),
+        };
+        let (access_token, token_expires_at) = self.tokens.issue(grant, now).await?;
+        Ok(ImpersonationToken {
+            access_token,
+            token_type: "Bearer",
+            expires_in: u64::try_from((token_expires_at.min(expires_at) - now).num_seconds())
+                .unwrap_or(0),
+            session_id,
+            session_expires_at: expires_at,
+            scope: ACCOUNT_SCOPE,
+        })
+    }
+}
