@@ -380,7 +380,7 @@ impl BrowserSession {
 }
 
 /// The built-in templates, by file name.
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 15] = [
     (
         "layout.html",
         include_str!("../templates/pages/layout.html"),
@@ -422,6 +422,18 @@ const TEMPLATES: [(&str, &str); 12] = [
     (
         "message.html",
         include_str!("../templates/pages/message.html"),
+    ),
+    (
+        "confirm_email.html",
+        include_str!("../templates/pages/confirm_email.html"),
+    ),
+    (
+        "undo_email_change.html",
+        include_str!("../templates/pages/undo_email_change.html"),
+    ),
+    (
+        "delete_account.html",
+        include_str!("../templates/pages/delete_account.html"),
     ),
 ];
 

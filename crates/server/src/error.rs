@@ -384,6 +384,15 @@ pub fn form_error(
             "form",
             "The server is busy. Try again in a moment.".to_owned(),
         ),
+        CoreError::Conflict { code, .. } if *code == "email_taken" => (
+            "form",
+            "Another account uses this email address now.".to_owned(),
+        ),
+        CoreError::Conflict { code, .. } if *code == "admin_cannot_be_deleted" => (
+            "form",
+            "An admin account cannot be deleted. Ask another admin to remove your admin role first."
+                .to_owned(),
+        ),
         CoreError::RateLimited(decision) => (
             "form",
             format!(
