@@ -19,6 +19,7 @@ on_both_databases!(
     undo_is_refused_when_the_old_address_was_taken_meanwhile,
     the_links_expire,
     the_request_is_rate_limited_per_address,
+    reset_links_mailed_to_the_old_address_stop_working,
 );
 
 const PASSWORD: &str = "change password 1";
@@ -408,6 +409,35 @@ async fn the_request_is_rate_limited_per_address(backend: Backend) {
     let third = request(&server, &max, "target@example.com").await;
     assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(error_code(third).await, "rate_limited");
+}
+
+async fn reset_links_mailed_to_the_old_address_stop_working(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let uma = server.verified_user("uma@example.com", PASSWORD).await;
+    server
+        .post(
+            "/api/v1/password/forgot",
+            json!({ "email": "uma@example.com" }),
+        )
+        .await;
+    let reset = server
+        .mail
+        .wait_for("uma@example.com", "Reset your")
+        .await
+        .link();
+    changed(&server, &uma, "uma@example.com", "uma.new@example.com").await;
+    let response = server
+        .post(
+            "/api/v1/password/reset",
+            json!({ "token": token_of(&reset), "password": "taken over 123" }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(response).await, "invalid_token");
+    assert_eq!(
+        login_status(&server, "uma.new@example.com").await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
