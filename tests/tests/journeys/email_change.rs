@@ -20,6 +20,7 @@ on_both_databases!(
     the_links_expire,
     the_request_is_rate_limited_per_address,
     reset_links_mailed_to_the_old_address_stop_working,
+    concurrent_confirmations_with_one_link_let_exactly_one_succeed,
 );
 
 const PASSWORD: &str = "change password 1";
@@ -438,6 +439,40 @@ async fn reset_links_mailed_to_the_old_address_stop_working(backend: Backend) {
         login_status(&server, "uma.new@example.com").await,
         StatusCode::OK
     );
+}
+
+async fn concurrent_confirmations_with_one_link_let_exactly_one_succeed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let vic = server.verified_user("vic@example.com", PASSWORD).await;
+    request(&server, &vic, "vic.new@example.com").await;
+    let token = token_of(
+        &server
+            .mail
+            .wait_for("vic.new@example.com", CONFIRM)
+            .await
+            .link(),
+    );
+    let attempts = (0..5).map(|_| confirm(&server, &token));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    // One change, so one undo link.
+    server.mail.wait_for("vic@example.com", CHANGED).await;
+    assert_eq!(me(&server, &vic).await["email"], "vic.new@example.com");
+    let undo_mails = server
+        .mail
+        .to("vic@example.com")
+        .into_iter()
+        .filter(|m| m.subject.contains(CHANGED))
+        .count();
+    assert_eq!(undo_mails, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
