@@ -157,6 +157,12 @@ pub struct TokenSettings {
     /// Lifetime of a password reset link.
     #[serde(with = "humantime_serde")]
     pub password_reset_ttl: Duration,
+    /// Lifetime of the link that confirms a new email address.
+    #[serde(with = "humantime_serde")]
+    pub email_change_ttl: Duration,
+    /// Lifetime of the link, mailed to the old address, that undoes an email change.
+    #[serde(with = "humantime_serde")]
+    pub email_change_undo_ttl: Duration,
     /// Fewest time between two verification or reset mails to one address.
     #[serde(with = "humantime_serde")]
     pub mail_cooldown: Duration,

@@ -1,4 +1,5 @@
-//! Email verification and password reset tokens. Only the SHA-256 of the token is stored.
+//! Email verification, password reset and email change tokens. Only the SHA-256 of the
+//! token is stored.
 
 use sea_orm::entity::prelude::*;
 
@@ -8,7 +9,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub user_id: Uuid,
-    /// `verify_email` or `reset_password`.
+    /// `verify_email`, `reset_password`, `change_email` or `undo_email_change`.
     pub purpose: String,
     /// Hex SHA-256 of the token.
     #[sea_orm(unique)]
@@ -16,6 +17,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
     pub used_at: Option<DateTimeUtc>,
+    /// The address a `change_email` token confirms, or the one an `undo_email_change`
+    /// token restores; `None` for other purposes.
+    pub email: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -396,7 +396,7 @@ impl BrowserSession {
 }
 
 /// The built-in templates, by file name.
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 17] = [
     (
         "layout.html",
         include_str!("../templates/pages/layout.html"),
@@ -407,6 +407,10 @@ const TEMPLATES: [(&str, &str); 13] = [
     ),
     ("home.html", include_str!("../templates/pages/home.html")),
     ("login.html", include_str!("../templates/pages/login.html")),
+    (
+        "reauthenticate.html",
+        include_str!("../templates/pages/reauthenticate.html"),
+    ),
     (
         "login_mfa.html",
         include_str!("../templates/pages/login_mfa.html"),
@@ -442,6 +446,18 @@ const TEMPLATES: [(&str, &str); 13] = [
     (
         "message.html",
         include_str!("../templates/pages/message.html"),
+    ),
+    (
+        "confirm_email.html",
+        include_str!("../templates/pages/confirm_email.html"),
+    ),
+    (
+        "undo_email_change.html",
+        include_str!("../templates/pages/undo_email_change.html"),
+    ),
+    (
+        "delete_account.html",
+        include_str!("../templates/pages/delete_account.html"),
     ),
 ];
 

@@ -366,6 +366,14 @@ pub fn form_error(
             (field, format!("{}.", sentence.trim_end_matches('.')))
         }
         CoreError::InvalidCredentials => ("form", "The email or password is wrong.".to_owned()),
+        CoreError::InvalidCurrentPassword => (
+            password_field,
+            "The password is wrong.".to_owned(),
+        ),
+        CoreError::MfaCodeRequired => (
+            "code",
+            "Enter a code from your authenticator app, or a recovery code.".to_owned(),
+        ),
         CoreError::InvalidMfaCode => (
             "code",
             "This code is wrong or was already used. Wait for the next one, or use a recovery code."
@@ -394,6 +402,15 @@ pub fn form_error(
         CoreError::Overloaded { .. } => (
             "form",
             "The server is busy. Try again in a moment.".to_owned(),
+        ),
+        CoreError::Conflict { code, .. } if *code == "email_taken" => (
+            "form",
+            "Another account uses this email address now.".to_owned(),
+        ),
+        CoreError::Conflict { code, .. } if *code == "admin_cannot_be_deleted" => (
+            "form",
+            "An admin account cannot be deleted. Ask another admin to remove your admin role first."
+                .to_owned(),
         ),
         CoreError::RateLimited(decision) => (
             "form",

@@ -50,7 +50,9 @@ pub fn classify(method: &Method, path: &str) -> Option<(RateClass, Rendering)> {
         "/healthz" | "/readyz" | "/assets/gatehouse.css" => return None,
         "/api/v1/login" if post => (C::Login, R::Api),
         "/api/v1/signup" if post => (C::Signup, R::Api),
-        "/api/v1/email/verify/resend" | "/api/v1/password/forgot" if post => (C::Mail, R::Api),
+        "/api/v1/email/verify/resend" | "/api/v1/password/forgot" | "/api/v1/me/email" if post => {
+            (C::Mail, R::Api)
+        }
         "/api/v1/password/reset" if post => (C::PasswordReset, R::Api),
         "/api/v1/token/refresh" if post => (C::Token, R::Api),
         "/oauth2/token" | "/oauth2/revoke" => (C::Token, R::OAuth),

@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-on_both_databases!(logging_out_in_the_browser_tells_the_app,);
+on_both_databases!(
+    logging_out_in_the_browser_tells_the_app,
+    deleting_the_account_tells_the_app,
+);
 
 const APP: &str = "http://127.0.0.1:9/callback";
 const PASSWORD: &str = "correct horse battery";
@@ -231,6 +234,30 @@ async fn logging_out_in_the_browser_tells_the_app(backend: Backend) {
     .await
     .expect("the delivery is audited");
     assert!(has_event(&delivered, "logout"));
+}
+
+async fn deleting_the_account_tells_the_app(backend: Backend) {
+    let (receiver, uri) = Receiver::start(0);
+    let signed = signed_in(backend, &[], &uri).await;
+    let server = &signed.server;
+    let page = signed
+        .walker
+        .get(&server.url("/account/delete"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let done = signed
+        .walker
+        .post(
+            &server.url("/account/delete"),
+            &[("csrf_token", &csrf_token(&page))],
+        )
+        .await;
+    assert_eq!(done.status(), StatusCode::OK);
+    // The logout token names the deleted account and its session, signed as ever.
+    let tokens = receiver.wait_for(1).await;
+    check_logout_token(&signed, &tokens[0]).await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
     reason = "journey helpers outside #[test] functions fail the test loudly"
 )]
 
+mod account_deletion;
 mod admin;
 mod app_tokens;
 mod backchannel_logout;
@@ -16,6 +17,7 @@ mod browser_flow;
 mod concurrent_writes;
 mod consent_binding;
 mod database_outage;
+mod email_change;
 mod hashing;
 mod health;
 mod hosted_pages;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use gatehouse_tests::pages::{PageWalker, csrf_token, location};
 use gatehouse_tests::{Backend, TestServer, Tokens, error_code, on_both_databases};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -11,6 +12,8 @@ on_both_databases!(
     a_password_change_needs_a_recent_login,
     admin_writes_need_a_recent_login,
     reauthenticating_one_session_does_not_freshen_another,
+    an_email_change_and_a_deletion_need_a_recent_login,
+    the_pages_ask_for_the_password_and_resume_the_action,
 );
 
 const PASSWORD: &str = "step up password 1";
@@ -167,4 +170,70 @@ async fn reauthenticating_one_session_does_not_freshen_another(backend: Backend)
         .post_as(&first, "/api/v1/password/change", change)
         .await;
     assert_eq!(own.status(), StatusCode::OK);
+}
+
+async fn the_pages_ask_for_the_password_and_resume_the_action(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.verified_user("sd@example.com", PASSWORD).await;
+    let walker = PageWalker::new();
+    walker.log_in(&server.base_url, "sd@example.com", PASSWORD).await;
+    let fresh = walker.get(&server.url("/account/delete")).await;
+    assert_eq!(fresh.status(), StatusCode::OK, "a new login may delete at once");
+
+    server.advance(STALE);
+    let stale = walker.get(&server.url("/account/delete")).await;
+    let ask = location(&stale);
+    assert_eq!(ask.path(), "/reauthenticate");
+    let page = walker.get(ask.as_str()).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_token(&page.text().await.unwrap());
+    let wrong = walker
+        .post(
+            &server.url("/reauthenticate"),
+            &[("csrf_token", &csrf), ("password", "not it at all"), ("next", "/account/delete")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert!(wrong.text().await.unwrap().contains("The password is wrong."));
+    // `next` never leaves the account pages.
+    let elsewhere = walker
+        .post(
+            &server.url("/reauthenticate"),
+            &[("csrf_token", &csrf), ("password", PASSWORD), ("next", "https://evil.example/")],
+        )
+        .await;
+    assert_eq!(location(&elsewhere).as_str(), server.url("/account/sessions"));
+    server.advance(STALE);
+    let stale = walker.get(&server.url("/account/delete")).await;
+    assert_eq!(location(&stale).path(), "/reauthenticate");
+    let resumed = walker
+        .post(
+            &server.url("/reauthenticate"),
+            &[("csrf_token", &csrf), ("password", PASSWORD), ("next", "/account/delete")],
+        )
+        .await;
+    assert_eq!(location(&resumed).as_str(), server.url("/account/delete"));
+    let page = walker.get(&server.url("/account/delete")).await;
+    assert_eq!(page.status(), StatusCode::OK, "the action it asked for");
+}
+
+async fn an_email_change_and_a_deletion_need_a_recent_login(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut user = server.verified_user("se@example.com", PASSWORD).await;
+    server.advance(STALE);
+    let access = refreshed(&server, &mut user).await;
+    let change = server
+        .post_as(&access, "/api/v1/me/email", json!({ "email": "se2@example.com" }))
+        .await;
+    assert_eq!(change.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(change).await, "reauthentication_required");
+    let delete = server.delete_as(&access, "/api/v1/me").await;
+    assert_eq!(error_code(delete).await, "reauthentication_required");
+    assert!(server.mail.to("se2@example.com").is_empty());
+    let again = server
+        .post_as(&access, "/api/v1/reauthenticate", json!({ "password": PASSWORD }))
+        .await;
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+    let delete = server.delete_as(&access, "/api/v1/me").await;
+    assert_eq!(delete.status(), StatusCode::NO_CONTENT);
 }

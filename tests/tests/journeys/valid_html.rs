@@ -129,6 +129,21 @@ async fn every_hosted_page_is_valid_html() {
         )
         .await;
     save(out, "verify-email-invalid", bad_token).await;
+    for page in ["confirm-email", "undo-email-change"] {
+        save(
+            out,
+            page,
+            walker.get(&url(&format!("/{page}?token=abc"))).await,
+        )
+        .await;
+        let bad_token = walker
+            .post(
+                &url(&format!("/{page}")),
+                &[("csrf_token", &csrf), ("token", "abc")],
+            )
+            .await;
+        save(out, &format!("{page}-invalid"), bad_token).await;
+    }
     save(out, "home", walker.get(&url("/")).await).await;
     save(
         out,
@@ -195,6 +210,12 @@ async fn every_hosted_page_is_valid_html() {
         )
         .await;
     save(out, "sessions", walker.get(&url("/account/sessions")).await).await;
+    save(
+        out,
+        "account-delete",
+        walker.get(&url("/account/delete")).await,
+    )
+    .await;
     save(out, "logout", walker.get(&url("/logout")).await).await;
     let page = walker.get(&url("/logout")).await.text().await.unwrap();
     let signed_out = walker
@@ -206,7 +227,7 @@ async fn every_hosted_page_is_valid_html() {
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .collect();
-    assert_eq!(pages.len(), 19);
+    assert_eq!(pages.len(), 24);
     let output = tokio::process::Command::new("java")
         .arg("-jar")
         .arg(&jar)

@@ -1,8 +1,13 @@
 //! Accounts: sign-up, email verification, password reset and change, and the account's
-//! own view of itself. One-time tokens (verification, reset) are 256 random bits of which
-//! only a SHA-256 is stored; each is single use and expires.
+//! own view of itself. One-time tokens (verification, reset, email change and its undo)
+//! are 256 random bits of which only a SHA-256 is stored; each is single use and expires.
+//! Changing the address is in `email_change.rs`, deleting the account in `deletion.rs`.
 
 pub mod admin;
+mod deletion;
+mod email_change;
+
+pub use email_change::EmailChangeReceipt;
 mod mail_admin;
 pub(crate) mod mail_cooldown;
 pub mod mfa;
@@ -71,6 +76,10 @@ impl From<users::Model> for MeView {
 enum Purpose {
     VerifyEmail,
     ResetPassword,
+    /// Confirms a new address (the token carries it).
+    ChangeEmail,
+    /// Restores the address a change replaced (the token carries it).
+    UndoEmailChange,
 }
 
 impl Purpose {
@@ -78,6 +87,8 @@ impl Purpose {
         match self {
             Purpose::VerifyEmail => "verify_email",
             Purpose::ResetPassword => "reset_password",
+            Purpose::ChangeEmail => "change_email",
+            Purpose::UndoEmailChange => "undo_email_change",
         }
     }
 }
@@ -553,6 +564,18 @@ async fn insert_one_time_token(
     ttl: Duration,
     now: DateTime<Utc>,
 ) -> Result<SecretString> {
+    insert_token_with_email(conn, user_id, purpose, None, ttl, now).await
+}
+
+/// As [`insert_one_time_token`], for a token that carries an address (an email change).
+async fn insert_token_with_email(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    purpose: Purpose,
+    email: Option<&Email>,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<SecretString> {
     let (token, hash) = new_token()?;
     one_time_tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -562,6 +585,7 @@ async fn insert_one_time_token(
         created_at: Set(now),
         expires_at: Set(now + chrono::Duration::from_std(ttl).unwrap_or_default()),
         used_at: Set(None),
+        email: Set(email.map(|e| e.as_str().to_owned())),
     }
     .insert(conn)
     .await?;

@@ -55,6 +55,31 @@ pub enum Mail {
         failures: u64,
         locked_for: Duration,
     },
+    /// To the new address of an email change: the link that confirms it.
+    ConfirmEmailChange {
+        name: Option<String>,
+        link: String,
+        valid_for: Duration,
+    },
+    /// To the current address: a change to `new_email` was asked for (nothing changed yet).
+    EmailChangeRequested {
+        name: Option<String>,
+        new_email: String,
+    },
+    /// To the old address: the account now uses `new_email`; the link undoes it.
+    EmailChanged {
+        name: Option<String>,
+        new_email: String,
+        link: String,
+        valid_for: Duration,
+    },
+    /// To the restored address: the change is undone, every session signed out; the link
+    /// chooses a new password (a reset link).
+    EmailChangeUndone {
+        name: Option<String>,
+        link: String,
+        valid_for: Duration,
+    },
 }
 
 impl Mail {
@@ -66,6 +91,10 @@ impl Mail {
             Mail::AccountExists => "account_exists",
             Mail::ResetPassword { .. } => "reset_password",
             Mail::AccountLocked { .. } => "account_locked",
+            Mail::ConfirmEmailChange { .. } => "confirm_email_change",
+            Mail::EmailChangeRequested { .. } => "email_change_requested",
+            Mail::EmailChanged { .. } => "email_changed",
+            Mail::EmailChangeUndone { .. } => "email_change_undone",
         }
     }
 
@@ -76,6 +105,18 @@ impl Mail {
             Mail::ResetPassword { .. } => format!("Reset your {product} password"),
             Mail::AccountLocked { .. } => {
                 format!("Failed logins to your {product} account: logins paused")
+            }
+            Mail::ConfirmEmailChange { .. } => {
+                format!("Confirm the new email address of your {product} account")
+            }
+            Mail::EmailChangeRequested { .. } => {
+                format!("Email change requested for your {product} account")
+            }
+            Mail::EmailChanged { .. } => {
+                format!("The email address of your {product} account was changed")
+            }
+            Mail::EmailChangeUndone { .. } => {
+                format!("Email change undone: secure your {product} account")
             }
         }
     }
@@ -145,6 +186,16 @@ impl Renderer {
                 name,
                 link,
                 valid_for,
+            }
+            | Mail::ConfirmEmailChange {
+                name,
+                link,
+                valid_for,
+            }
+            | Mail::EmailChangeUndone {
+                name,
+                link,
+                valid_for,
             } => {
                 context! {
                     product => self.product,
@@ -155,6 +206,25 @@ impl Renderer {
                 }
             }
             Mail::AccountExists => context! { product => self.product, issuer => self.issuer },
+            Mail::EmailChangeRequested { name, new_email } => context! {
+                product => self.product,
+                issuer => self.issuer,
+                name => name,
+                new_email => new_email,
+            },
+            Mail::EmailChanged {
+                name,
+                new_email,
+                link,
+                valid_for,
+            } => context! {
+                product => self.product,
+                issuer => self.issuer,
+                name => name,
+                new_email => new_email,
+                link => link,
+                valid_for => plain_duration(*valid_for),
+            },
             Mail::AccountLocked {
                 name,
                 failures,
@@ -285,7 +355,7 @@ pub async fn send_test_message(
         .await
 }
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 16] = [
     (
         "verify_email.txt",
         include_str!("../../templates/mail/verify_email.txt"),
@@ -317,6 +387,38 @@ const TEMPLATES: [(&str, &str); 8] = [
     (
         "account_locked.html",
         include_str!("../../templates/mail/account_locked.html"),
+    ),
+    (
+        "confirm_email_change.txt",
+        include_str!("../../templates/mail/confirm_email_change.txt"),
+    ),
+    (
+        "confirm_email_change.html",
+        include_str!("../../templates/mail/confirm_email_change.html"),
+    ),
+    (
+        "email_change_requested.txt",
+        include_str!("../../templates/mail/email_change_requested.txt"),
+    ),
+    (
+        "email_change_requested.html",
+        include_str!("../../templates/mail/email_change_requested.html"),
+    ),
+    (
+        "email_changed.txt",
+        include_str!("../../templates/mail/email_changed.txt"),
+    ),
+    (
+        "email_changed.html",
+        include_str!("../../templates/mail/email_changed.html"),
+    ),
+    (
+        "email_change_undone.txt",
+        include_str!("../../templates/mail/email_change_undone.txt"),
+    ),
+    (
+        "email_change_undone.html",
+        include_str!("../../templates/mail/email_change_undone.html"),
     ),
 ];
 

@@ -78,6 +78,14 @@ pub enum AuditEvent {
     MailDead,
     /// An admin put a dead mail back in the queue.
     MailRetried,
+    /// A user asked to change their address (details: whether a link went out).
+    EmailChangeRequested,
+    /// A user confirmed a new address (details: the old and new domains, never addresses).
+    EmailChanged,
+    /// The old address undid a change (details: sessions ended).
+    EmailChangeUndone,
+    /// A user deleted their account (the entries about it keep its id, not its data).
+    AccountDeleted,
 }
 
 impl AuditEvent {
@@ -121,6 +129,10 @@ impl AuditEvent {
             AuditEvent::ExpiredRowsPurged => "expired_rows_purged",
             AuditEvent::MailDead => "mail_dead",
             AuditEvent::MailRetried => "mail_retried",
+            AuditEvent::EmailChangeRequested => "email_change_requested",
+            AuditEvent::EmailChanged => "email_changed",
+            AuditEvent::EmailChangeUndone => "email_change_undone",
+            AuditEvent::AccountDeleted => "account_deleted",
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct BrowserUser {
     pub auth_time: DateTime<Utc>,
     /// How the user authenticated (RFC 8176 values, space-separated).
     pub amr: String,
+    /// Whether the account has two-factor authentication (proving oneself again asks
+    /// for a code too).
+    pub mfa_enabled: bool,
 }
 
 impl BrowserUser {
@@ -191,6 +194,7 @@ impl Gatehouse {
             role: Role::from_stored(&user.role),
             auth_time: session.auth_time.unwrap_or(session.created_at),
             amr: session.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
+            mfa_enabled: user.mfa_enabled_at.is_some(),
         }))
     }
 }

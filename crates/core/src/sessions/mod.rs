@@ -106,6 +106,8 @@ pub(crate) enum RevokeReason {
     ConsentWithdrawn,
     AuthorizationCodeReused,
     LoginEnded,
+    EmailChangeUndone,
+    AccountDeleted,
 }
 
 impl RevokeReason {
@@ -122,6 +124,8 @@ impl RevokeReason {
             RevokeReason::ConsentWithdrawn => "consent_withdrawn",
             RevokeReason::AuthorizationCodeReused => "authorization_code_reused",
             RevokeReason::LoginEnded => "login_ended",
+            RevokeReason::EmailChangeUndone => "email_change_undone",
+            RevokeReason::AccountDeleted => "account_deleted",
         }
     }
 }

@@ -58,6 +58,16 @@ impl Gatehouse {
         self.require_fresh_session(&session)
     }
 
+    /// Whether the session of `principal` may take a sensitive action now (pages ask for
+    /// the password first when it may not).
+    pub async fn session_is_fresh(&self, principal: &Principal) -> Result<bool> {
+        match self.require_fresh(&self.db, principal).await {
+            Ok(()) => Ok(true),
+            Err(Error::ReauthenticationRequired) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Marks the caller's session freshly authenticated after checking the password (and
     /// `code`, a TOTP or recovery code, when the account has two-factor authentication).
     /// Wrong answers count as failed logins of the account, under its lockout.

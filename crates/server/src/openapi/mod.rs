@@ -59,6 +59,10 @@ pub mod bodies;
         api::refresh,
         api::logout,
         api::me,
+        api::delete_me,
+        api::request_email_change,
+        api::confirm_email_change,
+        api::undo_email_change,
         api::list_sessions,
         api::revoke_session,
         api::forgot_password,
@@ -307,6 +311,19 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
         }
         "refresh" => vec![E::InvalidRefreshToken],
         "logout" | "me" | "list_sessions" => vec![],
+        "delete_me" => vec![
+            conflict("admin_cannot_be_deleted"),
+            fresh(),
+            E::ImpersonatedSession,
+        ],
+        "request_email_change" => vec![
+            invalid("invalid_email"),
+            invalid("email_unchanged"),
+            fresh(),
+            E::ImpersonatedSession,
+        ],
+        "confirm_email_change" => vec![E::InvalidOneTimeToken, conflict("email_taken")],
+        "undo_email_change" => vec![E::InvalidOneTimeToken, conflict("email_taken")],
         "revoke_session" => vec![not_found()],
         "reset_password" => {
             let mut errors = Vec::from(password());

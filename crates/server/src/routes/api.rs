@@ -1,5 +1,5 @@
-//! The JSON API of end users: sign-up, email verification, login, tokens, sessions and
-//! passwords.
+//! The JSON API of end users: sign-up, email verification, login, tokens, sessions,
+//! passwords, changing the address and deleting the account.
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use gatehouse_core::Gatehouse;
@@ -28,6 +28,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(refresh)
         .service(logout)
         .service(me)
+        .service(delete_me)
+        .service(request_email_change)
+        .service(confirm_email_change)
+        .service(undo_email_change)
         .service(list_sessions)
         .service(revoke_session)
         .service(forgot_password)
@@ -213,6 +217,88 @@ async fn me(
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.me(&principal).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 204, description = "The account is deleted: every session ended, its data erased, its audit entries kept without it")),
+)]
+#[delete("/me")]
+async fn delete_me(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+    ClientMeta(meta): ClientMeta,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse.delete_account(&principal, &meta).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/email",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = EmailRequest,
+    responses((status = 202, description = "Accepted, whether or not another account has the address; a confirmation link goes to it only if none has", body = crate::openapi::bodies::Message)),
+)]
+#[post("/me/email")]
+async fn request_email_change(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+    body: web::Json<EmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    limits.email(RateClass::Mail, &body.email).await?;
+    gatehouse
+        .request_email_change(&principal, &body.email, &meta)
+        .await?;
+    Ok(accepted(
+        "check the new address's inbox: the change takes effect when its link is opened",
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/email/confirm",
+    tag = "account",
+    request_body = TokenRequest,
+    responses((status = 200, description = "The account uses the new address, verified; the old address got a link that undoes the change", body = crate::openapi::bodies::Message)),
+)]
+#[post("/me/email/confirm")]
+async fn confirm_email_change(
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    body: web::Json<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse
+        .confirm_email_change(body.token.expose_secret(), &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "message": "email address changed" })))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/email/undo",
+    tag = "account",
+    request_body = TokenRequest,
+    responses((status = 200, description = "The old address is back, every session signed out; a password reset link went to the old address", body = crate::openapi::bodies::Message)),
+)]
+#[post("/me/email/undo")]
+async fn undo_email_change(
+    gatehouse: web::Data<Gatehouse>,
+    ClientMeta(meta): ClientMeta,
+    body: web::Json<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse
+        .undo_email_change(body.token.expose_secret(), &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "message": "email change undone; every session was signed out and a password reset link is on its way"
+    })))
 }
 
 #[utoipa::path(

@@ -1,6 +1,7 @@
-//! The account page: the user's sessions (end one, or all others) and the apps they
-//! allowed (withdraw one).
+//! The account page: the user's sessions (end one, or all others), the apps they
+//! allowed (withdraw one), and deleting the account (a page that asks first).
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::SessionView;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::csrf::CsrfForm;
-use super::{readable, show};
+use super::{readable, rerender, show};
 use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
@@ -55,7 +56,7 @@ fn account_view(email: &str, sessions: Vec<SessionView>, apps: Vec<AppConsent>) 
 pub(super) struct EmptyForm {}
 
 /// The logged-in user of this browser; the login page if none.
-async fn logged_in(browser: &BrowserSession) -> Result<BrowserUser, PageError> {
+pub(super) async fn logged_in(browser: &BrowserSession) -> Result<BrowserUser, PageError> {
     browser.user().await?.ok_or(PageError::LoginRequired)
 }
 
@@ -98,4 +99,46 @@ pub(super) async fn withdraw_consent(
         .withdraw_consent(&user.principal(), &path, &meta)
         .await?;
     Ok(see_other("/account/sessions"))
+}
+
+#[get("/account/delete")]
+pub(super) async fn delete_page(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    browser: BrowserSession,
+) -> Result<HttpResponse, PageError> {
+    let user = logged_in(&browser).await?;
+    if !gatehouse.session_is_fresh(&user.principal()).await? {
+        return Ok(see_other(super::reauthenticate::ASK_FOR_DELETION));
+    }
+    let view = context! { user_email => user.email };
+    show(&pages, &browser, "delete_account.html", view)
+}
+
+pub(super) async fn delete_account(
+    _: CsrfForm<EmptyForm>,
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    browser: BrowserSession,
+    ClientMeta(meta): ClientMeta,
+) -> Result<HttpResponse, PageError> {
+    let user = logged_in(&browser).await?;
+    match gatehouse.delete_account(&user.principal(), &meta).await {
+        Ok(()) => {
+            browser.end();
+            pages.message(
+                StatusCode::OK,
+                "Account deleted",
+                "Your account is deleted and you are signed out everywhere.",
+                None,
+            )
+        }
+        Err(gatehouse_core::Error::ReauthenticationRequired) => {
+            Ok(see_other(super::reauthenticate::ASK_FOR_DELETION))
+        }
+        Err(e) => {
+            let view = context! { user_email => user.email };
+            rerender(&pages, &browser, "delete_account.html", e, "form", view)
+        }
+    }
 }

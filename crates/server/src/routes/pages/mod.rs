@@ -1,5 +1,6 @@
 //! The hosted pages, one module per page family: log in, sign up, verify email, password
-//! (forgot and reset), the account (sessions and apps), consent, and log out. Plain HTML
+//! (forgot and reset), email change (confirm and undo), the account (sessions, apps and
+//! deletion), consent, and log out. Plain HTML
 //! forms; no script.
 //!
 //! Every form post goes through the [`csrf::CsrfForm`] extractor (403 without this
@@ -10,9 +11,11 @@
 mod account;
 mod consent;
 pub mod csrf;
+mod email_change;
 mod login;
 mod logout;
 mod password;
+mod reauthenticate;
 mod signup;
 mod verify_email;
 
@@ -55,8 +58,12 @@ form_posts! {
     "/account/sessions/{id}/revoke" => account::revoke_session,
     "/account/sessions/revoke-others" => account::revoke_other_sessions,
     "/account/apps/{client_id}/withdraw" => account::withdraw_consent,
+    "/account/delete" => account::delete_account,
+    "/confirm-email" => email_change::confirm,
+    "/undo-email-change" => email_change::undo,
     "/consent" => consent::answer,
     "/logout" => logout::log_out,
+    "/reauthenticate" => reauthenticate::reauthenticate,
 }
 
 /// Registers the pages and their forms.
@@ -70,8 +77,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(password::forgot_page)
         .service(password::reset_page)
         .service(account::sessions_page)
+        .service(account::delete_page)
+        .service(email_change::confirm_page)
+        .service(email_change::undo_page)
         .service(consent::page)
-        .service(logout::page);
+        .service(logout::page)
+        .service(reauthenticate::page);
     configure_form_posts(cfg);
 }
 

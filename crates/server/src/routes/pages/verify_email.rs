@@ -34,7 +34,7 @@ pub(super) async fn page(
 #[derive(Deserialize)]
 pub(super) struct TokenForm {
     #[serde(default)]
-    token: String,
+    pub(super) token: String,
 }
 
 pub(super) async fn verify(
