@@ -499,6 +499,9 @@ async fn insert_account(
         role: Set(account.role.as_str().to_owned()),
         email_verified_at: Set(account.verified.then_some(now)),
         disabled_at: Set(None),
+        banned_at: Set(None),
+        banned_until: Set(None),
+        ban_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
