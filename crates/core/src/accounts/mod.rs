@@ -3,6 +3,7 @@
 //! only a SHA-256 is stored; each is single use and expires.
 
 pub mod admin;
+pub mod bans;
 mod mail_admin;
 pub(crate) mod mail_cooldown;
 

@@ -62,6 +62,8 @@ pub mod bodies;
         admin::get_user,
         admin::update_user,
         admin::clear_login_lock,
+        admin::ban_user,
+        admin::unban_user,
         admin::user_sessions,
         admin::revoke_user_sessions,
         admin::revoke_session,
@@ -254,6 +256,7 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
             E::InvalidCredentials,
             E::EmailNotVerified,
             E::AccountDisabled,
+            E::AccountBanned { until: None },
             E::TooManyAttempts {
                 retry_after: wait(),
             },
@@ -279,6 +282,13 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
         "admin_revoke_session" => vec![not_found()],
         "admin_clear_login_lock" => vec![not_found()],
         "admin_update_user" => vec![not_found(), conflict("cannot_modify_self")],
+        "admin_ban_user" => vec![
+            not_found(),
+            invalid("invalid_ban_reason"),
+            invalid("invalid_ban_until"),
+            conflict("cannot_modify_self"),
+        ],
+        "admin_unban_user" => vec![not_found()],
         "admin_create_client" => vec![invalid("invalid_client_metadata")],
         "admin_get_client" => vec![not_found()],
         "admin_update_client" => vec![
@@ -521,7 +531,7 @@ mod tests {
             &login["403"]["content"]["application/json"]["schema"]["properties"]["error"]["enum"];
         assert_eq!(
             codes_403,
-            &json!(["email_not_verified", "account_disabled"])
+            &json!(["email_not_verified", "account_disabled", "account_banned"])
         );
         assert!(login["429"]["headers"]["Retry-After"].is_object());
         let token = &document()["paths"]["/oauth2/token"]["post"]["responses"];
