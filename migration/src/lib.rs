@@ -13,6 +13,7 @@ mod m20261202_000001_login_lockouts;
 mod m20261202_000002_mail_outbox;
 mod m20261203_000001_users_email_byte_order;
 mod m20261203_000002_audit_events_occurred_at;
+mod m20261204_000001_user_bans;
 mod m20261204_000002_email_changes;
 mod m20261204_000003_mfa_and_step_up;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_mail_outbox::Migration),
             Box::new(m20261203_000001_users_email_byte_order::Migration),
             Box::new(m20261203_000002_audit_events_occurred_at::Migration),
+            Box::new(m20261204_000001_user_bans::Migration),
             Box::new(m20261204_000002_email_changes::Migration),
             Box::new(m20261204_000003_mfa_and_step_up::Migration),
         ]

@@ -48,6 +48,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 pub use accounts::admin::UserView;
 pub use accounts::admin::{AuditPage, AuditQuery, UserPage, UserPatch, UserQuery};
+pub use accounts::bans::{BanRequest, BanView};
 pub use accounts::{MeView, SignupReceipt};
 pub use identity::types::{Email, Password, Role};
 pub use maintenance::PurgeReport;

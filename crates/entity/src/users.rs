@@ -19,6 +19,13 @@ pub struct Model {
     pub disabled_at: Option<DateTimeUtc>,
     /// When the account's TOTP credential was confirmed; none while MFA is off.
     pub mfa_enabled_at: Option<DateTimeUtc>,
+    /// When an admin banned the account; set while a ban is stored, cleared when lifted.
+    pub banned_at: Option<DateTimeUtc>,
+    /// When the ban ends; `None` with `banned_at` set: for good. A ban holds while this
+    /// is in the future.
+    pub banned_until: Option<DateTimeUtc>,
+    /// The admin's reason for the ban (1 to 500 characters).
+    pub ban_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

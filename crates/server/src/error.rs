@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
+use chrono::{DateTime, Utc};
 use gatehouse_core::Error as CoreError;
 use serde::Serialize;
 
@@ -42,6 +43,11 @@ pub(crate) struct ErrorBody<'a> {
     error: &'a str,
     /// A sentence for humans; never parse it.
     message: String,
+    /// `account_banned` only (absent from every other error): when the ban ends, `null`
+    /// for a ban without end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>, required = false)]
+    banned_until: Option<Option<DateTime<Utc>>>,
 }
 
 /// How a domain error is answered, decided here for every rendering: its HTTP status,
@@ -63,6 +69,7 @@ fn answer(error: &CoreError) -> Answer {
         E::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "invalid_request"),
         E::EmailNotVerified => (S::FORBIDDEN, "email_not_verified", "invalid_request"),
         E::AccountDisabled => (S::FORBIDDEN, "account_disabled", "invalid_request"),
+        E::AccountBanned { .. } => (S::FORBIDDEN, "account_banned", "invalid_request"),
         E::InvalidOneTimeToken => (S::BAD_REQUEST, "invalid_token", "invalid_grant"),
         E::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "invalid_grant"),
         E::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "invalid_request"),
@@ -157,9 +164,14 @@ impl ResponseError for ApiError {
         if let ApiError::Core(e) = self {
             add_challenge_headers(&mut response, e);
         }
+        let banned_until = match self {
+            ApiError::Core(CoreError::AccountBanned { until }) => Some(*until),
+            _ => None,
+        };
         response.json(ErrorBody {
             error: self.code(),
             message,
+            banned_until,
         })
     }
 }
@@ -387,6 +399,16 @@ pub fn form_error(
         CoreError::AccountDisabled => (
             "form",
             "This account is disabled. Contact the administrator.".to_owned(),
+        ),
+        CoreError::AccountBanned { until } => (
+            "form",
+            match until {
+                Some(until) => format!(
+                    "This account is banned until {}. Contact the administrator.",
+                    until.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => "This account is banned. Contact the administrator.".to_owned(),
+            },
         ),
         CoreError::InvalidOneTimeToken => (
             "token",

@@ -13,6 +13,7 @@ mod app_tokens;
 mod backchannel_logout;
 mod backend_extractor;
 mod bad_input;
+mod bans;
 mod browser_flow;
 mod concurrent_writes;
 mod consent_binding;

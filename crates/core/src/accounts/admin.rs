@@ -10,6 +10,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::accounts::bans::BanView;
 use crate::identity::lockout::LockView;
 use crate::identity::types::{Email, Role};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, AuditRecord, RequestMeta};
@@ -30,12 +31,16 @@ pub struct UserView {
     pub name: Option<String>,
     pub role: Role,
     pub disabled: bool,
+    /// The ban that holds now; `null` when there is none or its end has passed.
+    pub banned: Option<BanView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<users::Model> for UserView {
-    fn from(u: users::Model) -> Self {
+impl UserView {
+    /// The account as it stands at `now` (a ban whose end passed is no longer shown).
+    pub(crate) fn at(u: users::Model, now: DateTime<Utc>) -> Self {
+        let banned = BanView::of(&u, now);
         Self {
             id: u.id,
             email: u.email,
@@ -43,6 +48,7 @@ impl From<users::Model> for UserView {
             name: u.name,
             role: Role::from_stored(&u.role),
             disabled: u.disabled_at.is_some(),
+            banned,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
@@ -201,8 +207,9 @@ impl Gatehouse {
         } else {
             None
         };
+        let now = self.clock.now();
         Ok(UserPage {
-            users: rows.into_iter().map(UserView::from).collect(),
+            users: rows.into_iter().map(|u| UserView::at(u, now)).collect(),
             next_cursor,
         })
     }
@@ -213,7 +220,7 @@ impl Gatehouse {
         let user = self.find_user(user_id).await?;
         let lock = self.login_lock(&self.db, &user.email).await?;
         Ok(UserDetail {
-            user: user.into(),
+            user: UserView::at(user, self.clock.now()),
             lock,
         })
     }
@@ -324,7 +331,7 @@ impl Gatehouse {
             updated
         };
         self.commit_revoking(txn).await?;
-        Ok(user.into())
+        Ok(UserView::at(user, now))
     }
 
     /// The live sessions of an account.

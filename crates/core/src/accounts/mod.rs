@@ -4,6 +4,7 @@
 //! Changing the address is in `email_change.rs`, deleting the account in `deletion.rs`.
 
 pub mod admin;
+pub mod bans;
 mod deletion;
 mod email_change;
 
@@ -524,6 +525,9 @@ async fn insert_account(
         email_verified_at: Set(account.verified.then_some(now)),
         disabled_at: Set(None),
         mfa_enabled_at: Set(None),
+        banned_at: Set(None),
+        banned_until: Set(None),
+        ban_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -5,6 +5,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::platform::secrets::token_hash;
+use crate::sessions::live::account_usable;
 use crate::{Error, Gatehouse, Result};
 
 impl Gatehouse {
@@ -78,6 +79,6 @@ impl Gatehouse {
         Ok(users::Entity::find_by_id(user_id)
             .one(&self.db)
             .await?
-            .is_some_and(|user| user.disabled_at.is_none()))
+            .is_some_and(|user| account_usable(&user, self.clock.now())))
     }
 }

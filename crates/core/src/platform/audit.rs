@@ -57,6 +57,10 @@ pub enum AuditEvent {
     RoleChanged,
     UserDisabled,
     UserEnabled,
+    /// An admin banned an account or changed its ban (details: reason, until).
+    UserBanned,
+    /// An admin lifted an account's ban.
+    UserUnbanned,
     UserCreated,
     ClientCreated,
     ClientUpdated,
@@ -113,6 +117,8 @@ impl AuditEvent {
             AuditEvent::RoleChanged => "role_changed",
             AuditEvent::UserDisabled => "user_disabled",
             AuditEvent::UserEnabled => "user_enabled",
+            AuditEvent::UserBanned => "user_banned",
+            AuditEvent::UserUnbanned => "user_unbanned",
             AuditEvent::UserCreated => "user_created",
             AuditEvent::ClientCreated => "client_created",
             AuditEvent::ClientUpdated => "client_updated",

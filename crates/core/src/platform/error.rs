@@ -24,6 +24,12 @@ pub enum Error {
     /// An administrator disabled the account.
     #[error("the account is disabled")]
     AccountDisabled,
+    /// The password is right but an admin banned the account, until `until` (for good
+    /// when `None`).
+    #[error("the account is banned{}", ban_end(.until))]
+    AccountBanned {
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// An email verification or password reset token that is unknown, used or expired.
     #[error("the link is invalid, already used or expired")]
     InvalidOneTimeToken,
@@ -95,6 +101,16 @@ pub enum Error {
     /// Anything unexpected. The cause goes to the log, never to the client.
     #[error("internal error")]
     Internal(#[source] Cause),
+}
+
+/// " until <RFC 3339 time>", or nothing for a ban without end.
+fn ban_end(until: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+    until
+        .map(|u| {
+            let end = u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            format!(" until {end}")
+        })
+        .unwrap_or_default()
 }
 
 impl Error {

@@ -1,5 +1,5 @@
 //! The live-session check: whether an access token's session still stands (not revoked,
-//! expired or idle, its account enabled). Every authenticated request, userinfo, the
+//! expired or idle, its account enabled and not banned). Every authenticated request, userinfo, the
 //! pages and introspection go through it.
 //!
 //! It reads the session row and its user from `LiveSessions`, the rows read within
@@ -8,8 +8,8 @@
 //! through `Gatehouse::commit_revoking`, which empties the view before the request
 //! answers; a revocation made by another instance drops its session when the revocation
 //! feed brings it, and a demotion or a disabled account there is seen within the TTL.
-//! Liveness itself (expiry, idle timeout, a disabled account) is judged on every check
-//! with the injected clock, so a kept session still ends on time.
+//! Liveness itself (expiry, idle timeout, a disabled or banned account) is judged on every
+//! check with the injected clock, so a kept session still ends on time.
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{sessions, users};
@@ -28,6 +28,18 @@ pub(crate) type SessionRows = Arc<(sessions::Model, users::Model)>;
 
 /// Recently read sessions, by id.
 pub(crate) type LiveSessions = ReadCache<uuid::Uuid, SessionRows>;
+
+/// Whether an admin's ban of `user` holds at `now`: a ban is stored and it has no end, or
+/// its end is still ahead. A ban whose end passed no longer holds, without anyone lifting it.
+pub(crate) fn banned_now(user: &users::Model, now: DateTime<Utc>) -> bool {
+    user.banned_at.is_some() && user.banned_until.is_none_or(|until| until > now)
+}
+
+/// Whether `user`'s sessions may be used at `now`: the account is neither disabled nor
+/// banned. Banning revokes the sessions; this also refuses one a racing login opened.
+pub(crate) fn account_usable(user: &users::Model, now: DateTime<Utc>) -> bool {
+    user.disabled_at.is_none() && !banned_now(user, now)
+}
 
 impl Gatehouse {
     /// The principal behind an access token for Gatehouse's own API, if its session
@@ -107,7 +119,8 @@ impl Gatehouse {
                 .is_none_or(|limit| limit > now)
     }
 
-    /// A session that still stands (not revoked, expired or idle) and its enabled user.
+    /// A session that still stands (not revoked, expired or idle) and its usable user
+    /// (enabled, not banned).
     pub(crate) async fn live_session(
         &self,
         conn: &impl ConnectionTrait,
@@ -120,11 +133,12 @@ impl Gatehouse {
         else {
             return Ok(None);
         };
-        let live = self.session_is_live(&session, self.clock.now()) && user.disabled_at.is_none();
+        let now = self.clock.now();
+        let live = self.session_is_live(&session, now) && account_usable(&user, now);
         Ok(live.then_some((session, user)))
     }
 
-    /// A session that still stands and its enabled user, from [`LiveSessions`] when they
+    /// A session that still stands and its usable user, from [`LiveSessions`] when they
     /// were read within `read_cache.ttl`, else from the database. Outside any
     /// transaction: for request checks only.
     pub(crate) async fn cached_live_session(
@@ -149,7 +163,8 @@ impl Gatehouse {
             }
         };
         let (session, user) = &*rows;
-        let live = self.session_is_live(session, self.clock.now()) && user.disabled_at.is_none();
+        let now = self.clock.now();
+        let live = self.session_is_live(session, now) && account_usable(user, now);
         Ok(live.then_some(rows))
     }
 

@@ -24,6 +24,7 @@ use crate::identity::types::{Email, Password};
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::platform::secrets::{new_token, token_hash};
+use crate::sessions::live::banned_now;
 use crate::sessions::{BrowserLogin, TokenPair, insert_refresh_token};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::api_scopes::builtin_login_scope;
@@ -107,6 +108,7 @@ fn login_outcome(checked: &Result<Checked>) -> &'static str {
         Err(Error::TooManyAttempts { .. }) => "too_many_attempts",
         Err(Error::EmailNotVerified) => "email_not_verified",
         Err(Error::AccountDisabled) => "account_disabled",
+        Err(Error::AccountBanned { .. }) => "account_banned",
         Err(Error::InvalidInput { .. }) => "invalid_request",
         Err(Error::Overloaded { .. }) => "overloaded",
         Err(Error::Unavailable { .. }) => "unavailable",
@@ -451,8 +453,14 @@ impl Gatehouse {
         now: DateTime<Utc>,
         meta: &RequestMeta,
     ) -> Result<Option<Error>> {
+        // Only with the right credentials: a wrong password is `InvalidCredentials`
+        // before this, so the refusals do not tell which addresses have a disabled or
+        // banned account.
         let refusal = if user.disabled_at.is_some() {
             Some((Error::AccountDisabled, "account_disabled"))
+        } else if banned_now(user, now) {
+            let until = user.banned_until;
+            Some((Error::AccountBanned { until }, "account_banned"))
         } else if self.settings.auth.require_verified_email && user.email_verified_at.is_none() {
             Some((Error::EmailNotVerified, "email_not_verified"))
         } else {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::platform::secrets::{new_token, token_hash};
+use crate::sessions::live::account_usable;
 use crate::sessions::{RevokeReason, TokenPair, revoke_session};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::audience::{still_allowed, token_audience};
@@ -70,7 +71,7 @@ impl Gatehouse {
         };
         if token.client_id != client_id
             || !self.session_is_live(&session, now)
-            || user.disabled_at.is_some()
+            || !account_usable(&user, now)
         {
             return Err(Error::InvalidRefreshToken);
         }

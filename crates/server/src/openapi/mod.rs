@@ -72,6 +72,8 @@ pub mod bodies;
         admin::get_user,
         admin::update_user,
         admin::clear_login_lock,
+        admin::ban_user,
+        admin::unban_user,
         admin::user_sessions,
         admin::revoke_user_sessions,
         admin::impersonate,
@@ -267,6 +269,7 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
             E::InvalidCredentials,
             E::EmailNotVerified,
             E::AccountDisabled,
+            E::AccountBanned { until: None },
             E::TooManyAttempts {
                 retry_after: wait(),
             },
@@ -342,6 +345,14 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
             vec![not_found(), fresh()]
         }
         "admin_update_user" => vec![not_found(), conflict("cannot_modify_self"), fresh()],
+        "admin_ban_user" => vec![
+            not_found(),
+            invalid("invalid_ban_reason"),
+            invalid("invalid_ban_until"),
+            conflict("cannot_modify_self"),
+            fresh(),
+        ],
+        "admin_unban_user" => vec![not_found(), fresh()],
         "admin_impersonate" => vec![
             not_found(),
             fresh(),
@@ -594,7 +605,7 @@ mod tests {
             &login["403"]["content"]["application/json"]["schema"]["properties"]["error"]["enum"];
         assert_eq!(
             codes_403,
-            &json!(["email_not_verified", "account_disabled"])
+            &json!(["email_not_verified", "account_disabled", "account_banned"])
         );
         assert!(login["429"]["headers"]["Retry-After"].is_object());
         let token = &document()["paths"]["/oauth2/token"]["post"]["responses"];

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use gatehouse_core::oauth::clients::{Actor, ClientPatch, NewClient};
-use gatehouse_core::{AuditQuery, Gatehouse, UserPatch, UserQuery};
+use gatehouse_core::{AuditQuery, BanRequest, Gatehouse, UserPatch, UserQuery};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -16,6 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(get_user)
             .service(update_user)
             .service(clear_login_lock)
+            .service(ban_user)
+            .service(unban_user)
             .service(user_sessions)
             .service(revoke_user_sessions)
             .service(impersonate)
@@ -238,6 +240,49 @@ async fn clear_login_lock(
 ) -> Result<HttpResponse, ApiError> {
     gatehouse.admin_clear_login_lock(&admin, *id, &meta).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/ban",
+    operation_id = "admin_ban_user",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = gatehouse_core::BanRequest,
+    responses((status = 200, description = "The banned account (`banned` shows the ban); every session of it is ended and a login is refused with `403 account_banned` until the ban ends or is lifted (audited as `user_banned`). Banning again replaces the reason and the end", body = gatehouse_core::UserView)),
+)]
+#[post("/users/{id}/ban")]
+async fn ban_user(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<Uuid>,
+    body: web::Json<BanRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = gatehouse
+        .admin_ban_user(&admin, *id, body.into_inner(), &meta)
+        .await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}/ban",
+    operation_id = "admin_unban_user",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The account, without a ban (audited as `user_unbanned` when it had one; an account without a ban is answered as it is)", body = gatehouse_core::UserView)),
+)]
+#[delete("/users/{id}/ban")]
+async fn unban_user(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.admin_unban_user(&admin, *id, &meta).await?))
 }
 
 #[utoipa::path(
