@@ -22,7 +22,7 @@ on_both_databases!(
     the_hosted_login_asks_for_the_code_and_the_id_token_says_so,
 );
 
-const PASSWORD: &str = "mfa password 1";
+pub const PASSWORD: &str = "mfa password 1";
 const STEP: Duration = Duration::from_secs(30);
 
 /// An enrolled account: its secret, its recovery codes and the session that enrolled.

@@ -176,9 +176,15 @@ async fn the_pages_ask_for_the_password_and_resume_the_action(backend: Backend) 
     let server = TestServer::start(backend).await;
     server.verified_user("sd@example.com", PASSWORD).await;
     let walker = PageWalker::new();
-    walker.log_in(&server.base_url, "sd@example.com", PASSWORD).await;
+    walker
+        .log_in(&server.base_url, "sd@example.com", PASSWORD)
+        .await;
     let fresh = walker.get(&server.url("/account/delete")).await;
-    assert_eq!(fresh.status(), StatusCode::OK, "a new login may delete at once");
+    assert_eq!(
+        fresh.status(),
+        StatusCode::OK,
+        "a new login may delete at once"
+    );
 
     server.advance(STALE);
     let stale = walker.get(&server.url("/account/delete")).await;
@@ -190,26 +196,47 @@ async fn the_pages_ask_for_the_password_and_resume_the_action(backend: Backend) 
     let wrong = walker
         .post(
             &server.url("/reauthenticate"),
-            &[("csrf_token", &csrf), ("password", "not it at all"), ("next", "/account/delete")],
+            &[
+                ("csrf_token", &csrf),
+                ("password", "not it at all"),
+                ("next", "/account/delete"),
+            ],
         )
         .await;
     assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
-    assert!(wrong.text().await.unwrap().contains("The password is wrong."));
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("The password is wrong.")
+    );
     // `next` never leaves the account pages.
     let elsewhere = walker
         .post(
             &server.url("/reauthenticate"),
-            &[("csrf_token", &csrf), ("password", PASSWORD), ("next", "https://evil.example/")],
+            &[
+                ("csrf_token", &csrf),
+                ("password", PASSWORD),
+                ("next", "https://evil.example/"),
+            ],
         )
         .await;
-    assert_eq!(location(&elsewhere).as_str(), server.url("/account/sessions"));
+    assert_eq!(
+        location(&elsewhere).as_str(),
+        server.url("/account/sessions")
+    );
     server.advance(STALE);
     let stale = walker.get(&server.url("/account/delete")).await;
     assert_eq!(location(&stale).path(), "/reauthenticate");
     let resumed = walker
         .post(
             &server.url("/reauthenticate"),
-            &[("csrf_token", &csrf), ("password", PASSWORD), ("next", "/account/delete")],
+            &[
+                ("csrf_token", &csrf),
+                ("password", PASSWORD),
+                ("next", "/account/delete"),
+            ],
         )
         .await;
     assert_eq!(location(&resumed).as_str(), server.url("/account/delete"));
@@ -223,7 +250,11 @@ async fn an_email_change_and_a_deletion_need_a_recent_login(backend: Backend) {
     server.advance(STALE);
     let access = refreshed(&server, &mut user).await;
     let change = server
-        .post_as(&access, "/api/v1/me/email", json!({ "email": "se2@example.com" }))
+        .post_as(
+            &access,
+            "/api/v1/me/email",
+            json!({ "email": "se2@example.com" }),
+        )
         .await;
     assert_eq!(change.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(change).await, "reauthentication_required");
@@ -231,7 +262,11 @@ async fn an_email_change_and_a_deletion_need_a_recent_login(backend: Backend) {
     assert_eq!(error_code(delete).await, "reauthentication_required");
     assert!(server.mail.to("se2@example.com").is_empty());
     let again = server
-        .post_as(&access, "/api/v1/reauthenticate", json!({ "password": PASSWORD }))
+        .post_as(
+            &access,
+            "/api/v1/reauthenticate",
+            json!({ "password": PASSWORD }),
+        )
         .await;
     assert_eq!(again.status(), StatusCode::NO_CONTENT);
     let delete = server.delete_as(&access, "/api/v1/me").await;

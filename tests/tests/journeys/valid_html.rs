@@ -216,6 +216,31 @@ async fn every_hosted_page_is_valid_html() {
         walker.get(&url("/account/delete")).await,
     )
     .await;
+    save(
+        out,
+        "reauthenticate",
+        walker
+            .get(&url("/reauthenticate?next=/account/delete"))
+            .await,
+    )
+    .await;
+    let page = walker
+        .get(&url("/reauthenticate"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let wrong = walker
+        .post(
+            &url("/reauthenticate"),
+            &[
+                ("csrf_token", &csrf_token(&page)),
+                ("password", "nope nope nope"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    save(out, "reauthenticate-wrong-password", wrong).await;
     save(out, "logout", walker.get(&url("/logout")).await).await;
     let page = walker.get(&url("/logout")).await.text().await.unwrap();
     let signed_out = walker
@@ -223,11 +248,29 @@ async fn every_hosted_page_is_valid_html() {
         .await;
     save(out, "signed-out", signed_out).await;
 
+    // The second step of a login with two-factor authentication.
+    crate::mfa::enrolled_user(&server, "mfa@example.com").await;
+    let second = PageWalker::new();
+    let login = second
+        .log_in(&server.base_url, "mfa@example.com", crate::mfa::PASSWORD)
+        .await;
+    assert_eq!(location(&login).path(), "/login/mfa");
+    let page = second.get(&url("/login/mfa")).await.text().await.unwrap();
+    std::fs::write(out.join("login-mfa.html"), &page).unwrap();
+    let wrong = second
+        .post(
+            &url("/login/mfa"),
+            &[("csrf_token", &csrf_token(&page)), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    save(out, "login-mfa-wrong-code", wrong).await;
+
     let pages: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .collect();
-    assert_eq!(pages.len(), 24);
+    assert_eq!(pages.len(), 28);
     let output = tokio::process::Command::new("java")
         .arg("-jar")
         .arg(&jar)

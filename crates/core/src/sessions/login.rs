@@ -427,6 +427,7 @@ impl Gatehouse {
                 created_at: Set(now),
                 expires_at: Set(now + ttl),
                 used_at: Set(None),
+                email: Set(None),
             }
             .insert(&txn)
             .await?;
