@@ -11,6 +11,7 @@ on_both_databases!(
     an_admin_sees_the_account_as_the_user_and_is_named_in_the_token,
     an_impersonated_session_cannot_change_credentials,
     only_fresh_admins_impersonate_and_never_admins_or_themselves,
+    an_impersonation_ends_when_its_admin_loses_the_role,
 );
 
 const PASSWORD: &str = "impersonated password 1";
@@ -180,4 +181,39 @@ async fn only_fresh_admins_impersonate_and_never_admins_or_themselves(backend: B
     .await;
     assert_eq!(stale.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(stale).await, "reauthentication_required");
+}
+
+async fn an_impersonation_ends_when_its_admin_loses_the_role(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let root = server.admin("root@example.com").await;
+    let helper = server.admin("helper@example.com").await;
+    let helper_id = id_of(&server, &helper.access).await;
+    let user = server.verified_user("id@example.com", PASSWORD).await;
+    let user_id = id_of(&server, &user.access).await;
+    let body: Value = impersonate(&server, &helper.access, &user_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        server.get_as(token, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+    let demoted = server
+        .patch_as(
+            &root.access,
+            &format!("/api/v1/admin/users/{helper_id}"),
+            json!({ "role": "user" }),
+        )
+        .await;
+    assert_eq!(demoted.status(), StatusCode::OK);
+    assert_eq!(
+        server.get_as(token, "/api/v1/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get_as(&user.access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
 }

@@ -20,6 +20,8 @@ on_both_databases!(
     wrong_codes_lock_the_account_even_with_the_right_password,
     removing_mfa_needs_a_recent_login_and_ends_the_second_step,
     the_hosted_login_asks_for_the_code_and_the_id_token_says_so,
+    enrolling_ends_other_sessions_and_does_not_refresh_the_login,
+    a_new_password_ends_logins_waiting_for_their_code,
 );
 
 pub const PASSWORD: &str = "mfa password 1";
@@ -534,4 +536,60 @@ async fn the_hosted_login_asks_for_the_code_and_the_id_token_says_so(backend: Ba
     let claims = decode_claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
     assert_eq!(claims["acr"], "urn:gatehouse:acr:pwd");
+}
+
+async fn enrolling_ends_other_sessions_and_does_not_refresh_the_login(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut tokens = server.verified_user("mj@example.com", PASSWORD).await;
+    let other = server.log_in("mj@example.com", PASSWORD).await;
+    server.advance(Duration::from_secs(10 * 60));
+    let access = crate::step_up::refreshed(&server, &mut tokens).await;
+    let started: Value = server
+        .post_as(&access, "/api/v1/mfa/totp", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = started["secret"].as_str().unwrap();
+    let confirmed = server
+        .post_as(
+            &access,
+            "/api/v1/mfa/totp/confirm",
+            json!({ "code": code_now(&server, secret) }),
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    // The password-only session of before is over: it may be an intruder's.
+    let refresh = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": other.refresh }),
+        )
+        .await;
+    assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
+    // Confirming proved the code, not a new login: 16 minutes after the password, the
+    // session is stale (else enrolling again and again would keep it fresh for ever).
+    server.advance(Duration::from_secs(6 * 60));
+    let stale = server
+        .post_as(&access, "/api/v1/mfa/recovery-codes", json!({}))
+        .await;
+    assert_eq!(error_code(stale).await, "reauthentication_required");
+}
+
+async fn a_new_password_ends_logins_waiting_for_their_code(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = enrolled_user(&server, "mk@example.com").await;
+    // Someone who knows the password waits at the second step; the owner changes it.
+    let waiting = password_step(&server, "mk@example.com").await;
+    let changed = server
+        .post_as(
+            &user.tokens.access,
+            "/api/v1/password/change",
+            json!({ "current_password": PASSWORD, "new_password": "a new mfa password 2" }),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let late = second_step(&server, &waiting, &code_now(&server, &user.secret)).await;
+    assert_eq!(late.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(late).await, "invalid_token");
 }

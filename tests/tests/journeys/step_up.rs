@@ -13,6 +13,7 @@ on_both_databases!(
     admin_writes_need_a_recent_login,
     reauthenticating_one_session_does_not_freshen_another,
     an_email_change_and_a_deletion_need_a_recent_login,
+    a_new_password_ends_a_pending_email_change,
     the_pages_ask_for_the_password_and_resume_the_action,
 );
 
@@ -271,4 +272,40 @@ async fn an_email_change_and_a_deletion_need_a_recent_login(backend: Backend) {
     assert_eq!(again.status(), StatusCode::NO_CONTENT);
     let delete = server.delete_as(&access, "/api/v1/me").await;
     assert_eq!(delete.status(), StatusCode::NO_CONTENT);
+}
+
+async fn a_new_password_ends_a_pending_email_change(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = server.verified_user("sf@example.com", PASSWORD).await;
+    // Someone with the session asks to move the account to their address...
+    let asked = server
+        .post_as(
+            &user.access,
+            "/api/v1/me/email",
+            json!({ "email": "sf-thief@example.com" }),
+        )
+        .await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let link = server
+        .mail
+        .wait_for("sf-thief@example.com", "Confirm the new email address")
+        .await
+        .link();
+    // ...and the owner, warned, changes the password: the pending change ends with it.
+    let changed = server
+        .post_as(
+            &user.access,
+            "/api/v1/password/change",
+            json!({ "current_password": PASSWORD, "new_password": "a safer password 2" }),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let confirm = server
+        .post(
+            "/api/v1/me/email/confirm",
+            json!({ "token": gatehouse_tests::token_of(&link) }),
+        )
+        .await;
+    assert_eq!(confirm.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(confirm).await, "invalid_token");
 }

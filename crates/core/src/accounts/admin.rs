@@ -14,6 +14,7 @@ use crate::accounts::bans::BanView;
 use crate::identity::lockout::LockView;
 use crate::identity::types::{Email, Role};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, AuditRecord, RequestMeta};
+use crate::sessions::impersonation::revoke_impersonations_by;
 use crate::sessions::{Principal, RevokeReason, SessionView, revoke_session, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
 
@@ -319,6 +320,10 @@ impl Gatehouse {
                 session: None,
                 details: Some(details),
             });
+        }
+        let lost_rights = patch.role == Some(Role::User) || patch.disabled == Some(true);
+        if lost_rights {
+            revoke_impersonations_by(&txn, user.id, now).await?;
         }
         let user = if events.is_empty() {
             user

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::accounts::admin::UserView;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::sessions::impersonation::revoke_impersonations_by;
 use crate::sessions::live::banned_now;
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
@@ -115,6 +116,7 @@ impl Gatehouse {
         .update(&txn)
         .await?;
         let revoked = revoke_user_sessions(&txn, user.id, None, RevokeReason::Banned, now).await?;
+        revoke_impersonations_by(&txn, user.id, now).await?;
         let entry = AuditEntry {
             event: AuditEvent::UserBanned,
             actor: Some(admin.user_id),

@@ -31,6 +31,7 @@ use super::{
 use crate::identity::types::Email;
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::sessions::login::MFA_LOGIN_PURPOSE;
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
 
@@ -253,6 +254,25 @@ async fn set_address(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// What a new password (reset or change) ends besides sessions: a pending email change
+/// and logins waiting for their second factor. Either may be an intruder's, made with
+/// the old password, and must not outlive it.
+pub(super) async fn end_pending_changes(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use_up_tokens(conn, user_id, Purpose::ChangeEmail, now).await?;
+    one_time_tokens::Entity::update_many()
+        .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
+        .filter(one_time_tokens::Column::UserId.eq(user_id))
+        .filter(one_time_tokens::Column::Purpose.eq(MFA_LOGIN_PURPOSE))
+        .filter(one_time_tokens::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// Marks every usable token of `purpose` of the account used.

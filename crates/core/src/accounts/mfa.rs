@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::identity::totp::{SecondFactor, amr_of, new_enrolment, new_recovery_codes};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::sessions::Principal;
+use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
 
 /// A started enrolment, as the user's authenticator app takes it.
@@ -89,7 +89,8 @@ impl Gatehouse {
 
     /// Finishes an enrolment with a first code of the app: two-factor authentication is
     /// on from now, and the answer holds the recovery codes, shown this once. The session
-    /// that confirmed counts as authenticated with both factors.
+    /// that confirmed counts as authenticated with both factors (its freshness does not
+    /// change); every other session of the account ends.
     pub async fn confirm_totp(
         &self,
         principal: &Principal,
@@ -134,18 +135,29 @@ impl Gatehouse {
         }
         .update(&txn)
         .await?;
+        // The confirming session proved both factors; its freshness stays what it was
+        // (confirming again and again must not keep a session fresh for ever).
         gatehouse_entity::sessions::ActiveModel {
             id: Set(principal.session_id),
             amr: Set(Some(amr_of(Some(SecondFactor::Totp)).to_owned())),
-            reauthenticated_at: Set(Some(now)),
             ..Default::default()
         }
         .update(&txn)
         .await?;
+        // Every other session logged in with the password alone, perhaps an intruder's:
+        // they end, as after a password change.
+        let revoked = revoke_user_sessions(
+            &txn,
+            user.id,
+            Some(principal.session_id),
+            RevokeReason::MfaEnabled,
+            now,
+        )
+        .await?;
         let codes = self.replace_recovery_codes(&txn, user.id, now).await?;
         let entry = AuditEntry::by_user(AuditEvent::MfaEnabled, user.id)
             .session(principal.session_id)
-            .details(serde_json::json!({ "method": "totp" }));
+            .details(serde_json::json!({ "method": "totp", "sessions_revoked": revoked }));
         audit::record(&txn, now, meta, entry).await?;
         self.commit_revoking(txn).await?;
         Ok(codes)

@@ -361,6 +361,7 @@ impl Gatehouse {
         .await?;
         let revoked =
             revoke_user_sessions(&txn, user.id, None, RevokeReason::PasswordReset, now).await?;
+        email_change::end_pending_changes(&txn, user.id, now).await?;
         // The reset ends the login lock; every device logs in again with the new
         // password and gets a new device token (a stolen one stops counting).
         let lock_ended = self.end_login_lock(&txn, &user.email, now).await?;
@@ -425,6 +426,7 @@ impl Gatehouse {
             now,
         )
         .await?;
+        email_change::end_pending_changes(&txn, user.id, now).await?;
         let entry = AuditEntry::by_user(AuditEvent::PasswordChanged, user.id)
             .session(principal.session_id)
             .details(serde_json::json!({ "sessions_revoked": revoked }));

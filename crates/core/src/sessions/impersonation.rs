@@ -6,20 +6,44 @@
 //! settings or delete the account, and it cannot prove itself fresh. Starting one is an
 //! admin write (the role as stored now, and a recent authentication of the admin) and is
 //! audited with the admin as actor; admins and disabled accounts cannot be impersonated.
+//! When the admin loses the role, or is disabled or banned, their impersonations end.
 
 use chrono::{DateTime, Utc};
 use gatehouse_entity::{sessions, users};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::identity::types::Role;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::sessions::Principal;
+use crate::sessions::{Principal, RevokeReason, revoke_session};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::api_scopes::ACCOUNT_SCOPE;
 use crate::tokens::audience::API_CLIENT_ID;
 use crate::{Error, Gatehouse, Result};
+
+/// Ends the sessions `admin_id` opened as other users, in the caller's transaction (one
+/// that revokes): when the admin loses the admin role, is disabled or banned, what they
+/// opened ends with their rights.
+pub(crate) async fn revoke_impersonations_by(
+    conn: &impl ConnectionTrait,
+    admin_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let opened = sessions::Entity::find()
+        .filter(sessions::Column::ImpersonatorId.eq(admin_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now))
+        .all(conn)
+        .await?;
+    let mut revoked = 0;
+    for session in opened {
+        if revoke_session(conn, session.id, RevokeReason::ImpersonatorLostRights, now).await? {
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
+}
 
 /// An impersonated session's access token.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -107,6 +107,8 @@ pub(crate) enum RevokeReason {
     ConsentWithdrawn,
     AuthorizationCodeReused,
     LoginEnded,
+    MfaEnabled,
+    ImpersonatorLostRights,
     EmailChangeUndone,
     AccountDeleted,
 }
@@ -126,6 +128,8 @@ impl RevokeReason {
             RevokeReason::ConsentWithdrawn => "consent_withdrawn",
             RevokeReason::AuthorizationCodeReused => "authorization_code_reused",
             RevokeReason::LoginEnded => "login_ended",
+            RevokeReason::MfaEnabled => "mfa_enabled",
+            RevokeReason::ImpersonatorLostRights => "impersonator_lost_rights",
             RevokeReason::EmailChangeUndone => "email_change_undone",
             RevokeReason::AccountDeleted => "account_deleted",
         }
