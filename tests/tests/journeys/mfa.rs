@@ -410,6 +410,37 @@ async fn follow(walker: &PageWalker, mut response: Response) -> reqwest::Url {
     panic!("too many redirects");
 }
 
+/// The claims of the ID token the code of `callback` is exchanged for.
+async fn id_token_claims(
+    server: &TestServer,
+    client_id: &str,
+    verifier: &str,
+    callback: &reqwest::Url,
+) -> Value {
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let tokens: Value = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", APP),
+            ("client_id", client_id),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    decode_claims(tokens["id_token"].as_str().unwrap())
+}
+
 async fn the_hosted_login_asks_for_the_code_and_the_id_token_says_so(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin("root@example.com").await;
@@ -466,28 +497,7 @@ async fn the_hosted_login_asks_for_the_code_and_the_id_token_says_so(backend: Ba
         )
         .await;
     let callback = follow(&walker, done).await;
-    let code = callback
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("a code");
-    let tokens: Value = server
-        .http
-        .post(server.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", APP),
-            ("client_id", &client_id),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let claims = decode_claims(tokens["id_token"].as_str().unwrap());
+    let claims = id_token_claims(&server, &client_id, verifier, &callback).await;
     assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]), "{claims}");
     assert_eq!(claims["acr"], "urn:gatehouse:acr:mfa");
 
@@ -512,28 +522,7 @@ async fn the_hosted_login_asks_for_the_code_and_the_id_token_says_so(backend: Ba
         .get(&authorize_url(&server, &client_id, verifier, ""))
         .await;
     let callback = follow(&walker, plain).await;
-    let code = callback
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("a code");
-    let tokens: Value = server
-        .http
-        .post(server.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", APP),
-            ("client_id", &client_id),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let claims = decode_claims(tokens["id_token"].as_str().unwrap());
+    let claims = id_token_claims(&server, &client_id, verifier, &callback).await;
     assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
     assert_eq!(claims["acr"], "urn:gatehouse:acr:pwd");
 }
