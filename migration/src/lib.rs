@@ -16,6 +16,7 @@ mod m20261203_000002_audit_events_occurred_at;
 mod m20261204_000001_user_bans;
 mod m20261204_000002_email_changes;
 mod m20261204_000003_mfa_and_step_up;
+mod m20261205_000001_federated_identities;
 
 /// Every migration of Gatehouse, in the order they run.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_user_bans::Migration),
             Box::new(m20261204_000002_email_changes::Migration),
             Box::new(m20261204_000003_mfa_and_step_up::Migration),
+            Box::new(m20261205_000001_federated_identities::Migration),
         ]
     }
 }

@@ -8,6 +8,7 @@
 //! that captures mail, an HTTP client, and a clock the test moves.
 
 pub mod browser;
+pub mod github;
 pub mod logs;
 pub mod mail;
 pub mod pages;
@@ -121,6 +122,36 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The socket a test server listens on, bound before it starts.
+pub struct Listener {
+    pub socket: TcpListener,
+    /// The issuer's host is `localhost` instead of `127.0.0.1`: a second server whose
+    /// browser cookies must not mix with the first's (cookies ignore ports).
+    pub localhost: bool,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Self {
+            socket: TcpListener::bind("127.0.0.1:0").expect("bind"),
+            localhost: false,
+        }
+    }
+}
+
+impl Listener {
+    /// The URL the server will have, `path` on it.
+    pub fn url(&self, path: &str) -> String {
+        let host = if self.localhost {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        let port = self.socket.local_addr().expect("addr").port();
+        format!("http://{host}:{port}{path}")
+    }
+}
+
 /// A running server and everything a test needs to talk to it.
 pub struct TestServer {
     pub base_url: String,
@@ -158,6 +189,12 @@ impl TestServer {
 
     /// A server with extra TOML settings applied after the suite's own.
     pub async fn start_with(backend: Backend, overrides: &[&str]) -> Self {
+        Self::start_on(backend, overrides, Listener::default()).await
+    }
+
+    /// [`Self::start_with`] on a listener bound beforehand (whose address other servers
+    /// must know first), maybe with `localhost` as the issuer's host.
+    pub async fn start_on(backend: Backend, overrides: &[&str], listener: Listener) -> Self {
         logs::capture();
         let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let (database, database_url) = match backend {
@@ -177,7 +214,7 @@ impl TestServer {
         );
         let mut layers = vec![shared];
         layers.extend(overrides.iter().map(|s| (*s).to_owned()));
-        Self::launch(layers, data_dir, database, None).await
+        Self::launch(layers, data_dir, database, None, listener).await
     }
 
     /// A second instance on the same database and master key, with the same public
@@ -188,6 +225,7 @@ impl TestServer {
             self._data_dir.clone(),
             TestDatabase::Shared,
             Some((&self.config.issuer, self.clock.clone())),
+            Listener::default(),
         )
         .await
     }
@@ -197,15 +235,21 @@ impl TestServer {
         data_dir: Arc<tempfile::TempDir>,
         database: TestDatabase,
         sibling: Option<(&str, Arc<ManualClock>)>,
+        listener: Listener,
     ) -> Self {
         let mail = MailCatcher::start();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let host = if listener.localhost {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        let listener = listener.socket;
         let port = listener.local_addr().expect("addr").port();
         // Instances behind one load balancer share the public URL and (synchronised) time.
         let (issuer, clock) = match sibling {
             Some((issuer, clock)) => (issuer.to_owned(), clock),
             None => (
-                format!("http://127.0.0.1:{port}"),
+                format!("http://{host}:{port}"),
                 Arc::new(ManualClock::default()),
             ),
         };

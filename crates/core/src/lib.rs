@@ -30,6 +30,7 @@
 )]
 
 pub mod accounts;
+pub mod federation;
 pub mod identity;
 pub mod mail;
 mod maintenance;
@@ -79,6 +80,8 @@ pub struct Gatehouse {
     keyed: Arc<platform::secrets::KeyedHashes>,
     /// Seals and opens TOTP secrets (a key derived from the master key for them alone).
     mfa_key: Arc<platform::secrets::SealingKey>,
+    /// The upstream identity providers of `[federation]`.
+    providers: Arc<federation::upstream::Providers>,
     settings: Arc<CoreSettings>,
     rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
     metrics: Arc<platform::metrics::Metrics>,
@@ -95,13 +98,15 @@ impl Gatehouse {
         tokens: Arc<tokens::access::AccessTokens>,
         keys: platform::secrets::DerivedKeys,
         settings: CoreSettings,
-    ) -> Self {
+    ) -> Result<Self> {
         let metrics = Arc::new(platform::metrics::Metrics::new());
         let mut reads = db.reads().clone();
         let mut writer = db.writes().clone();
         metrics.count_statements(&mut reads, "reads");
         metrics.count_statements(&mut writer, "writes");
-        Self {
+        let providers =
+            federation::upstream::Providers::new(&settings.federation, &settings.issuer)?;
+        Ok(Self {
             db: reads,
             writer,
             clock,
@@ -119,10 +124,11 @@ impl Gatehouse {
             )),
             keyed: Arc::new(keys.hashes),
             mfa_key: Arc::new(keys.totp),
+            providers: Arc::new(providers),
             settings: Arc::new(settings),
             rate_limiter: None,
             metrics,
-        }
+        })
     }
 
     /// The service with the request rate limiter of this instance (see [`rate_limit`]).

@@ -23,6 +23,70 @@ pub struct CoreSettings {
     pub browser_sessions: BrowserSessionSettings,
     pub read_cache: ReadCacheSettings,
     pub audit: AuditSettings,
+    pub federation: FederationSettings,
+}
+
+/// `[federation]`: signing in with upstream providers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSettings {
+    /// How long a sign-in may take at the provider, from the button to the callback.
+    #[serde(with = "humantime_serde")]
+    pub flow_timeout: Duration,
+    /// How long the provider's endpoints may take to answer one request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `[[federation.providers]]`: none by default.
+    #[serde(default)]
+    pub providers: Vec<ProviderSettings>,
+}
+
+/// The kind of an upstream provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// GitHub's OAuth apps: the user and their addresses from its REST API.
+    Github,
+    /// Google: OpenID Connect at `https://accounts.google.com`.
+    Google,
+    /// Any OpenID Connect provider, by its `issuer` (discovery, ID token checked against
+    /// its JWKS).
+    Oidc,
+}
+
+/// One `[[federation.providers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// In URLs: `/login/{id}`, `/login/{id}/callback`. Lowercase letters, digits, `-`.
+    pub id: String,
+    pub kind: ProviderKind,
+    /// The button's label ("Sign in with ..."); the kind's name when absent.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    /// A file holding the client secret (read at start-up), instead of `client_secret`.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The scopes asked for; the kind's defaults when absent (`openid email profile`,
+    /// GitHub `read:user user:email`).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// `oidc`: the provider's issuer URL (discovery at
+    /// `{issuer}/.well-known/openid-configuration`). `google`: defaults to Google's.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `github`: the authorization endpoint (GitHub Enterprise); github.com's by default.
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// `github`: the token endpoint; github.com's by default.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// `github`: the REST API's base URL; `https://api.github.com` by default.
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 /// `[audit]`: how long the audit log keeps its entries.

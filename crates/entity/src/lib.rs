@@ -7,6 +7,7 @@ pub mod backchannel_deliveries;
 pub mod browser_sessions;
 pub mod clients;
 pub mod consents;
+pub mod federated_identities;
 pub mod login_devices;
 pub mod login_failures;
 pub mod login_lockouts;

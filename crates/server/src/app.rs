@@ -78,7 +78,7 @@ pub async fn build_gatehouse(
         Arc::new(tokens),
         derived_keys,
         settings,
-    );
+    )?;
     gatehouse.ensure_api_client().await?;
     let limiter =
         gatehouse_core::rate_limit::RateLimiter::new(&config.rate_limit, clock, rate_limit_keys)?;
@@ -107,7 +107,7 @@ pub fn http_server(
     let keepalive = web::Data::new(KeepaliveInterval(config.revocations.keepalive_interval));
     let body_limit = config.server.max_body_bytes;
     let production = config.mode == Mode::Production;
-    let pages = web::Data::new(Pages::new(&config.pages));
+    let pages = web::Data::new(Pages::new(&config.pages, gatehouse.federation_buttons()));
     let cookie_key = *config.master_key()?.cookie_signing_key();
     let browser_idle_timeout = config.browser_sessions.idle_timeout;
     let content_security_policy = content_security_policy(&config.pages.logo_url);

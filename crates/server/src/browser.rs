@@ -15,6 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use gatehouse_core::Gatehouse;
+use gatehouse_core::federation::{FederationFlow, PendingLink, ProviderButton};
 use gatehouse_core::oidc::{AuthorizationRequest, LogoutRequest, Progress};
 use gatehouse_core::platform::secrets::{constant_time_eq, new_token, token_hash};
 use gatehouse_core::sessions::browser::{BrowserState, BrowserUser, LOGIN_SESSION_KEY};
@@ -163,6 +164,8 @@ const PENDING_AUTHORIZATION_KEY: &str = "authorize";
 const PENDING_CONSENTS_KEY: &str = "consents";
 const PENDING_LOGOUT_KEY: &str = "logout";
 const PENDING_MFA_KEY: &str = "mfa";
+const FEDERATION_FLOW_KEY: &str = "federation_flow";
+const PENDING_LINK_KEY: &str = "federation_link";
 
 /// How many consent pages one browser may have open at once (tabs); opening another
 /// forgets the oldest, whose form then answers "nothing to continue".
@@ -322,6 +325,35 @@ impl BrowserSession {
         self.remove(PENDING_MFA_KEY);
     }
 
+    /// Keeps the sign-in started at an upstream provider until its callback (one at a
+    /// time: a new one replaces it).
+    pub fn set_federation_flow(&self, flow: &FederationFlow) -> Result<(), PageError> {
+        self.set(FEDERATION_FLOW_KEY, flow)
+    }
+
+    /// Removes and returns the sign-in waiting for its callback: each is used once.
+    pub fn take_federation_flow(&self) -> Result<Option<FederationFlow>, PageError> {
+        let flow = self.get(FEDERATION_FLOW_KEY)?;
+        self.remove(FEDERATION_FLOW_KEY);
+        Ok(flow)
+    }
+
+    /// Keeps an identity waiting for its account's password.
+    pub fn set_pending_link(&self, pending: &PendingLink) -> Result<(), PageError> {
+        self.set(PENDING_LINK_KEY, pending)
+    }
+
+    pub fn pending_link(&self) -> Result<Option<PendingLink>, PageError> {
+        self.get(PENDING_LINK_KEY)
+    }
+
+    /// Removes and returns the identity waiting for its account's password.
+    pub fn take_pending_link(&self) -> Result<Option<PendingLink>, PageError> {
+        let pending = self.pending_link()?;
+        self.remove(PENDING_LINK_KEY);
+        Ok(pending)
+    }
+
     pub fn pending_authorization(&self) -> Result<Option<PendingAuthorization>, PageError> {
         self.get(PENDING_AUTHORIZATION_KEY)
     }
@@ -467,13 +499,16 @@ const STYLESHEET: &str = include_str!("../assets/gatehouse.css");
 pub struct Pages {
     env: Environment<'static>,
     brand: Value,
+    /// The buttons of the upstream providers (`[[federation.providers]]`), on every page
+    /// as `providers` (the login and sign-up pages show them).
+    providers: Value,
     stylesheet: String,
 }
 
 impl Pages {
     /// Loads the templates: a file of the same name in `pages.templates_dir` overrides a
     /// built-in one.
-    pub fn new(settings: &PageSettings) -> Self {
+    pub fn new(settings: &PageSettings, providers: Vec<ProviderButton>) -> Self {
         let mut env = Environment::new();
         let overrides: Option<PathBuf> = (!settings.templates_dir.as_os_str().is_empty())
             .then(|| settings.templates_dir.clone());
@@ -504,6 +539,7 @@ impl Pages {
                 ("product_name", Some(settings.product_name.clone())),
                 ("logo_url", logo),
             ])),
+            providers: Value::from_serialize(providers),
             stylesheet: format!(
                 "{STYLESHEET}\n:root{{--accent:{}}}\n",
                 settings.accent_colour
@@ -524,10 +560,12 @@ impl Pages {
         csrf_token: &str,
         page: Value,
     ) -> Result<HttpResponse, PageError> {
-        let html = self
-            .env
-            .get_template(template)?
-            .render(context! { brand => self.brand.clone(), csrf_token => csrf_token, ..page })?;
+        let html = self.env.get_template(template)?.render(context! {
+            brand => self.brand.clone(),
+            providers => self.providers.clone(),
+            csrf_token => csrf_token,
+            ..page
+        })?;
         Ok(HttpResponse::build(status)
             .content_type(ContentType::html())
             .body(html))

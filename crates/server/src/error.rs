@@ -91,6 +91,7 @@ fn answer(error: &CoreError) -> Answer {
         E::InvalidMfaCode => (S::BAD_REQUEST, "invalid_mfa_code", "invalid_request"),
         E::MfaCodeRequired => (S::BAD_REQUEST, "mfa_code_required", "invalid_request"),
         E::NotFound(_) => (S::NOT_FOUND, "not_found", "invalid_request"),
+        E::Upstream { .. } => (S::BAD_GATEWAY, "upstream_failed", "server_error"),
         E::TooManyAttempts { .. } => (S::TOO_MANY_REQUESTS, "too_many_attempts", "invalid_request"),
         // RFC 6749 has no code for it: an extension code (section 8.5), the same as the API's.
         E::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited", "rate_limited"),

@@ -19,6 +19,7 @@ mod concurrent_writes;
 mod consent_binding;
 mod database_outage;
 mod email_change;
+mod federation;
 mod hashing;
 mod health;
 mod hosted_pages;

@@ -40,7 +40,11 @@ async fn every_hosted_page_is_valid_html() {
     let jar = validator();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
-    let server = TestServer::start(Backend::Sqlite).await;
+    // A provider, so that the login, sign-up and account pages show its buttons.
+    let github = gatehouse_tests::github::FakeGitHub::start();
+    let provider = github.provider_settings();
+    let server =
+        TestServer::start_with(Backend::Sqlite, &[gatehouse_tests::FAST_HASHING, &provider]).await;
     let admin = server.admin("root@example.com").await;
     let redirect = "http://127.0.0.1:9/cb";
     let (client_id, _) = server

@@ -31,7 +31,7 @@ use super::{
 use crate::identity::types::Email;
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::sessions::login::MFA_LOGIN_PURPOSE;
+use crate::sessions::login::MFA_LOGIN_PURPOSES;
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
 
@@ -268,7 +268,7 @@ pub(super) async fn end_pending_changes(
     one_time_tokens::Entity::update_many()
         .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
         .filter(one_time_tokens::Column::UserId.eq(user_id))
-        .filter(one_time_tokens::Column::Purpose.eq(MFA_LOGIN_PURPOSE))
+        .filter(one_time_tokens::Column::Purpose.is_in(MFA_LOGIN_PURPOSES))
         .filter(one_time_tokens::Column::UsedAt.is_null())
         .exec(conn)
         .await?;

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::identity::totp::{SecondFactor, amr_of, new_enrolment, new_recovery_codes};
+use crate::identity::totp::{FirstFactor, SecondFactor, amr_of, new_enrolment, new_recovery_codes};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
@@ -139,7 +139,10 @@ impl Gatehouse {
         // (confirming again and again must not keep a session fresh for ever).
         gatehouse_entity::sessions::ActiveModel {
             id: Set(principal.session_id),
-            amr: Set(Some(amr_of(Some(SecondFactor::Totp)).to_owned())),
+            amr: Set(Some(amr_of(
+                FirstFactor::Password,
+                Some(SecondFactor::Totp),
+            ))),
             ..Default::default()
         }
         .update(&txn)

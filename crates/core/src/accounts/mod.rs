@@ -19,13 +19,15 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{one_time_tokens, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    Set, SqlErr,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::accounts::mail_cooldown::MailPurpose;
+use crate::identity::hashing::NO_PASSWORD;
 use crate::identity::types::{Email, Password, Role};
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
@@ -400,7 +402,7 @@ impl Gatehouse {
             .ok_or(Error::Unauthenticated)?;
         if !self
             .hasher
-            .verify(&current, Some(&user.password_hash))
+            .verify(&current, crate::identity::hashing::stored_password(&user))
             .await?
             .matches
         {
@@ -448,7 +450,43 @@ impl Gatehouse {
             .ok_or(Error::Unauthenticated)
     }
 
-    async fn find_by_email(&self, email: &Email) -> Result<Option<users::Model>> {
+    /// The account a first sign-in at an upstream provider makes, in `txn`: no password,
+    /// the address verified only when the provider said it verified it (otherwise the
+    /// verification mail is queued, as after a sign-up). Returns the account and whether
+    /// a mail was queued (wake the mail worker after the commit). `Conflict` if the
+    /// address is taken.
+    pub(crate) async fn insert_federated_account(
+        &self,
+        txn: &DatabaseTransaction,
+        email: &Email,
+        name: Option<&str>,
+        verified: bool,
+        provider_id: &str,
+        meta: &RequestMeta,
+    ) -> Result<(users::Model, bool)> {
+        let now = self.clock.now();
+        let account = NewAccount {
+            email: email.clone(),
+            name: parse_name(name).unwrap_or_default(),
+            role: Role::User,
+            verified,
+        };
+        let user = insert_account(txn, account, NO_PASSWORD.to_owned(), now).await?;
+        let entry = AuditEntry::by_user(AuditEvent::Signup, user.id)
+            .details(serde_json::json!({ "provider": provider_id }));
+        audit::record(txn, now, meta, entry).await?;
+        if verified {
+            return Ok((user, false));
+        }
+        let token = self.prepare_verification(txn, &user, now).await?;
+        self.start_mail_cooldown(txn, MailPurpose::VerifyEmail, email, now)
+            .await?;
+        self.enqueue_verification(txn, &user, &token).await?;
+        Ok((user, true))
+    }
+
+    /// The account of an address, if any.
+    pub(crate) async fn find_by_email(&self, email: &Email) -> Result<Option<users::Model>> {
         Ok(users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
             .one(&self.db)

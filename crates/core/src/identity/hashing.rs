@@ -25,6 +25,22 @@ use crate::identity::types::Password;
 use crate::settings::PasswordSettings;
 use crate::{Error, Result};
 
+/// The `password_hash` of an account without a password (made by a first sign-in at an
+/// upstream provider): no PHC string, so no password can match it.
+pub(crate) const NO_PASSWORD: &str = "!";
+
+/// The hash to check a password of `user` against: none for an account without a
+/// password, which [`PasswordHasher::verify`] then checks against the dummy hash (the
+/// same work, never a match).
+pub(crate) fn stored_password(user: &gatehouse_entity::users::Model) -> Option<&str> {
+    has_password(user).then_some(user.password_hash.as_str())
+}
+
+/// Whether the account has a password to log in with.
+pub(crate) fn has_password(user: &gatehouse_entity::users::Model) -> bool {
+    user.password_hash != NO_PASSWORD
+}
+
 /// The result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verification {

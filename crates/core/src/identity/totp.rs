@@ -63,13 +63,27 @@ impl SecondFactor {
     }
 }
 
-/// The RFC 8176 `amr` values of a login, space-separated: a password, and the second
-/// factor if one was presented (`otp` for an authenticator code; `mfa` for either).
-pub(crate) fn amr_of(second_factor: Option<SecondFactor>) -> &'static str {
+/// How a login proved who the user is before any second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstFactor {
+    /// The account's password (`pwd`).
+    Password,
+    /// A sign-in at an upstream provider (`fed`: RFC 8176 has no value for it).
+    Federated,
+}
+
+/// The `amr` values of a login, space-separated: the first factor (`pwd`, or `fed` for
+/// an upstream provider), and the second if one was presented (RFC 8176: `otp` for an
+/// authenticator code; `mfa` for either).
+pub(crate) fn amr_of(first: FirstFactor, second_factor: Option<SecondFactor>) -> String {
+    let first = match first {
+        FirstFactor::Password => "pwd",
+        FirstFactor::Federated => "fed",
+    };
     match second_factor {
-        None => "pwd",
-        Some(SecondFactor::Totp) => "pwd otp mfa",
-        Some(SecondFactor::RecoveryCode) => "pwd mfa",
+        None => first.to_owned(),
+        Some(SecondFactor::Totp) => format!("{first} otp mfa"),
+        Some(SecondFactor::RecoveryCode) => format!("{first} mfa"),
     }
 }
 

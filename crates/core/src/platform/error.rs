@@ -82,6 +82,10 @@ pub enum Error {
     /// The request conflicts with the current state.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// An upstream identity provider (`[[federation.providers]]`) failed, or answered
+    /// something that cannot be trusted; the message names the step, never a secret.
+    #[error("signing in with {provider} failed: {message}")]
+    Upstream { provider: String, message: String },
     /// Too many failed logins for this address or from this IP: wait.
     #[error("too many failed logins; try again later")]
     TooManyAttempts { retry_after: Duration },

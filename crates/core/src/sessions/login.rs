@@ -17,9 +17,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::identity::hashing::Verification;
+use crate::identity::hashing::{Verification, stored_password};
 use crate::identity::lockout::{Judged, LoginAttempt};
-use crate::identity::totp::{SecondFactor, amr_of};
+use crate::identity::totp::{FirstFactor, amr_of};
 use crate::identity::types::{Email, Password};
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
@@ -33,7 +33,11 @@ use crate::{Error, Gatehouse, Result};
 
 /// The `purpose` of the one-time token that carries a login from its password to its
 /// second factor.
-pub(crate) const MFA_LOGIN_PURPOSE: &str = "mfa_login";
+const MFA_LOGIN_PURPOSE: &str = "mfa_login";
+/// The same, from a sign-in at an upstream provider to the second factor.
+const MFA_LOGIN_FEDERATED_PURPOSE: &str = "mfa_login_federated";
+/// Both: the logins waiting for their second factor.
+pub(crate) const MFA_LOGIN_PURPOSES: [&str; 2] = [MFA_LOGIN_PURPOSE, MFA_LOGIN_FEDERATED_PURPOSE];
 
 /// A checked login and the session it opened.
 struct OpenedSession {
@@ -249,7 +253,7 @@ impl Gatehouse {
         password: &Password,
     ) -> Result<Verification> {
         self.hasher
-            .verify(password, user.map(|u| u.password_hash.as_str()))
+            .verify(password, user.and_then(stored_password))
             .await
     }
 
@@ -302,7 +306,7 @@ impl Gatehouse {
         let now = self.clock.now();
         let pending = one_time_tokens::Entity::find()
             .filter(one_time_tokens::Column::TokenHash.eq(token_hash(mfa_token.expose_secret())))
-            .filter(one_time_tokens::Column::Purpose.eq(MFA_LOGIN_PURPOSE))
+            .filter(one_time_tokens::Column::Purpose.is_in(MFA_LOGIN_PURPOSES))
             .filter(one_time_tokens::Column::UsedAt.is_null())
             .filter(one_time_tokens::Column::ExpiresAt.gt(now))
             .one(&self.db)
@@ -337,6 +341,10 @@ impl Gatehouse {
             self.release_login_attempt(&self.writer, &attempt).await?;
             return Err(Error::InvalidOneTimeToken);
         }
+        let first = match pending.purpose.as_str() {
+            MFA_LOGIN_FEDERATED_PURPOSE => FirstFactor::Federated,
+            _ => FirstFactor::Password,
+        };
         let details = serde_json::json!({ "second_factor": factor.as_str() });
         let opened = self
             .open_session_in(
@@ -344,7 +352,7 @@ impl Gatehouse {
                 user,
                 attempt,
                 refresh_client,
-                Some(factor),
+                amr_of(first, Some(factor)),
                 Some(details),
                 meta,
                 now,
@@ -415,32 +423,117 @@ impl Gatehouse {
             // The password is right; the session waits for the second factor. The
             // failures stay counted: only a login that completes clears them, so a
             // known password does not buy unlimited guesses at the code.
-            self.release_login_attempt(&txn, &attempt).await?;
-            let (token, hash) = new_token()?;
-            let ttl = chrono::Duration::from_std(self.settings.auth.mfa_login_timeout)
-                .unwrap_or_default();
-            one_time_tokens::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                user_id: Set(user.id),
-                purpose: Set(MFA_LOGIN_PURPOSE.to_owned()),
-                token_hash: Set(hash),
-                created_at: Set(now),
-                expires_at: Set(now + ttl),
-                used_at: Set(None),
-                email: Set(None),
-            }
-            .insert(&txn)
-            .await?;
-            let entry = AuditEntry::by_user(AuditEvent::MfaChallenged, user.id);
-            audit::record(&txn, now, meta, entry).await?;
-            txn.commit().await?;
+            let token = self
+                .await_second_factor(txn, &user, &attempt, FirstFactor::Password, meta, now)
+                .await?;
             return Ok(Checked::MfaRequired(token));
         }
         let details = verification
             .needs_rehash
             .then(|| serde_json::json!({ "password_hash_upgraded": true }));
+        let amr = amr_of(FirstFactor::Password, None);
         let opened = self
-            .open_session_in(txn, user, attempt, refresh_client, None, details, meta, now)
+            .open_session_in(txn, user, attempt, refresh_client, amr, details, meta, now)
+            .await?;
+        Ok(Checked::Opened(Box::new(opened)))
+    }
+
+    /// A login whose first factor passed, on an account with two-factor authentication:
+    /// the attempt given back (its failures stay), and the single-use MFA token of the
+    /// second step (only its hash stored), in `txn` (which it commits).
+    async fn await_second_factor(
+        &self,
+        txn: DatabaseTransaction,
+        user: &users::Model,
+        attempt: &LoginAttempt,
+        first: FirstFactor,
+        meta: &RequestMeta,
+        now: DateTime<Utc>,
+    ) -> Result<SecretString> {
+        self.release_login_attempt(&txn, attempt).await?;
+        let (token, hash) = new_token()?;
+        let ttl =
+            chrono::Duration::from_std(self.settings.auth.mfa_login_timeout).unwrap_or_default();
+        let purpose = match first {
+            FirstFactor::Password => MFA_LOGIN_PURPOSE,
+            FirstFactor::Federated => MFA_LOGIN_FEDERATED_PURPOSE,
+        };
+        one_time_tokens::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user.id),
+            purpose: Set(purpose.to_owned()),
+            token_hash: Set(hash),
+            created_at: Set(now),
+            expires_at: Set(now + ttl),
+            used_at: Set(None),
+            email: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        let entry = AuditEntry::by_user(AuditEvent::MfaChallenged, user.id);
+        audit::record(&txn, now, meta, entry).await?;
+        txn.commit().await?;
+        Ok(token)
+    }
+
+    /// A login through an upstream provider (see [`crate::federation`]) for the account
+    /// its identity is linked to: under the account's lockout and login refusals like a
+    /// password login, on to the second factor when the account has one.
+    pub(crate) async fn federated_login(
+        &self,
+        user: users::Model,
+        provider_id: &str,
+        meta: &RequestMeta,
+    ) -> Result<BrowserPasswordLogin> {
+        // In a task of its own, to its end, like every login step (see `login_step`).
+        let this = self.clone();
+        let (provider_id, meta) = (provider_id.to_owned(), meta.clone());
+        let checked = tokio::spawn(async move {
+            let now = this.clock.now();
+            let email = Email::parse(&user.email)?;
+            let attempt = this.reserve_login_attempt(&email, None).await?;
+            let checked = this
+                .federated_step(user, attempt, &provider_id, &meta, now)
+                .await;
+            this.metrics.login(login_outcome(&checked));
+            checked
+        })
+        .await
+        .map_err(|e| Error::internal(format!("the login task failed: {e}")))?;
+        Ok(match checked? {
+            Checked::Opened(opened) => BrowserPasswordLogin::Opened {
+                login: BrowserLogin {
+                    user_id: opened.user.id,
+                    session_id: opened.session_id,
+                },
+                device_token: opened.device_token,
+            },
+            Checked::MfaRequired(mfa_token) => BrowserPasswordLogin::MfaRequired { mfa_token },
+        })
+    }
+
+    async fn federated_step(
+        &self,
+        user: users::Model,
+        attempt: LoginAttempt,
+        provider_id: &str,
+        meta: &RequestMeta,
+        now: DateTime<Utc>,
+    ) -> Result<Checked> {
+        if let Some(error) = self.refuse_login(&user, &attempt, now, meta).await? {
+            return Err(error);
+        }
+        let txn = self.begin_write().await?;
+        if user.mfa_enabled_at.is_some() {
+            let token = self
+                .await_second_factor(txn, &user, &attempt, FirstFactor::Federated, meta, now)
+                .await?;
+            return Ok(Checked::MfaRequired(token));
+        }
+        let details = Some(serde_json::json!({ "provider": provider_id }));
+        let amr = amr_of(FirstFactor::Federated, None);
+        let opened = self
+            .open_session_in(txn, user, attempt, None, amr, details, meta, now)
             .await?;
         Ok(Checked::Opened(Box::new(opened)))
     }
@@ -525,7 +618,7 @@ impl Gatehouse {
         user: users::Model,
         attempt: LoginAttempt,
         refresh_client: Option<&str>,
-        second_factor: Option<SecondFactor>,
+        amr: String,
         details: Option<serde_json::Value>,
         meta: &RequestMeta,
         now: DateTime<Utc>,
@@ -548,7 +641,7 @@ impl Gatehouse {
             parent_id: Set(None),
             client_id: Set(None),
             auth_time: Set(None),
-            amr: Set(Some(amr_of(second_factor).to_owned())),
+            amr: Set(Some(amr)),
             reauthenticated_at: Set(None),
             impersonator_id: Set(None),
         }

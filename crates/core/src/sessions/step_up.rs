@@ -11,7 +11,8 @@ use gatehouse_entity::{sessions, users};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use secrecy::SecretString;
 
-use crate::identity::totp::amr_of;
+use crate::identity::hashing::stored_password;
+use crate::identity::totp::{FirstFactor, amr_of};
 use crate::identity::types::{Email, Password};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::sessions::Principal;
@@ -91,11 +92,7 @@ impl Gatehouse {
         }
         let email = Email::parse(&user.email)?;
         let attempt = self.reserve_login_attempt(&email, None).await?;
-        let matches = match self
-            .hasher
-            .verify(&password, Some(&user.password_hash))
-            .await
-        {
+        let matches = match self.hasher.verify(&password, stored_password(&user)).await {
             Ok(verification) => verification.matches,
             Err(e) => {
                 self.release_login_attempt(&self.writer, &attempt).await?;
@@ -129,7 +126,7 @@ impl Gatehouse {
             ..Default::default()
         };
         if factor.is_some() {
-            change.amr = Set(Some(amr_of(factor).to_owned()));
+            change.amr = Set(Some(amr_of(FirstFactor::Password, factor)));
         }
         change.update(&txn).await?;
         self.release_login_attempt(&txn, &attempt).await?;

@@ -2,6 +2,7 @@
 //! file (`--config` or `GATEHOUSE_CONFIG`), then `GATEHOUSE__SECTION__KEY` environment
 //! variables. Unknown keys are an error. Loaded and checked once, in `main`, then passed in.
 
+mod federation;
 pub mod metrics;
 pub mod server;
 
@@ -66,6 +67,7 @@ pub struct Config {
     pub revocations: RevocationSettings,
     pub maintenance: MaintenanceSettings,
     pub audit: AuditSettings,
+    pub federation: gatehouse_core::settings::FederationSettings,
     pub log: LogSettings,
     pub oidc: OidcSettings,
     pub backchannel_logout: BackchannelLogoutSettings,
@@ -172,6 +174,12 @@ impl Config {
         if let Some(path) = &self.mail.smtp_url_file {
             self.mail.smtp_url = read_secret(path, "mail.smtp_url_file")?;
         }
+        for provider in &mut self.federation.providers {
+            if let Some(path) = &provider.client_secret_file {
+                let setting = format!("federation.providers[{}].client_secret_file", provider.id);
+                provider.client_secret = Some(read_secret(path, &setting)?);
+            }
+        }
         if let Some(path) = &self.metrics.bearer_token_file {
             self.metrics.bearer_token = Some(read_secret(path, "metrics.bearer_token_file")?);
         }
@@ -228,6 +236,10 @@ impl Config {
             self.mode == Mode::Production,
         ));
         problems.extend(crate::rate_limit::problems(&self.rate_limit));
+        problems.extend(federation::problems(
+            &self.federation,
+            self.mode == Mode::Production,
+        ));
         problems.extend(metrics::problems(
             &self.metrics,
             self.server.bind,
@@ -358,6 +370,7 @@ impl Config {
             browser_sessions: self.browser_sessions.clone(),
             read_cache: self.read_cache.clone(),
             audit: self.audit.clone(),
+            federation: self.federation.clone(),
         }
     }
 }

@@ -55,6 +55,8 @@ pub mod bodies;
         api::start_totp,
         api::confirm_totp,
         api::remove_totp,
+        api::list_identities,
+        api::unlink_identity,
         api::regenerate_recovery_codes,
         api::refresh,
         api::logout,
@@ -313,7 +315,13 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
             vec![fresh(), E::ImpersonatedSession, conflict("mfa_not_enabled")]
         }
         "refresh" => vec![E::InvalidRefreshToken],
-        "logout" | "me" | "list_sessions" => vec![],
+        "logout" | "me" | "list_sessions" | "list_identities" => vec![],
+        "unlink_identity" => vec![
+            not_found(),
+            fresh(),
+            E::ImpersonatedSession,
+            conflict("last_sign_in_method"),
+        ],
         "delete_me" => vec![
             conflict("admin_cannot_be_deleted"),
             fresh(),

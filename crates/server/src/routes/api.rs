@@ -24,6 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(start_totp)
         .service(confirm_totp)
         .service(remove_totp)
+        .service(list_identities)
+        .service(unlink_identity)
         .service(regenerate_recovery_codes)
         .service(refresh)
         .service(logout)
@@ -549,6 +551,42 @@ async fn remove_totp(
     ClientMeta(meta): ClientMeta,
 ) -> Result<HttpResponse, ApiError> {
     gatehouse.remove_totp(&principal, &meta).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/identities",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The upstream providers' identities linked to the account, oldest first", body = Vec<gatehouse_core::federation::IdentityView>)),
+)]
+#[get("/me/identities")]
+async fn list_identities(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(gatehouse.linked_identities(&principal).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/identities/{id}",
+    tag = "account",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The identity's id")),
+    responses((status = 204, description = "The identity no longer signs in to the account")),
+)]
+#[delete("/me/identities/{id}")]
+async fn unlink_identity(
+    gatehouse: web::Data<Gatehouse>,
+    Authenticated(principal): Authenticated,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse
+        .unlink_identity(&principal, id.into_inner(), &meta)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use gatehouse_core::Gatehouse;
 use gatehouse_core::SessionView;
+use gatehouse_core::federation::IdentityView;
 use gatehouse_core::oidc::AppConsent;
 use gatehouse_core::sessions::browser::BrowserUser;
 use minijinja::{Value, context};
@@ -17,23 +18,55 @@ use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
 
+#[derive(Deserialize)]
+pub(super) struct AccountQuery {
+    linked: Option<String>,
+    unlinked: Option<String>,
+}
+
 #[get("/account/sessions")]
 pub(super) async fn sessions_page(
     gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
     browser: BrowserSession,
+    query: web::Query<AccountQuery>,
 ) -> Result<HttpResponse, PageError> {
     let user = browser.user().await?.ok_or(PageError::LoginRequired)?;
-    let sessions = gatehouse.list_own_sessions(&user.principal()).await?;
+    let principal = user.principal();
+    let sessions = gatehouse.list_own_sessions(&principal).await?;
     let apps = gatehouse.app_consents(user.user_id).await?;
-    let view = account_view(&user.email, sessions, apps);
-    show(&pages, &browser, "sessions.html", view)
+    let identities = gatehouse.linked_identities(&principal).await?;
+    let notice = match (&query.linked, &query.unlinked) {
+        (Some(_), _) => Some("The provider is linked: you can sign in with it."),
+        (None, Some(_)) => Some("The provider is unlinked: it no longer signs you in."),
+        (None, None) => None,
+    };
+    let view = account_view(&user.email, sessions, apps, identities);
+    show(
+        &pages,
+        &browser,
+        "sessions.html",
+        context! { notice, ..view },
+    )
 }
 
-/// What the account page shows: the live sessions and the apps allowed.
-fn account_view(email: &str, sessions: Vec<SessionView>, apps: Vec<AppConsent>) -> Value {
+/// What the account page shows: the live sessions, the apps allowed and the linked
+/// providers.
+fn account_view(
+    email: &str,
+    sessions: Vec<SessionView>,
+    apps: Vec<AppConsent>,
+    identities: Vec<IdentityView>,
+) -> Value {
     context! {
         user_email => email,
+        identities => identities.into_iter().map(|i| context! {
+            id => i.id.to_string(),
+            provider => i.provider,
+            provider_name => i.provider_name,
+            email => i.email,
+            linked_at => readable(i.linked_at),
+        }).collect::<Vec<_>>(),
         sessions => sessions.into_iter().map(|s| context! {
             id => s.id.to_string(),
             created_at => readable(s.created_at),

@@ -3,8 +3,8 @@
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use gatehouse_core::Gatehouse;
 use gatehouse_core::sessions::login::BrowserPasswordLogin;
+use gatehouse_core::{Gatehouse, RequestMeta};
 use minijinja::context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -15,6 +15,11 @@ use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
 use crate::rate_limit::RateLimits;
+
+/// Where a login without an app to go back to ends.
+const ACCOUNT_PAGE: &str = "/account/sessions";
+/// The account page, saying that an upstream provider's identity was linked.
+pub(super) const LINKED_NOTICE: &str = "/account/sessions?linked=1";
 
 #[derive(Deserialize)]
 struct LoginQuery {
@@ -32,14 +37,20 @@ pub(super) async fn page(
     if pending.is_none() && browser.user().await?.is_some() {
         return Ok(see_other("/account/sessions"));
     }
+    let link = browser.pending_link()?;
     let email = query
         .email
         .clone()
+        .or_else(|| link.as_ref().and_then(|l| l.identity.email.clone()))
         .or_else(|| pending.and_then(|p| p.request.login_hint));
-    let notice = query
-        .verified
-        .as_ref()
-        .map(|_| "Your email address is verified. Log in to continue.");
+    let notice = match (&link, &query.verified) {
+        (Some(link), _) => Some(format!(
+            "An account with this email address exists. Log in with its password to link your {} account to it.",
+            link.provider_name
+        )),
+        (None, Some(_)) => Some("Your email address is verified. Log in to continue.".to_owned()),
+        (None, None) => None,
+    };
     let view = context! { email, notice, client_name => client_name(&browser)? };
     show(&pages, &browser, "login.html", view)
 }
@@ -103,7 +114,7 @@ pub(super) async fn log_in(
         .log_in_browser(&form.email, form.password, device_token, &meta)
         .await;
     match login {
-        Ok(login) => finish(&gatehouse, &browser, login),
+        Ok(login) => finish(&gatehouse, &browser, login, &meta).await,
         Err(e) => {
             let unverified = matches!(e, gatehouse_core::Error::EmailNotVerified);
             let view = context! {
@@ -117,11 +128,13 @@ pub(super) async fn log_in(
 }
 
 /// Where a login step leads: into the account (or back to the app), with the device
-/// cookie, or on to the second factor's page.
-fn finish(
+/// cookie, or on to the second factor's page. A login that completes links the
+/// identity of an upstream provider that waited for this account's password.
+pub(super) async fn finish(
     gatehouse: &Gatehouse,
     browser: &BrowserSession,
     login: BrowserPasswordLogin,
+    meta: &RequestMeta,
 ) -> Result<HttpResponse, PageError> {
     match login {
         BrowserPasswordLogin::Opened {
@@ -130,7 +143,16 @@ fn finish(
         } => {
             browser.clear_pending_mfa();
             browser.start_login(login.session_id)?;
-            let mut response = see_other(browser.after_login()?);
+            let mut next = browser.after_login()?;
+            if let Some(pending) = browser.take_pending_link()?
+                && gatehouse
+                    .link_pending_identity(login.user_id, pending, meta)
+                    .await?
+                && next == ACCOUNT_PAGE
+            {
+                next = LINKED_NOTICE;
+            }
+            let mut response = see_other(next);
             response
                 .add_cookie(&device_cookie(gatehouse, &device_token))
                 .map_err(|e| PageError::from(gatehouse_core::Error::Internal(Box::new(e))))?;
@@ -180,7 +202,7 @@ pub(super) async fn log_in_mfa(
         .log_in_browser_second_factor(mfa_token, form.code, device_token, &meta)
         .await;
     match login {
-        Ok(login) => finish(&gatehouse, &browser, login),
+        Ok(login) => finish(&gatehouse, &browser, login, &meta).await,
         Err(gatehouse_core::Error::InvalidOneTimeToken) => {
             // The step waited too long, or was finished in another tab: start again.
             browser.clear_pending_mfa();

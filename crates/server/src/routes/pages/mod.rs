@@ -12,6 +12,7 @@ mod account;
 mod consent;
 pub mod csrf;
 mod email_change;
+mod federation;
 mod login;
 mod logout;
 mod password;
@@ -59,6 +60,8 @@ form_posts! {
     "/account/sessions/revoke-others" => account::revoke_other_sessions,
     "/account/apps/{client_id}/withdraw" => account::withdraw_consent,
     "/account/delete" => account::delete_account,
+    "/account/identities/link/{provider}" => federation::link,
+    "/account/identities/{id}/unlink" => federation::unlink,
     "/confirm-email" => email_change::confirm,
     "/undo-email-change" => email_change::undo,
     "/consent" => consent::answer,
@@ -84,6 +87,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(logout::page)
         .service(reauthenticate::page);
     configure_form_posts(cfg);
+    // After `/login/mfa`: a provider's id is any other path segment.
+    cfg.service(federation::start).service(federation::callback);
 }
 
 /// Mistakes of a form, by field (`form` for the whole form).

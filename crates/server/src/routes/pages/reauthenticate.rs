@@ -18,6 +18,8 @@ use crate::extract::ClientMeta;
 
 /// Where a browser goes to prove itself again before deleting its account.
 pub(super) const ASK_FOR_DELETION: &str = "/reauthenticate?next=/account/delete";
+/// The same, for an action of the account page (linking or unlinking a provider).
+pub(super) const ASK_FOR_ACCOUNT: &str = "/reauthenticate?next=/account/sessions";
 
 /// `next` if it is a path of the account pages of this server, else the account page:
 /// never another host, scheme or path (no open redirect).
