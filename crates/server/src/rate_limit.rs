@@ -61,6 +61,8 @@ pub fn classify(method: &Method, path: &str) -> Option<(RateClass, Rendering)> {
         "/signup" if post => (C::Signup, R::Form),
         "/verify-email/resend" | "/forgot-password" if post => (C::Mail, R::Form),
         "/reset-password" if post => (C::PasswordReset, R::Form),
+        // A sign-in at an upstream provider, its start and its callback: logins.
+        _ if path.starts_with("/login/") && path != "/login/mfa" => (C::Login, R::Page),
         _ if path.starts_with("/oauth2/authorize") || path == "/consent" => (C::Authorize, R::Page),
         _ if path.starts_with("/api/")
             || path.starts_with("/oauth2/")

@@ -18,7 +18,7 @@ use crate::mfa::{PASSWORD as MFA_PASSWORD, code_now, enrolled_user};
 
 on_both_databases!(
     a_first_github_sign_in_makes_a_verified_account_and_signs_in_again,
-    an_unverified_github_address_makes_an_account_that_must_verify_it,
+    an_unverified_github_address_makes_no_account,
     the_state_belongs_to_the_browser_that_started_and_is_used_once,
     a_verified_upstream_address_of_an_account_links_only_after_its_password,
     an_unverified_upstream_address_never_reaches_an_existing_account,
@@ -26,6 +26,7 @@ on_both_databases!(
     unlinking_needs_step_up_and_keeps_a_way_to_sign_in,
     a_linked_provider_does_not_skip_the_second_factor,
     linking_from_the_account_page_needs_step_up_and_a_free_identity,
+    guessed_passwords_do_not_lock_a_known_browser_out_of_its_provider,
     another_gatehouse_as_an_openid_connect_provider,
 );
 
@@ -146,42 +147,24 @@ async fn a_first_github_sign_in_makes_a_verified_account_and_signs_in_again(back
     assert_eq!(identities_of(&server, user.id).await, 1);
 }
 
-async fn an_unverified_github_address_makes_an_account_that_must_verify_it(backend: Backend) {
+async fn an_unverified_github_address_makes_no_account(backend: Backend) {
     let (server, github) = with_github(backend).await;
+    // Anyone can put any address on a new GitHub account; GitHub has not verified it.
     github.sign_in_as(octocat("unsure@example.com", false));
     let walker = PageWalker::new();
     let answered = via_github(&server, &walker).await;
-    assert_eq!(answered.status(), StatusCode::FORBIDDEN);
+    assert_eq!(answered.status(), StatusCode::CONFLICT);
+    let page = answered.text().await.unwrap();
     assert!(
-        answered
-            .text()
-            .await
-            .unwrap()
-            .contains("Verify your email address")
+        page.contains("has not verified your email address"),
+        "{page}"
     );
     assert!(account_page(&server, &walker).await.is_none());
-
-    let user = user_row(&server, "unsure@example.com")
-        .await
-        .expect("account");
-    assert!(user.email_verified_at.is_none(), "never marked verified");
-    let mail = server
-        .mail
-        .wait_for("unsure@example.com", "Confirm your email")
-        .await;
-    let verified = walker
-        .post(
-            &server.url("/verify-email"),
-            &[
-                ("csrf_token", &walker.csrf_of(&mail.link()).await),
-                ("token", &gatehouse_tests::token_of(&mail.link())),
-            ],
-        )
-        .await;
-    assert!(verified.status().is_success() || verified.status().is_redirection());
-    // Verified by the link: the sign-in now opens a session.
-    let signed_in = via_github(&server, &walker).await;
-    assert_eq!(location(&signed_in).path(), "/account/sessions");
+    assert!(
+        user_row(&server, "unsure@example.com").await.is_none(),
+        "no account squats the address for its owner to take over later"
+    );
+    assert!(server.mail.to("unsure@example.com").is_empty());
 }
 
 async fn the_state_belongs_to_the_browser_that_started_and_is_used_once(backend: Backend) {
@@ -274,6 +257,12 @@ async fn a_verified_upstream_address_of_an_account_links_only_after_its_password
         server.url("/account/sessions?linked=1")
     );
     assert_eq!(identities_of(&server, user.id).await, 1);
+    // The owner hears of every new way in.
+    let notice = server
+        .mail
+        .wait_for("ada@example.com", "GitHub can now sign in")
+        .await;
+    assert!(notice.text.contains("unlink GitHub"), "{}", notice.text);
     let linked = server.get_as(&owner.access, "/api/v1/me/identities").await;
     assert_eq!(linked.status(), StatusCode::OK);
     let linked: serde_json::Value = linked.json().await.unwrap();
@@ -301,6 +290,14 @@ async fn an_unverified_upstream_address_never_reaches_an_existing_account(backen
     let attacker = PageWalker::new();
     let answered = via_github(&server, &attacker).await;
     assert_eq!(answered.status(), StatusCode::CONFLICT);
+    // The same answer as for an address without an account: it tells nothing.
+    assert!(
+        answered
+            .text()
+            .await
+            .unwrap()
+            .contains("has not verified your email address")
+    );
     assert!(account_page(&server, &attacker).await.is_none());
     let victim = user_row(&server, "victim@example.com").await.unwrap();
     assert_eq!(identities_of(&server, victim.id).await, 0);
@@ -681,4 +678,60 @@ async fn linking_from_the_account_page_needs_step_up_and_a_free_identity(backend
     let eve_row = user_row(&server, "eve@example.com").await.unwrap();
     assert_eq!(identities_of(&server, eve_row.id).await, 0);
     assert_eq!(identities_of(&server, ada.id).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_at_a_provider_count_as_logins_per_ip() {
+    let github = FakeGitHub::start();
+    let settings = github.provider_settings();
+    let limit =
+        "[rate_limit.login]\nenabled = true\nper_ip = 3\nper_account = 10\nperiod = \"1m\"\n";
+    let server = TestServer::start_with(Backend::Sqlite, &[FAST_HASHING, limit, &settings]).await;
+    github.sign_in_as(octocat("octo@example.com", true));
+    let walker = PageWalker::new();
+    // The start and the callback: two of the three.
+    let signed_in = via_github(&server, &walker).await;
+    assert_eq!(location(&signed_in).path(), "/account/sessions");
+    let started = walker.get(&server.url("/login/github")).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let refused = walker.get(&server.url("/login/github")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+}
+
+async fn guessed_passwords_do_not_lock_a_known_browser_out_of_its_provider(backend: Backend) {
+    let lockout = "[lockout]\nslow_down_after = 100\nmax_failures = 3\n";
+    let github = FakeGitHub::start();
+    let settings = github.provider_settings();
+    let server = TestServer::start_with(backend, &[FAST_HASHING, lockout, &settings]).await;
+    github.sign_in_as(octocat("octo@example.com", true));
+    // The owner's browser signed in with GitHub before: it holds a device cookie.
+    let owner = PageWalker::new();
+    let signed_in = via_github(&server, &owner).await;
+    assert_eq!(location(&signed_in).path(), "/account/sessions");
+
+    // Someone guesses passwords for the address (the account has none) until it locks.
+    for _ in 0..3 {
+        server
+            .post(
+                "/api/v1/login",
+                json!({ "email": "octo@example.com", "password": "a guessed password" }),
+            )
+            .await;
+    }
+    let locked = server
+        .post(
+            "/api/v1/login",
+            json!({ "email": "octo@example.com", "password": "a guessed password" }),
+        )
+        .await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // The owner's browser still signs in with GitHub; a browser new to the account waits
+    // for the lock like a password login would.
+    let again = via_github(&server, &owner).await;
+    assert_eq!(location(&again).path(), "/account/sessions");
+    let stranger = PageWalker::new();
+    let refused = via_github(&server, &stranger).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
 }

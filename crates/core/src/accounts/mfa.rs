@@ -136,13 +136,16 @@ impl Gatehouse {
         .update(&txn)
         .await?;
         // The confirming session proved both factors; its freshness stays what it was
-        // (confirming again and again must not keep a session fresh for ever).
+        // (confirming again and again must not keep a session fresh for ever). Its first
+        // factor stays what its login was: a password, or an upstream provider.
+        let session = gatehouse_entity::sessions::Entity::find_by_id(principal.session_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let first = FirstFactor::of_amr(session.amr.as_deref());
         gatehouse_entity::sessions::ActiveModel {
             id: Set(principal.session_id),
-            amr: Set(Some(amr_of(
-                FirstFactor::Password,
-                Some(SecondFactor::Totp),
-            ))),
+            amr: Set(Some(amr_of(first, Some(SecondFactor::Totp)))),
             ..Default::default()
         }
         .update(&txn)

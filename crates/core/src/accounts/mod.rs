@@ -451,38 +451,28 @@ impl Gatehouse {
     }
 
     /// The account a first sign-in at an upstream provider makes, in `txn`: no password,
-    /// the address verified only when the provider said it verified it (otherwise the
-    /// verification mail is queued, as after a sign-up). Returns the account and whether
-    /// a mail was queued (wake the mail worker after the commit). `Conflict` if the
-    /// address is taken.
+    /// the address verified (only an address the provider verified gets this far).
+    /// `Conflict` if the address is taken.
     pub(crate) async fn insert_federated_account(
         &self,
         txn: &DatabaseTransaction,
         email: &Email,
         name: Option<&str>,
-        verified: bool,
         provider_id: &str,
         meta: &RequestMeta,
-    ) -> Result<(users::Model, bool)> {
+    ) -> Result<users::Model> {
         let now = self.clock.now();
         let account = NewAccount {
             email: email.clone(),
             name: parse_name(name).unwrap_or_default(),
             role: Role::User,
-            verified,
+            verified: true,
         };
         let user = insert_account(txn, account, NO_PASSWORD.to_owned(), now).await?;
         let entry = AuditEntry::by_user(AuditEvent::Signup, user.id)
             .details(serde_json::json!({ "provider": provider_id }));
         audit::record(txn, now, meta, entry).await?;
-        if verified {
-            return Ok((user, false));
-        }
-        let token = self.prepare_verification(txn, &user, now).await?;
-        self.start_mail_cooldown(txn, MailPurpose::VerifyEmail, email, now)
-            .await?;
-        self.enqueue_verification(txn, &user, &token).await?;
-        Ok((user, true))
+        Ok(user)
     }
 
     /// The account of an address, if any.

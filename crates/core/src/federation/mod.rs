@@ -6,12 +6,14 @@
 //!   under its lockout and login refusals, on to its second factor if it has one;
 //! - a flow started from the account page (`link_to`) links the identity to that
 //!   account, after step-up, unless another account has it;
-//! - an unknown identity whose address belongs to an account is never linked silently
-//!   (account takeover): with an address the provider verified, the user must log in to
-//!   the account with its password first ([`FederatedSignIn::ProveAccount`]); with an
-//!   unverified one, only from the account page;
+//! - an unknown identity whose address the provider did not verify reaches no account:
+//!   it neither makes one nor links to one (the same answer either way); its owner can
+//!   link it from the account page of an account they logged in to;
+//! - an unknown identity whose verified address belongs to an account is never linked
+//!   silently (account takeover): the user must log in to the account with its password
+//!   first ([`FederatedSignIn::ProveAccount`]);
 //! - otherwise a first sign-in makes an account without a password, its address verified
-//!   only when the provider says it verified it.
+//!   (the provider verified it).
 //!
 //! An account keeps at least one way to sign in: its last identity cannot be unlinked
 //! while it has no password.
@@ -22,14 +24,15 @@ use chrono::{DateTime, Utc};
 use gatehouse_entity::{federated_identities, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::identity::hashing::has_password;
 use crate::identity::types::Email;
+use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::sessions::Principal;
 use crate::sessions::login::BrowserPasswordLogin;
@@ -107,13 +110,15 @@ impl Gatehouse {
 
     /// Ends a sign-in at `provider_id` (see the module's rules). `flow` is the one the
     /// browser session kept (taken out of it: each is used once), `current` the user
-    /// logged in on the browser, if any.
+    /// logged in on the browser, if any, `device_token` its device cookie (a browser that
+    /// logged in before is judged by its own failed logins, as at the password login).
     pub async fn finish_federated_sign_in(
         &self,
         provider_id: &str,
         flow: FederationFlow,
         callback: Callback,
         current: Option<&Principal>,
+        device_token: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<FederatedSignIn> {
         let provider = self.providers.get(provider_id)?.clone();
@@ -135,7 +140,9 @@ impl Gatehouse {
         }
         for _ in 0..2 {
             if let Some(linked) = self.identity_of(&identity).await? {
-                return self.sign_in_linked(linked, &identity, meta).await;
+                return self
+                    .sign_in_linked(linked, &identity, device_token, meta)
+                    .await;
             }
             let email = identity.email.as_deref().ok_or_else(|| Error::InvalidInput {
                 code: "upstream_email_missing",
@@ -144,18 +151,22 @@ impl Gatehouse {
                     provider.display_name()
                 ),
             })?;
+            // An address the provider did not verify reaches no account, new or old:
+            // anyone can claim any address at some providers, and an account made with
+            // it would stay the claimant's after its owner verified or reset it. The
+            // answer is the same whether or not an account has the address.
+            if !identity.email_verified {
+                return Err(Error::Conflict {
+                    code: "upstream_email_not_verified",
+                    message: format!(
+                        "{} has not verified your email address: verify it there and try again, or sign up with a password (and link {} from your account page)",
+                        provider.display_name(),
+                        provider.display_name()
+                    ),
+                });
+            }
             let email = Email::parse(email)?;
             if let Some(account) = self.find_by_email(&email).await? {
-                if !identity.email_verified {
-                    return Err(Error::Conflict {
-                        code: "upstream_email_not_verified",
-                        message: format!(
-                            "an account with this email address exists, and {} has not verified the address: log in with your password, then link {} from your account page",
-                            provider.display_name(),
-                            provider.display_name()
-                        ),
-                    });
-                }
                 let ttl = chrono::Duration::from_std(timeout).unwrap_or_default();
                 return Ok(FederatedSignIn::ProveAccount(PendingLink {
                     identity,
@@ -166,7 +177,9 @@ impl Gatehouse {
             }
             match self.sign_up_federated(&identity, &email, meta).await {
                 Ok(user) => {
-                    let login = self.federated_login(user, provider_id, meta).await?;
+                    let login = self
+                        .federated_login(user, provider_id, device_token, meta)
+                        .await?;
                     return Ok(FederatedSignIn::Login(login));
                 }
                 // Another sign-in made the account (or linked the identity) meanwhile:
@@ -192,11 +205,10 @@ impl Gatehouse {
             return Ok(false);
         }
         let txn = self.begin_write().await?;
-        insert_identity(&txn, user_id, &pending.identity, now).await?;
-        let entry = AuditEntry::by_user(AuditEvent::IdentityLinked, user_id)
-            .details(serde_json::json!({ "provider": pending.identity.provider_id }));
-        audit::record(&txn, now, meta, entry).await?;
+        self.record_link(&txn, user_id, None, &pending.identity, meta, now)
+            .await?;
         txn.commit().await?;
+        self.wake_mail_worker();
         Ok(true)
     }
 
@@ -239,7 +251,10 @@ impl Gatehouse {
             .await?
             .filter(|i| i.user_id == principal.user_id)
             .ok_or(Error::NotFound("identity"))?;
+        // The account's row locked (PostgreSQL; SQLite's write transaction holds the
+        // whole database): two unlinks at once cannot each count the other's identity.
         let user = users::Entity::find_by_id(principal.user_id)
+            .lock_exclusive()
             .one(&txn)
             .await?
             .ok_or(Error::Unauthenticated)?;
@@ -281,6 +296,7 @@ impl Gatehouse {
         &self,
         linked: federated_identities::Model,
         identity: &UpstreamIdentity,
+        device_token: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<FederatedSignIn> {
         let user = users::Entity::find_by_id(linked.user_id)
@@ -288,7 +304,7 @@ impl Gatehouse {
             .await?
             .ok_or(Error::NotFound("account"))?;
         let login = self
-            .federated_login(user, &identity.provider_id, meta)
+            .federated_login(user, &identity.provider_id, device_token, meta)
             .await?;
         if matches!(login, BrowserPasswordLogin::Opened { .. }) {
             federated_identities::Entity::update_many()
@@ -313,13 +329,47 @@ impl Gatehouse {
         let now = self.clock.now();
         let txn = self.begin_write().await?;
         self.require_fresh(&txn, principal).await?;
-        insert_identity(&txn, principal.user_id, identity, now).await?;
-        let entry = AuditEntry::by_user(AuditEvent::IdentityLinked, principal.user_id)
-            .session(principal.session_id)
-            .details(serde_json::json!({ "provider": identity.provider_id }));
-        audit::record(&txn, now, meta, entry).await?;
+        let session = Some(principal.session_id);
+        self.record_link(&txn, principal.user_id, session, identity, meta, now)
+            .await?;
         txn.commit().await?;
+        self.wake_mail_worker();
         Ok(())
+    }
+
+    /// Links `identity` to the account in `txn`: the row, the audit entry, and the notice
+    /// to the account's address (a link another person made is a way in for good: the
+    /// owner hears of it).
+    async fn record_link(
+        &self,
+        txn: &DatabaseTransaction,
+        user_id: Uuid,
+        session: Option<Uuid>,
+        identity: &UpstreamIdentity,
+        meta: &RequestMeta,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let user = users::Entity::find_by_id(user_id)
+            .one(txn)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        insert_identity(txn, user_id, identity, now).await?;
+        let mut entry = AuditEntry::by_user(AuditEvent::IdentityLinked, user_id)
+            .details(serde_json::json!({ "provider": identity.provider_id }));
+        if let Some(session) = session {
+            entry = entry.session(session);
+        }
+        audit::record(txn, now, meta, entry).await?;
+        let provider = self
+            .providers
+            .get(&identity.provider_id)
+            .map_or_else(|_| identity.provider_id.clone(), |p| p.display_name());
+        let mail = Mail::IdentityLinked {
+            name: user.name.clone(),
+            provider,
+        };
+        self.enqueue_mail(txn, &Email::parse(&user.email)?, mail)
+            .await
     }
 
     /// A first sign-in: the account and its identity, in one transaction.
@@ -330,21 +380,17 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<users::Model> {
         let txn = self.begin_write().await?;
-        let (user, mail_queued) = self
+        let user = self
             .insert_federated_account(
                 &txn,
                 email,
                 identity.name.as_deref(),
-                identity.email_verified,
                 &identity.provider_id,
                 meta,
             )
             .await?;
         insert_identity(&txn, user.id, identity, self.clock.now()).await?;
         txn.commit().await?;
-        if mail_queued {
-            self.wake_mail_worker();
-        }
         Ok(user)
     }
 }

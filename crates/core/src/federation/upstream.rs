@@ -34,6 +34,8 @@ const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 const GITHUB_AUTHORIZE_URL: &str = "https://github.com/login/oauth/authorize";
 const GITHUB_TOKEN_URL: &str = "https://github.com/login/oauth/access_token";
 const GITHUB_API_URL: &str = "https://api.github.com";
+/// The longest subject stored (OpenID Connect Core 2: at most 255 ASCII characters).
+const MAX_SUBJECT_LENGTH: usize = 255;
 /// How far an ID token's `exp` may lie behind this server's clock (clock skew).
 const ID_TOKEN_LEEWAY: chrono::Duration = chrono::Duration::seconds(60);
 /// The ID token signatures accepted: asymmetric only (a client secret is no key).
@@ -352,6 +354,9 @@ impl Providers {
         if !nonce_matches {
             return Err(provider.failed("the ID token's nonce is not this sign-in's"));
         }
+        if claims.sub.is_empty() || claims.sub.len() > MAX_SUBJECT_LENGTH {
+            return Err(provider.failed("the ID token's subject is empty or too long"));
+        }
         let mut identity = UpstreamIdentity {
             provider_id: provider.settings.id.clone(),
             subject: claims.sub,
@@ -395,9 +400,17 @@ impl Providers {
         if !ID_TOKEN_ALGORITHMS.contains(&header.alg) {
             return Err(provider.failed("the ID token is not signed with a public-key algorithm"));
         }
-        let key = self.key_for(provider, oidc, header.kid.as_deref()).await?;
+        let (key, jwk) = self.key_for(provider, oidc, header.kid.as_deref()).await?;
+        if !key_allows(&jwk, header.alg) {
+            return Err(provider.failed("the ID token's algorithm is not its key's"));
+        }
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&oidc.issuer]);
+        // Google also writes its issuer without the scheme (its documentation says so).
+        let bare_issuer = oidc.issuer.trim_start_matches("https://");
+        match provider.settings.kind {
+            ProviderKind::Google => validation.set_issuer(&[oidc.issuer.as_str(), bare_issuer]),
+            _ => validation.set_issuer(&[&oidc.issuer]),
+        }
         validation.set_audience(&[&provider.settings.client_id]);
         // Expiry by the injected clock, below, not the system's.
         validation.validate_exp = false;
@@ -424,7 +437,7 @@ impl Providers {
         provider: &Provider,
         oidc: &OidcEndpoints,
         kid: Option<&str>,
-    ) -> Result<DecodingKey> {
+    ) -> Result<(DecodingKey, jsonwebtoken::jwk::Jwk)> {
         for refetch in [false, true] {
             if refetch || provider.keys.read().await.is_none() {
                 let fetched: JwkSet = self.get_public_json(provider, &oidc.jwks_uri).await?;
@@ -437,8 +450,9 @@ impl Providers {
                 None => None,
             });
             if let Some(jwk) = found {
-                return DecodingKey::from_jwk(jwk)
-                    .map_err(|_| provider.failed("the provider's key cannot be used"));
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|_| provider.failed("the provider's key cannot be used"))?;
+                return Ok((key, jwk.clone()));
             }
         }
         Err(provider.failed("the ID token is signed by a key the provider does not publish"))
@@ -512,6 +526,38 @@ impl Providers {
             .send()
             .await;
         provider.json_of(response, url).await
+    }
+}
+
+/// Whether a JWK may check a signature of `alg`: its own `alg`, if it names one, is that
+/// signature algorithm (an encryption key's is none).
+fn key_allows(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
+    jwk.common
+        .key_algorithm
+        .is_none_or(|own| own.to_string().parse::<Algorithm>().ok() == Some(alg))
+}
+
+/// What is wrong with `url` as a provider endpoint, if anything: it must be https, or
+/// http to a loopback host where `allow_loopback_http` (outside production: a provider
+/// on the same machine, in development and tests).
+pub fn endpoint_problem(url: &str, allow_loopback_http: bool) -> Option<String> {
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) if parsed.host().is_some() && parsed.username().is_empty() => parsed,
+        _ => return Some(format!("`{url}` is not an http(s) URL with a host")),
+    };
+    let loopback = matches!(
+        parsed.host(),
+        Some(url::Host::Domain("localhost"))
+            | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+            | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+    );
+    match parsed.scheme() {
+        "https" => None,
+        "http" if loopback && allow_loopback_http => None,
+        "http" if loopback => Some(format!(
+            "`{url}` is not https; production talks to providers over https only"
+        )),
+        _ => Some(format!("`{url}` must be an https:// URL")),
     }
 }
 
@@ -691,5 +737,22 @@ impl Provider {
             .json()
             .await
             .map_err(|_| self.failed(&format!("{shown} answered something unreadable")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_problem;
+
+    #[test]
+    fn provider_endpoints_are_https_or_loopback_where_allowed() {
+        assert_eq!(endpoint_problem("https://accounts.google.com", false), None);
+        assert_eq!(endpoint_problem("http://127.0.0.1:8080", true), None);
+        assert_eq!(endpoint_problem("http://localhost:8080/jwks", true), None);
+        assert!(endpoint_problem("http://127.0.0.1:8080", false).is_some());
+        assert!(endpoint_problem("http://idp.example.com", true).is_some());
+        assert!(endpoint_problem("https://user@idp.example.com", true).is_some());
+        assert!(endpoint_problem("file:///etc/passwd", true).is_some());
+        assert!(endpoint_problem("not a url", true).is_some());
     }
 }

@@ -72,6 +72,17 @@ pub(crate) enum FirstFactor {
     Federated,
 }
 
+impl FirstFactor {
+    /// The first factor of a session's `amr` (none: a password, as before `amr` was
+    /// stored).
+    pub(crate) fn of_amr(amr: Option<&str>) -> Self {
+        match amr.and_then(|amr| amr.split(' ').next()) {
+            Some("fed") => FirstFactor::Federated,
+            _ => FirstFactor::Password,
+        }
+    }
+}
+
 /// The `amr` values of a login, space-separated: the first factor (`pwd`, or `fed` for
 /// an upstream provider), and the second if one was presented (RFC 8176: `otp` for an
 /// authenticator code; `mfa` for either).

@@ -80,6 +80,11 @@ pub enum Mail {
         link: String,
         valid_for: Duration,
     },
+    /// An upstream provider's account now signs in to this account.
+    IdentityLinked {
+        name: Option<String>,
+        provider: String,
+    },
 }
 
 impl Mail {
@@ -95,6 +100,7 @@ impl Mail {
             Mail::EmailChangeRequested { .. } => "email_change_requested",
             Mail::EmailChanged { .. } => "email_changed",
             Mail::EmailChangeUndone { .. } => "email_change_undone",
+            Mail::IdentityLinked { .. } => "identity_linked",
         }
     }
 
@@ -117,6 +123,9 @@ impl Mail {
             }
             Mail::EmailChangeUndone { .. } => {
                 format!("Email change undone: secure your {product} account")
+            }
+            Mail::IdentityLinked { provider, .. } => {
+                format!("{provider} can now sign in to your {product} account")
             }
         }
     }
@@ -211,6 +220,12 @@ impl Renderer {
                 issuer => self.issuer,
                 name => name,
                 new_email => new_email,
+            },
+            Mail::IdentityLinked { name, provider } => context! {
+                product => self.product,
+                issuer => self.issuer,
+                name => name,
+                provider => provider,
             },
             Mail::EmailChanged {
                 name,
@@ -355,7 +370,7 @@ pub async fn send_test_message(
         .await
 }
 
-const TEMPLATES: [(&str, &str); 16] = [
+const TEMPLATES: [(&str, &str); 18] = [
     (
         "verify_email.txt",
         include_str!("../../templates/mail/verify_email.txt"),
@@ -403,6 +418,14 @@ const TEMPLATES: [(&str, &str); 16] = [
     (
         "email_change_requested.html",
         include_str!("../../templates/mail/email_change_requested.html"),
+    ),
+    (
+        "identity_linked.txt",
+        include_str!("../../templates/mail/identity_linked.txt"),
+    ),
+    (
+        "identity_linked.html",
+        include_str!("../../templates/mail/identity_linked.html"),
     ),
     (
         "email_changed.txt",

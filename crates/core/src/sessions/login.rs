@@ -483,15 +483,20 @@ impl Gatehouse {
         &self,
         user: users::Model,
         provider_id: &str,
+        device_token: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<BrowserPasswordLogin> {
         // In a task of its own, to its end, like every login step (see `login_step`).
         let this = self.clone();
         let (provider_id, meta) = (provider_id.to_owned(), meta.clone());
+        let device_token = device_token.map(str::to_owned);
         let checked = tokio::spawn(async move {
             let now = this.clock.now();
             let email = Email::parse(&user.email)?;
-            let attempt = this.reserve_login_attempt(&email, None).await?;
+            let device = this
+                .trusted_device(device_token.as_deref(), Some(&user), now)
+                .await?;
+            let attempt = this.reserve_login_attempt(&email, device).await?;
             let checked = this
                 .federated_step(user, attempt, &provider_id, &meta, now)
                 .await;

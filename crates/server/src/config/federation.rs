@@ -3,31 +3,9 @@
 
 use std::collections::HashSet;
 
+use gatehouse_core::federation::upstream::endpoint_problem;
 use gatehouse_core::settings::{FederationSettings, ProviderKind};
 use secrecy::ExposeSecret;
-
-/// Whether `url` may be a provider endpoint: https, or http to a loopback host outside
-/// production (a provider on the same machine, in development and tests).
-fn endpoint_problem(url: &str, production: bool) -> Option<String> {
-    let parsed = match url::Url::parse(url) {
-        Ok(parsed) if parsed.host().is_some() && parsed.username().is_empty() => parsed,
-        _ => return Some(format!("`{url}` is not an http(s) URL with a host")),
-    };
-    let loopback = matches!(
-        parsed.host(),
-        Some(url::Host::Domain("localhost"))
-            | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
-            | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
-    );
-    match parsed.scheme() {
-        "https" => None,
-        "http" if loopback && !production => None,
-        "http" if loopback => Some(format!(
-            "`{url}` is not https; production talks to providers over https only"
-        )),
-        _ => Some(format!("`{url}` must be an https:// URL")),
-    }
-}
 
 /// What is wrong with `[federation]`, one sentence per setting.
 pub fn problems(federation: &FederationSettings, production: bool) -> Vec<String> {
@@ -73,7 +51,7 @@ pub fn problems(federation: &FederationSettings, production: bool) -> Vec<String
         for (setting, value) in urls {
             if let Some(problem) = value
                 .as_deref()
-                .and_then(|u| endpoint_problem(u, production))
+                .and_then(|u| endpoint_problem(u, !production))
             {
                 problems.push(format!("{name}.{setting}: {problem}"));
             }
@@ -102,19 +80,4 @@ pub fn problems(federation: &FederationSettings, production: bool) -> Vec<String
         }
     }
     problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::endpoint_problem;
-
-    #[test]
-    fn provider_endpoints_are_https_or_loopback_outside_production() {
-        assert_eq!(endpoint_problem("https://accounts.google.com", true), None);
-        assert_eq!(endpoint_problem("http://127.0.0.1:8080", false), None);
-        assert!(endpoint_problem("http://127.0.0.1:8080", true).is_some());
-        assert!(endpoint_problem("http://idp.example.com", false).is_some());
-        assert!(endpoint_problem("https://user@idp.example.com", false).is_some());
-        assert!(endpoint_problem("not a url", false).is_some());
-    }
 }

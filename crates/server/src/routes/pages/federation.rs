@@ -3,15 +3,16 @@
 //! nonce) waits in the browser's server-side session and is used once. From the account
 //! page a logged-in user links a provider (after step-up) or unlinks one.
 
+use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use gatehouse_core::federation::{Callback, FederatedSignIn};
 use gatehouse_core::{Error, Gatehouse};
 use uuid::Uuid;
 
 use super::account::{EmptyForm, logged_in};
 use super::csrf::CsrfForm;
-use super::login::{LINKED_NOTICE, finish};
+use super::login::{LINKED_NOTICE, device_cookie_name, finish};
 use super::reauthenticate::ASK_FOR_ACCOUNT;
 use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
@@ -63,6 +64,7 @@ pub(super) async fn callback(
     ClientMeta(meta): ClientMeta,
     provider: web::Path<String>,
     query: web::Query<Callback>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, PageError> {
     let Some(flow) = browser.take_federation_flow()? else {
         return Err(Error::InvalidInput {
@@ -73,8 +75,16 @@ pub(super) async fn callback(
         .into());
     };
     let current = browser.user().await?.map(|u| u.principal());
+    let device = req.cookie(device_cookie_name(&gatehouse));
     let signed_in = gatehouse
-        .finish_federated_sign_in(&provider, flow, query.into_inner(), current.as_ref(), &meta)
+        .finish_federated_sign_in(
+            &provider,
+            flow,
+            query.into_inner(),
+            current.as_ref(),
+            device.as_ref().map(Cookie::value),
+            &meta,
+        )
         .await;
     match signed_in {
         Ok(FederatedSignIn::Login(login)) => {

@@ -71,7 +71,7 @@ pub(super) struct LoginForm {
 }
 
 /// The device cookie's name: with the `__Secure-` prefix when the issuer is https.
-fn device_cookie_name(gatehouse: &Gatehouse) -> &'static str {
+pub(super) fn device_cookie_name(gatehouse: &Gatehouse) -> &'static str {
     if gatehouse.issuer().starts_with("https://") {
         "__Secure-gatehouse_device"
     } else {
@@ -79,8 +79,9 @@ fn device_cookie_name(gatehouse: &Gatehouse) -> &'static str {
     }
 }
 
-/// The device cookie: the browser's device token, sent back only to the login form's
-/// address (`Path=/login`), never readable by scripts, `Secure` in production (https).
+/// The device cookie: the browser's device token, sent back only to the login addresses
+/// (`Path=/login`: the form, and the callbacks of upstream providers), never readable by
+/// scripts, `Secure` in production (https).
 fn device_cookie(gatehouse: &Gatehouse, token: &SecretString) -> Cookie<'static> {
     let max_age = i64::try_from(gatehouse.device_token_ttl().as_secs()).unwrap_or(i64::MAX);
     Cookie::build(
