@@ -11,6 +11,7 @@ pub mod browser;
 pub mod github;
 pub mod logs;
 pub mod mail;
+pub mod oidc_provider;
 pub mod pages;
 
 use std::net::TcpListener;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use gatehouse_tests::github::{FakeGitHub, GitHubUser};
+use gatehouse_tests::oidc_provider::{FakeOidcProvider, Spoil};
 use gatehouse_tests::pages::{PageWalker, csrf_token, location};
 use gatehouse_tests::{Backend, FAST_HASHING, Listener, TestServer, on_both_databases};
 use reqwest::{Response, StatusCode, Url};
@@ -734,4 +735,53 @@ async fn guessed_passwords_do_not_lock_a_known_browser_out_of_its_provider(backe
     let stranger = PageWalker::new();
     let refused = via_github(&server, &stranger).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_tokens_that_fail_a_check_sign_nobody_in() {
+    let upstream = FakeOidcProvider::start();
+    let settings = upstream.provider_settings();
+    let server = TestServer::start_with(Backend::Sqlite, &[FAST_HASHING, &settings]).await;
+    let honest = PageWalker::new();
+    // The provider as it should be: signed in (so each refusal below is the check's).
+    let signed_in = honest
+        .get(callback_url(&server, &honest, "fake").await.as_str())
+        .await;
+    assert_eq!(location(&signed_in).path(), "/account/sessions");
+
+    for spoil in [Spoil::Nonce, Spoil::Audience, Spoil::Expired, Spoil::Issuer] {
+        upstream.spoil(spoil);
+        let walker = PageWalker::new();
+        let callback = callback_url(&server, &walker, "fake").await;
+        let refused = walker.get(callback.as_str()).await;
+        assert_eq!(refused.status(), StatusCode::BAD_GATEWAY, "{spoil:?}");
+        assert!(account_page(&server, &walker).await.is_none(), "{spoil:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_published_for_another_algorithm_checks_no_token() {
+    let upstream = FakeOidcProvider::start();
+    // Before the first sign-in: the key set is fetched once, and kept.
+    upstream.spoil(Spoil::KeyAlgorithm);
+    let settings = upstream.provider_settings();
+    let server = TestServer::start_with(Backend::Sqlite, &[FAST_HASHING, &settings]).await;
+    let walker = PageWalker::new();
+    let callback = callback_url(&server, &walker, "fake").await;
+    let refused = walker.get(callback.as_str()).await;
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    assert!(account_page(&server, &walker).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_document_naming_plain_http_keys_is_refused() {
+    let upstream = FakeOidcProvider::start();
+    upstream.spoil(Spoil::JwksOverHttp);
+    let settings = upstream.provider_settings();
+    let server = TestServer::start_with(Backend::Sqlite, &[FAST_HASHING, &settings]).await;
+    let walker = PageWalker::new();
+    // Refused before the browser is sent anywhere.
+    let refused = walker.get(&server.url("/login/fake")).await;
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    assert!(refused.headers().get("location").is_none());
 }

@@ -367,7 +367,9 @@ impl Providers {
         if identity.email.is_none()
             && let Some(userinfo) = &oidc.userinfo
         {
-            let info: serde_json::Value = self.get_json(provider, userinfo, access_token).await?;
+            let info: serde_json::Value = provider
+                .fetch_json(&self.http, userinfo, Some(access_token))
+                .await?;
             if info.get("sub").and_then(|s| s.as_str()) != Some(identity.subject.as_str()) {
                 return Err(provider.failed("userinfo describes another user"));
             }
@@ -440,7 +442,9 @@ impl Providers {
     ) -> Result<(DecodingKey, jsonwebtoken::jwk::Jwk)> {
         for refetch in [false, true] {
             if refetch || provider.keys.read().await.is_none() {
-                let fetched: JwkSet = self.get_public_json(provider, &oidc.jwks_uri).await?;
+                let fetched: JwkSet = provider
+                    .fetch_json(&self.http, &oidc.jwks_uri, None)
+                    .await?;
                 *provider.keys.write().await = Some(fetched);
             }
             let keys = provider.keys.read().await;
@@ -482,11 +486,15 @@ impl Providers {
             #[serde(default)]
             verified: bool,
         }
-        let user: User = self
-            .get_json(provider, &format!("{api}/user"), access_token)
+        let user: User = provider
+            .fetch_json(&self.http, &format!("{api}/user"), Some(access_token))
             .await?;
-        let addresses: Vec<Address> = self
-            .get_json(provider, &format!("{api}/user/emails"), access_token)
+        let addresses: Vec<Address> = provider
+            .fetch_json(
+                &self.http,
+                &format!("{api}/user/emails"),
+                Some(access_token),
+            )
             .await?;
         let primary = addresses.into_iter().find(|a| a.primary);
         Ok(UpstreamIdentity {
@@ -496,36 +504,6 @@ impl Providers {
             email: primary.map(|a| a.email),
             name: user.name.or(user.login),
         })
-    }
-
-    async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        provider: &Provider,
-        url: &str,
-        access_token: &SecretString,
-    ) -> Result<T> {
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(access_token.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        provider.json_of(response, url).await
-    }
-
-    async fn get_public_json<T: serde::de::DeserializeOwned>(
-        &self,
-        provider: &Provider,
-        url: &str,
-    ) -> Result<T> {
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        provider.json_of(response, url).await
     }
 }
 
@@ -689,15 +667,27 @@ impl Provider {
             .trim_end_matches('/')
             .to_owned();
         let url = format!("{issuer}/.well-known/openid-configuration");
-        let response = http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        let discovery: Discovery = self.json_of(response, &url).await?;
+        let discovery: Discovery = self.fetch_json(http, &url, None).await?;
         // OpenID Connect Discovery 4.3: the document must name the issuer it was asked for.
         if discovery.issuer.trim_end_matches('/') != issuer {
             return Err(self.failed("the discovery document names another issuer"));
+        }
+        // The endpoints the document names get the client secret, the access token and
+        // the keys ID tokens are checked with: https, or http on loopback only when the
+        // configured issuer itself is (checked at start).
+        let loopback_issuer = issuer.starts_with("http://");
+        let named = [
+            Some(&discovery.authorization_endpoint),
+            Some(&discovery.token_endpoint),
+            Some(&discovery.jwks_uri),
+            discovery.userinfo_endpoint.as_ref(),
+        ];
+        if let Some(problem) = named
+            .into_iter()
+            .flatten()
+            .find_map(|url| endpoint_problem(url, loopback_issuer))
+        {
+            return Err(self.failed(&format!("the discovery document names {problem}")));
         }
         let methods = discovery
             .token_endpoint_auth_methods_supported
@@ -721,11 +711,21 @@ impl Provider {
         })
     }
 
-    async fn json_of<T: serde::de::DeserializeOwned>(
+    /// GETs `url` as JSON (with `access_token` as a bearer token, if given); a failure
+    /// names the URL without its query and the status, never a body or a token.
+    async fn fetch_json<T: serde::de::DeserializeOwned>(
         &self,
-        response: reqwest::Result<reqwest::Response>,
+        http: &reqwest::Client,
         url: &str,
+        access_token: Option<&SecretString>,
     ) -> Result<T> {
+        let mut request = http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = access_token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        let response = request.send().await;
         // The URL without its query: a provider's URL is no secret, a query might be.
         let shown = url.split('?').next().unwrap_or_default();
         let response = response.map_err(|_| self.failed(&format!("{shown} did not answer")))?;

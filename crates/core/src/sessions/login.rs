@@ -57,6 +57,11 @@ enum Checked {
 
 /// The first factor a login step presents.
 enum Proof {
+    /// A sign-in at an upstream provider, for the account its identity is linked to.
+    Federated {
+        user: Box<users::Model>,
+        provider_id: String,
+    },
     Password {
         email: String,
         password: SecretString,
@@ -277,6 +282,10 @@ impl Gatehouse {
             let (device_token, refresh_client) =
                 (device_token.as_deref(), refresh_client.as_deref());
             let checked = match proof {
+                Proof::Federated { user, provider_id } => {
+                    this.federated_step(*user, &provider_id, device_token, &meta)
+                        .await
+                }
                 Proof::Password { email, password } => {
                     this.password_step(&email, password, device_token, &meta, refresh_client)
                         .await
@@ -486,45 +495,27 @@ impl Gatehouse {
         device_token: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<BrowserPasswordLogin> {
-        // In a task of its own, to its end, like every login step (see `login_step`).
-        let this = self.clone();
-        let (provider_id, meta) = (provider_id.to_owned(), meta.clone());
-        let device_token = device_token.map(str::to_owned);
-        let checked = tokio::spawn(async move {
-            let now = this.clock.now();
-            let email = Email::parse(&user.email)?;
-            let device = this
-                .trusted_device(device_token.as_deref(), Some(&user), now)
-                .await?;
-            let attempt = this.reserve_login_attempt(&email, device).await?;
-            let checked = this
-                .federated_step(user, attempt, &provider_id, &meta, now)
-                .await;
-            this.metrics.login(login_outcome(&checked));
-            checked
-        })
-        .await
-        .map_err(|e| Error::internal(format!("the login task failed: {e}")))?;
-        Ok(match checked? {
-            Checked::Opened(opened) => BrowserPasswordLogin::Opened {
-                login: BrowserLogin {
-                    user_id: opened.user.id,
-                    session_id: opened.session_id,
-                },
-                device_token: opened.device_token,
-            },
-            Checked::MfaRequired(mfa_token) => BrowserPasswordLogin::MfaRequired { mfa_token },
-        })
+        let proof = Proof::Federated {
+            user: Box::new(user),
+            provider_id: provider_id.to_owned(),
+        };
+        self.browser_login(proof, device_token, meta).await
     }
 
+    /// The step of a sign-in at an upstream provider: the provider proved the user; the
+    /// account's lockout (a browser with its device token judged by its own failures) and
+    /// refusals still apply.
     async fn federated_step(
         &self,
         user: users::Model,
-        attempt: LoginAttempt,
         provider_id: &str,
+        device_token: Option<&str>,
         meta: &RequestMeta,
-        now: DateTime<Utc>,
     ) -> Result<Checked> {
+        let now = self.clock.now();
+        let email = Email::parse(&user.email)?;
+        let device = self.trusted_device(device_token, Some(&user), now).await?;
+        let attempt = self.reserve_login_attempt(&email, device).await?;
         if let Some(error) = self.refuse_login(&user, &attempt, now, meta).await? {
             return Err(error);
         }
