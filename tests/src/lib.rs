@@ -123,6 +123,13 @@ impl Drop for TestDatabase {
     }
 }
 
+/// What a second instance shares with the first (see [`TestServer::another_instance`]).
+struct Sibling<'a> {
+    issuer: &'a str,
+    clock: Arc<ManualClock>,
+    mail: MailCatcher,
+}
+
 /// The socket a test server listens on, bound before it starts.
 pub struct Listener {
     pub socket: TcpListener,
@@ -219,13 +226,18 @@ impl TestServer {
     }
 
     /// A second instance on the same database and master key, with the same public
-    /// issuer URL, as behind a load balancer.
+    /// issuer URL, clock and mail relay (`self.mail` holds what either sent), as behind a
+    /// load balancer.
     pub async fn another_instance(&self) -> Self {
         Self::launch(
             self.layers.clone(),
             self._data_dir.clone(),
             TestDatabase::Shared,
-            Some((&self.config.issuer, self.clock.clone())),
+            Some(Sibling {
+                issuer: &self.config.issuer,
+                clock: self.clock.clone(),
+                mail: self.mail.clone(),
+            }),
             Listener::default(),
         )
         .await
@@ -235,10 +247,9 @@ impl TestServer {
         layers: Vec<String>,
         data_dir: Arc<tempfile::TempDir>,
         database: TestDatabase,
-        sibling: Option<(&str, Arc<ManualClock>)>,
+        sibling: Option<Sibling<'_>>,
         listener: Listener,
     ) -> Self {
-        let mail = MailCatcher::start();
         let host = if listener.localhost {
             "localhost"
         } else {
@@ -246,12 +257,19 @@ impl TestServer {
         };
         let listener = listener.socket;
         let port = listener.local_addr().expect("addr").port();
-        // Instances behind one load balancer share the public URL and (synchronised) time.
-        let (issuer, clock) = match sibling {
-            Some((issuer, clock)) => (issuer.to_owned(), clock),
+        // Instances behind one load balancer share the public URL, (synchronised) time and
+        // the mail relay: whichever instance's outbox worker claims a mail, it reaches the
+        // same inbox.
+        let (issuer, clock, mail) = match sibling {
+            Some(Sibling {
+                issuer,
+                clock,
+                mail,
+            }) => (issuer.to_owned(), clock, mail),
             None => (
                 format!("http://{host}:{port}"),
                 Arc::new(ManualClock::default()),
+                MailCatcher::start(),
             ),
         };
         let instance = format!(

@@ -336,8 +336,9 @@ async fn two_instances_never_send_one_mail_twice(backend: Backend) {
         let row = row_until(&server, address, "sent", |r| r.status == "sent").await;
         assert_eq!(row.attempts, 1, "claimed once: {row:?}");
     }
+    // The two instances share one mail relay, as behind a load balancer.
     for address in &addresses {
-        let received = server.mail.to(address).len() + other.mail.to(address).len();
+        let received = server.mail.to(address).len();
         assert_eq!(received, 1, "{address} got {received} mails");
     }
 }

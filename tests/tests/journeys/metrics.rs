@@ -499,7 +499,7 @@ async fn the_hashing_gauges_show_the_queue_on(backend: Backend) {
 /// docs/performance.md lists. A check that gains a query fails here. Background work that
 /// would send statements meanwhile (the outbox, the revocation poll, key reloads,
 /// back-channel delivery) is put off for the test's length, and each figure is the fewest
-/// of three tries: what still runs in the background can only add to a try.
+/// of several tries: what still runs in the background can only add to a try.
 async fn each_endpoint_sends_the_statements_it_needs_and_no_more(backend: Backend) {
     let quiet = "[mail.outbox]\npoll_interval = \"1h\"\n[revocations]\npoll_interval = \"1h\"\n\
                  [keys]\nreload_interval = \"50m\"\n[backchannel_logout]\npoll_interval = \"1h\"\n";
@@ -510,13 +510,13 @@ async fn each_endpoint_sends_the_statements_it_needs_and_no_more(backend: Backen
     let counter = Statements::new(&server).await;
 
     let me = || async {
-        for _ in 0..10 {
+        for _ in 0..CACHED_CHECKS {
             let response = server.get_as(&ann.access, "/api/v1/me").await;
             assert_eq!(response.status(), StatusCode::OK);
         }
     };
     let introspect = || async {
-        for _ in 0..10 {
+        for _ in 0..CACHED_CHECKS {
             let response = server
                 .post_form(
                     "/oauth2/introspect",
@@ -530,7 +530,7 @@ async fn each_endpoint_sends_the_statements_it_needs_and_no_more(backend: Backen
         }
     };
     let service_token = || async {
-        for _ in 0..10 {
+        for _ in 0..CACHED_CHECKS {
             let response = server
                 .post_form(
                     "/oauth2/token",
@@ -542,17 +542,18 @@ async fn each_endpoint_sends_the_statements_it_needs_and_no_more(backend: Backen
         }
     };
     // The first of each reads the session, its user and the client once (kept for
-    // read_cache.ttl); the checks after need none.
-    assert_eq!(counter.fewest(me).await, 0.0, "ten GET /api/v1/me");
+    // read_cache.ttl); the checks after need none. A try that outlives the TTL (a slow,
+    // busy machine) reads them again, so these take the fewest of many short tries.
+    assert_eq!(counter.fewest_of(10, me).await, 0.0, "GET /api/v1/me");
     assert_eq!(
-        counter.fewest(introspect).await,
+        counter.fewest_of(10, introspect).await,
         0.0,
-        "ten POST /oauth2/introspect"
+        "POST /oauth2/introspect"
     );
     assert_eq!(
-        counter.fewest(service_token).await,
+        counter.fewest_of(10, service_token).await,
         0.0,
-        "ten POST /oauth2/token client_credentials"
+        "POST /oauth2/token client_credentials"
     );
 
     // Each refresh presents the token the one before it got.
@@ -618,8 +619,17 @@ impl<'a> Statements<'a> {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
+        self.fewest_of(3, action).await
+    }
+
+    /// The fewest statements `action` sent in `tries` tries.
+    async fn fewest_of<F, Fut>(&self, tries: usize, action: F) -> f64
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let mut fewest = f64::INFINITY;
-        for _ in 0..3 {
+        for _ in 0..tries {
             let before = self.total().await;
             action().await;
             fewest = fewest.min(self.total().await - before - self.scrape);
@@ -628,6 +638,9 @@ impl<'a> Statements<'a> {
     }
 }
 
+/// Token checks in one try of a cached path: few, so that a try fits in the cache's TTL
+/// even on a busy machine.
+const CACHED_CHECKS: usize = 3;
 /// Refresh: one joined read of token, session and user, one of the client, then the write
 /// transaction's claim, next token and session touch.
 const REFRESH_STATEMENTS: f64 = 5.0;
