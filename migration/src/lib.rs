@@ -17,6 +17,7 @@ mod m20261204_000001_user_bans;
 mod m20261204_000002_email_changes;
 mod m20261204_000003_mfa_and_step_up;
 mod m20261205_000001_federated_identities;
+mod m20261206_000001_impersonation_browser_links;
 
 /// Every migration of Gatehouse, in the order they run.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_email_changes::Migration),
             Box::new(m20261204_000003_mfa_and_step_up::Migration),
             Box::new(m20261205_000001_federated_identities::Migration),
+            Box::new(m20261206_000001_impersonation_browser_links::Migration),
         ]
     }
 }

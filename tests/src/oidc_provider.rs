@@ -5,8 +5,8 @@
 
 //! A small OpenID Connect provider whose ID tokens a test can spoil one way at a time (a
 //! nonce of another sign-in, another audience, an expired token, another issuer, a key
-//! published for another algorithm), and whose discovery document can name an endpoint
-//! off the provider: the refusals Gatehouse owes its users, which a well-behaved provider
+//! published for another algorithm), whose discovery document can name an endpoint off
+//! the provider, and whose token response or key set can be padded past a size limit: the refusals Gatehouse owes its users, which a well-behaved provider
 //! (a second Gatehouse) never makes it show. Its authorization endpoint answers at once,
 //! as for a user already signed in there; codes are single use.
 
@@ -40,6 +40,19 @@ pub enum Spoil {
     KeyAlgorithm,
     /// The discovery document's `jwks_uri` is plain http off the machine.
     JwksOverHttp,
+    /// The token response is valid but padded to [`PADDING_BYTES`].
+    HugeTokenResponse,
+    /// The key set is valid but padded to [`PADDING_BYTES`], and sent without a
+    /// `Content-Length`.
+    HugeKeys,
+}
+
+/// How much the `Huge...` spoils pad an answer with.
+pub const PADDING_BYTES: usize = 256 * 1024;
+
+/// A field of `PADDING_BYTES` characters, for the `Huge...` spoils.
+fn padding() -> Value {
+    json!("x".repeat(PADDING_BYTES))
 }
 
 struct State {
@@ -144,9 +157,20 @@ async fn jwks(state: Shared) -> HttpResponse {
         Spoil::KeyAlgorithm => "RS256",
         _ => "EdDSA",
     };
-    HttpResponse::Ok().json(json!({ "keys": [{
+    let mut keys = json!({ "keys": [{
         "kty": "OKP", "crv": "Ed25519", "x": state.public_x, "kid": "k1", "alg": alg, "use": "sig",
-    }]}))
+    }]});
+    if state.spoil == Spoil::HugeKeys {
+        keys["padding"] = padding();
+        // Streamed, without a Content-Length: the size shows only while reading.
+        let body = web::Bytes::from(keys.to_string());
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .streaming(futures_util::stream::once(async move {
+                Ok::<_, actix_web::Error>(body)
+            }));
+    }
+    HttpResponse::Ok().json(keys)
 }
 
 #[derive(Deserialize)]
@@ -197,13 +221,21 @@ async fn token(state: Shared, form: web::Form<TokenForm>) -> HttpResponse {
         Spoil::Audience => claims["aud"] = json!("another-client"),
         Spoil::Expired => claims["exp"] = json!(now - 3600),
         Spoil::Issuer => claims["iss"] = json!("https://evil.example"),
-        Spoil::Nothing | Spoil::KeyAlgorithm | Spoil::JwksOverHttp => {}
+        Spoil::Nothing
+        | Spoil::KeyAlgorithm
+        | Spoil::JwksOverHttp
+        | Spoil::HugeTokenResponse
+        | Spoil::HugeKeys => {}
     }
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some("k1".to_owned());
     let id_token = jsonwebtoken::encode(&header, &claims, &state.key).expect("sign");
-    HttpResponse::Ok().json(json!({
+    let mut answer = json!({
         "access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 300,
         "id_token": id_token,
-    }))
+    });
+    if state.spoil == Spoil::HugeTokenResponse {
+        answer["padding"] = padding();
+    }
+    HttpResponse::Ok().json(answer)
 }

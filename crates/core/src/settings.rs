@@ -36,6 +36,9 @@ pub struct FederationSettings {
     /// How long the provider's endpoints may take to answer one request.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The largest answer read from a provider's endpoint (discovery, keys, token, user);
+    /// a larger one fails the sign-in.
+    pub max_response_bytes: usize,
     /// `[[federation.providers]]`: none by default.
     #[serde(default)]
     pub providers: Vec<ProviderSettings>,
@@ -154,6 +157,9 @@ pub struct AuthSettings {
     /// How long a session an admin opens as a user (impersonation) lasts.
     #[serde(with = "humantime_serde")]
     pub impersonation_lifetime: Duration,
+    /// How long the one-time link that opens an impersonated session in a browser lasts.
+    #[serde(with = "humantime_serde")]
+    pub impersonation_link_ttl: Duration,
 }
 
 /// `[password]`: password rules and the cost and concurrency of hashing.

@@ -1,5 +1,6 @@
-//! Email verification, password reset and email change tokens. Only the SHA-256 of the
-//! token is stored.
+//! One-time tokens: email verification, password reset, email change, the second step
+//! of a login and the link that opens an impersonation in a browser. Only the SHA-256 of
+//! the token is stored.
 
 use sea_orm::entity::prelude::*;
 
@@ -9,7 +10,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub user_id: Uuid,
-    /// `verify_email`, `reset_password`, `change_email` or `undo_email_change`.
+    /// `verify_email`, `reset_password`, `change_email`, `undo_email_change`, `mfa_login`,
+    /// `mfa_login_federated` or `impersonation`.
     pub purpose: String,
     /// Hex SHA-256 of the token.
     #[sea_orm(unique)]
@@ -20,6 +22,9 @@ pub struct Model {
     /// The address a `change_email` token confirms, or the one an `undo_email_change`
     /// token restores; `None` for other purposes.
     pub email: Option<String>,
+    /// The impersonated session an `impersonation` token opens in a browser; `None` for
+    /// other purposes.
+    pub session_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -166,6 +166,15 @@ const PENDING_LOGOUT_KEY: &str = "logout";
 const PENDING_MFA_KEY: &str = "mfa";
 const FEDERATION_FLOW_KEY: &str = "federation_flow";
 const PENDING_LINK_KEY: &str = "federation_link";
+const IMPERSONATION_KEY: &str = "impersonation";
+
+/// What the banner of an impersonated login says: whose account this is, and until when.
+/// Kept beside the login it describes, and gone with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImpersonationBanner {
+    pub user_email: String,
+    pub ends_at: String,
+}
 
 /// How many consent pages one browser may have open at once (tabs); opening another
 /// forgets the oldest, whose form then answers "nothing to continue".
@@ -289,7 +298,27 @@ impl BrowserSession {
     pub fn start_login(&self, login: Uuid) -> Result<(), PageError> {
         self.session.renew();
         self.session.remove(CSRF_SEED_KEY);
+        self.session.remove(IMPERSONATION_KEY);
         self.set(LOGIN_SESSION_KEY, &login)
+    }
+
+    /// Starts an admin's impersonated login: as [`Self::start_login`], and every page
+    /// shows `banner` until the login ends.
+    pub fn start_impersonation(
+        &self,
+        login: Uuid,
+        banner: &ImpersonationBanner,
+    ) -> Result<(), PageError> {
+        self.start_login(login)?;
+        self.set(IMPERSONATION_KEY, banner)
+    }
+
+    /// The banner of this browser's login, when it is an impersonation.
+    pub fn impersonation(&self) -> Result<Option<ImpersonationBanner>, PageError> {
+        if self.login()?.is_none() {
+            return Ok(None);
+        }
+        self.get(IMPERSONATION_KEY)
     }
 
     /// Where a new login goes: back to the authorization request it interrupted (now
@@ -428,7 +457,7 @@ impl BrowserSession {
 }
 
 /// The built-in templates, by file name.
-const TEMPLATES: [(&str, &str); 17] = [
+const TEMPLATES: [(&str, &str); 22] = [
     (
         "layout.html",
         include_str!("../templates/pages/layout.html"),
@@ -490,6 +519,23 @@ const TEMPLATES: [(&str, &str); 17] = [
     (
         "delete_account.html",
         include_str!("../templates/pages/delete_account.html"),
+    ),
+    (
+        "impersonate.html",
+        include_str!("../templates/pages/impersonate.html"),
+    ),
+    (
+        "change_email.html",
+        include_str!("../templates/pages/change_email.html"),
+    ),
+    ("mfa.html", include_str!("../templates/pages/mfa.html")),
+    (
+        "mfa_enrol.html",
+        include_str!("../templates/pages/mfa_enrol.html"),
+    ),
+    (
+        "recovery_codes.html",
+        include_str!("../templates/pages/recovery_codes.html"),
     ),
 ];
 

@@ -364,7 +364,7 @@ pub fn form_error(
     let (field, message) = match error {
         CoreError::InvalidInput { code, message } => {
             let field = match *code {
-                "invalid_email" => "email",
+                "invalid_email" | "email_unchanged" => "email",
                 "password_too_short" | "password_too_long" => password_field,
                 "invalid_name" => "name",
                 _ => "form",
@@ -434,6 +434,14 @@ pub fn form_error(
             "form",
             "An admin account cannot be deleted. Ask another admin to remove your admin role first."
                 .to_owned(),
+        ),
+        CoreError::Conflict { code, .. } if *code == "mfa_enrolment_not_started" => (
+            "form",
+            "This setup is no longer waiting for a code. Start again.".to_owned(),
+        ),
+        CoreError::Conflict { code, .. } if *code == "mfa_already_enabled" => (
+            "form",
+            "Two-factor authentication is already on.".to_owned(),
         ),
         CoreError::RateLimited(decision) => (
             "form",

@@ -59,7 +59,9 @@ pub fn classify(method: &Method, path: &str) -> Option<(RateClass, Rendering)> {
         "/oauth2/introspect" => (C::Introspect, R::OAuth),
         "/login" if post => (C::Login, R::Form),
         "/signup" if post => (C::Signup, R::Form),
-        "/verify-email/resend" | "/forgot-password" if post => (C::Mail, R::Form),
+        "/verify-email/resend" | "/forgot-password" | "/account/email" if post => {
+            (C::Mail, R::Form)
+        }
         "/reset-password" if post => (C::PasswordReset, R::Form),
         // A sign-in at an upstream provider, its start and its callback: logins.
         _ if path.starts_with("/login/") && path != "/login/mfa" => (C::Login, R::Page),

@@ -23,6 +23,7 @@ on_both_databases!(
     the_login_page_says_until_when,
     a_session_of_a_banned_account_is_refused,
     a_demoted_admin_cannot_ban_through_a_stale_view,
+    a_banned_account_gets_no_reset_or_verification_link,
 );
 
 const PASSWORD: &str = "banned password 1";
@@ -589,5 +590,63 @@ async fn a_demoted_admin_cannot_ban_through_a_stale_view(backend: Backend) {
     assert_eq!(
         first.get_as(&user.access, "/api/v1/me").await.status(),
         StatusCode::OK
+    );
+}
+
+/// The id of the account with `email`, from the admin API.
+async fn id_by_email(server: &TestServer, admin: &Tokens, email: &str) -> String {
+    let found: Value = server
+        .get_as(&admin.access, &format!("/api/v1/admin/users?email={email}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    found["users"][0]["id"].as_str().unwrap().to_owned()
+}
+
+async fn a_banned_account_gets_no_reset_or_verification_link(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    server.verified_user("bm@example.com", PASSWORD).await;
+    server.verified_user("control@example.com", PASSWORD).await;
+    server.sign_up("bn@example.com", PASSWORD).await;
+    server.sign_up("control2@example.com", PASSWORD).await;
+    for email in ["bm@example.com", "bn@example.com"] {
+        let id = id_by_email(&server, &admin, email).await;
+        let banned = ban(&server, &admin, &id, json!({ "reason": "abuse" })).await;
+        assert_eq!(banned.status(), StatusCode::OK);
+    }
+    // Past the cooldown of the sign-up mails.
+    server.advance(Duration::from_secs(10 * 60));
+    // The same answer as for any address; the banned accounts' requests go first, so
+    // once the control mails arrive, theirs would have too.
+    for (path, email) in [
+        ("/api/v1/password/forgot", "bm@example.com"),
+        ("/api/v1/email/verify/resend", "bn@example.com"),
+        ("/api/v1/password/forgot", "control@example.com"),
+        ("/api/v1/email/verify/resend", "control2@example.com"),
+    ] {
+        let asked = server.post(path, json!({ "email": email })).await;
+        assert_eq!(asked.status(), StatusCode::ACCEPTED, "{path} {email}");
+    }
+    server
+        .mail
+        .wait_for("control@example.com", "Reset your")
+        .await;
+    server
+        .mail
+        .wait_for_nth("control2@example.com", "Confirm your email", 2)
+        .await;
+    let resets = server
+        .mail
+        .to("bm@example.com")
+        .into_iter()
+        .filter(|m| m.subject.contains("Reset your"))
+        .count();
+    assert_eq!(resets, 0);
+    assert_eq!(
+        server.mail.to("bn@example.com").len(),
+        1,
+        "the sign-up's only"
     );
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gatehouse_tests::pages::{PageWalker, csrf_token};
+use gatehouse_tests::pages::{PageWalker, csrf_token, location};
 use gatehouse_tests::{Backend, TestServer, Tokens, error_code, on_both_databases, token_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -21,6 +21,7 @@ on_both_databases!(
     the_request_is_rate_limited_per_address,
     reset_links_mailed_to_the_old_address_stop_working,
     concurrent_confirmations_with_one_link_let_exactly_one_succeed,
+    the_account_page_asks_for_a_change_after_a_recent_login,
 );
 
 const PASSWORD: &str = "change password 1";
@@ -553,4 +554,93 @@ async fn the_confirm_and_undo_pages_post_with_csrf() {
         StatusCode::UNAUTHORIZED
     );
     server.log_in("nia@example.com", PASSWORD).await;
+}
+
+async fn the_account_page_asks_for_a_change_after_a_recent_login(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let ola = server.verified_user("ola@example.com", PASSWORD).await;
+    let walker = PageWalker::new();
+    walker
+        .log_in(&server.base_url, "ola@example.com", PASSWORD)
+        .await;
+    let account = walker.get(&server.url("/account/sessions")).await;
+    assert!(
+        account
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"href="/account/email""#)
+    );
+    let page = walker.get(&server.url("/account/email")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_token(&page.text().await.unwrap());
+    let post = |email: &'static str| {
+        let csrf = csrf.clone();
+        let walker = &walker;
+        let url = server.url("/account/email");
+        async move {
+            walker
+                .post(&url, &[("csrf_token", &csrf), ("email", email)])
+                .await
+        }
+    };
+
+    for (bad, says) in [
+        ("not an address", r#"id="email-error""#),
+        ("ola@example.com", "already the address of your account"),
+    ] {
+        let refused = post(bad).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let html = refused.text().await.unwrap();
+        assert!(html.contains(says), "{bad}: {html}");
+        assert!(
+            html.contains(r#"aria-invalid="true""#),
+            "{bad}: next to the field"
+        );
+        assert!(
+            html.contains(&format!(r#"value="{bad}""#)),
+            "keeps what was typed"
+        );
+    }
+    let asked = post("ola.new@example.com").await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    assert!(asked.text().await.unwrap().contains("Check your inbox"));
+    server.mail.wait_for("ola@example.com", REQUESTED).await;
+    let link = server
+        .mail
+        .wait_for("ola.new@example.com", CONFIRM)
+        .await
+        .link();
+    assert_eq!(
+        me(&server, &ola).await["email"],
+        "ola@example.com",
+        "not yet"
+    );
+    assert_eq!(
+        confirm(&server, &token_of(&link)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(me(&server, &ola).await["email"], "ola.new@example.com");
+
+    // A login older than auth.fresh_age proves itself again first, and comes back.
+    server.advance(Duration::from_secs(16 * 60));
+    let stale = walker.get(&server.url("/account/email")).await;
+    assert_eq!(
+        location(&stale).as_str(),
+        server.url("/reauthenticate?next=/account/email")
+    );
+    let refused = post("ola.third@example.com").await;
+    assert_eq!(location(&refused).path(), "/reauthenticate");
+    assert!(server.mail.to("ola.third@example.com").is_empty());
+    // Logged out, the form changes nothing.
+    let stranger = PageWalker::new();
+    let csrf = stranger.csrf_of(&server.url("/login")).await;
+    let anonymous = stranger
+        .post(
+            &server.url("/account/email"),
+            &[("csrf_token", &csrf), ("email", "ola.fourth@example.com")],
+        )
+        .await;
+    assert_eq!(location(&anonymous).path(), "/login");
+    assert!(server.mail.to("ola.fourth@example.com").is_empty());
 }

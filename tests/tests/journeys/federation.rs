@@ -785,3 +785,34 @@ async fn a_discovery_document_naming_plain_http_keys_is_refused() {
     assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
     assert!(refused.headers().get("location").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_larger_than_the_limit_are_not_read() {
+    // Under the limit each padded answer would be fine: the refusals are the limit's.
+    let limit = format!(
+        "[federation]\nmax_response_bytes = {}\n",
+        gatehouse_tests::oidc_provider::PADDING_BYTES / 4
+    );
+    for spoil in [Spoil::HugeKeys, Spoil::HugeTokenResponse] {
+        let upstream = FakeOidcProvider::start();
+        upstream.spoil(spoil);
+        let settings = upstream.provider_settings();
+        let server =
+            TestServer::start_with(Backend::Sqlite, &[FAST_HASHING, &settings, &limit]).await;
+        let walker = PageWalker::new();
+        let callback = callback_url(&server, &walker, "fake").await;
+        let refused = walker.get(callback.as_str()).await;
+        assert_eq!(refused.status(), StatusCode::BAD_GATEWAY, "{spoil:?}");
+        assert!(account_page(&server, &walker).await.is_none(), "{spoil:?}");
+        // The same provider, well-behaved again, signs in under the same limit.
+        upstream.spoil(Spoil::Nothing);
+        let walker = PageWalker::new();
+        let callback = callback_url(&server, &walker, "fake").await;
+        let signed_in = walker.get(callback.as_str()).await;
+        assert_eq!(
+            location(&signed_in).path(),
+            "/account/sessions",
+            "{spoil:?}"
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! Impersonation: an admin opens a short session as a user, marked as the admin's in
-//! every token and in the audit log, and unable to change credentials.
+//! every token and in the audit log, and unable to change credentials; its one-time link
+//! shows it on the hosted pages under a banner.
 
 use std::time::Duration;
 
+use gatehouse_tests::pages::{PageWalker, csrf_token, location};
 use gatehouse_tests::{Backend, TestServer, decode_claims, error_code, on_both_databases};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -12,6 +14,7 @@ on_both_databases!(
     an_impersonated_session_cannot_change_credentials,
     only_fresh_admins_impersonate_and_never_admins_or_themselves,
     an_impersonation_ends_when_its_admin_loses_the_role,
+    the_browser_link_opens_the_session_once_under_a_banner,
 );
 
 const PASSWORD: &str = "impersonated password 1";
@@ -216,4 +219,175 @@ async fn an_impersonation_ends_when_its_admin_loses_the_role(backend: Backend) {
         server.get_as(&user.access, "/api/v1/me").await.status(),
         StatusCode::OK
     );
+}
+
+const BANNER: &str = r#"class="impersonation-banner""#;
+const APP: &str = "http://127.0.0.1:9/callback";
+
+/// Posts an impersonation's link with this browser's CSRF token.
+async fn open_link(walker: &PageWalker, server: &TestServer, link: &str) -> reqwest::Response {
+    let page = walker.get(link).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_token(&page.text().await.unwrap());
+    let token = gatehouse_tests::token_of(link);
+    walker
+        .post(
+            &server.url("/impersonate"),
+            &[("csrf_token", &csrf), ("token", &token)],
+        )
+        .await
+}
+
+async fn the_browser_link_opens_the_session_once_under_a_banner(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    let (client_id, _) = server
+        .register_client(
+            &admin,
+            json!({
+                "name": "Photo app", "type": "public", "first_party": true,
+                "grant_types": ["authorization_code"], "redirect_uris": [APP],
+            }),
+        )
+        .await;
+    let user = server.verified_user("ib@example.com", PASSWORD).await;
+    let user_id = id_of(&server, &user.access).await;
+    server.verified_user("own@example.com", PASSWORD).await;
+    // The admin's browser is signed in as someone else: a normal login has no banner.
+    let walker = PageWalker::new();
+    walker
+        .log_in(&server.base_url, "own@example.com", PASSWORD)
+        .await;
+    let own = walker.get(&server.url("/account/sessions")).await;
+    assert!(!own.text().await.unwrap().contains(BANNER));
+
+    let body: Value = impersonate(&server, &admin.access, &user_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let link = body["browser_url"].as_str().unwrap().to_owned();
+    assert!(
+        link.starts_with(&server.url("/impersonate?token=")),
+        "{link}"
+    );
+    // Opening the link changes nothing; posting its form does.
+    let page = walker.get(&link).await;
+    assert!(!page.text().await.unwrap().contains(BANNER));
+    let opened = open_link(&walker, &server, &link).await;
+    assert_eq!(location(&opened).as_str(), server.url("/account/sessions"));
+    let account = walker
+        .get(&server.url("/account/sessions"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(account.contains("Signed in as ib@example.com"), "{account}");
+    let banner = account.split(BANNER).nth(1).expect("the banner");
+    assert!(
+        banner.contains("<strong>ib@example.com</strong>"),
+        "{banner}"
+    );
+
+    // Used once: another browser (or this one again) gets nothing from it.
+    let other = PageWalker::new();
+    let reused = open_link(&other, &server, &link).await;
+    assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
+    assert!(reused.text().await.unwrap().contains("already used"));
+
+    // The browser is held to the token's rules: no sensitive page, no proving itself
+    // fresh, no sign-in to an application.
+    for page in ["/account/delete", "/account/email", "/account/mfa"] {
+        let refused = walker.get(&server.url(page)).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{page}");
+    }
+    let csrf = csrf_token(&account);
+    let fresh = walker
+        .post(
+            &server.url("/reauthenticate"),
+            &[("csrf_token", &csrf), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(fresh.status(), StatusCode::FORBIDDEN);
+    let mfa = walker
+        .post(&server.url("/account/mfa/totp"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(mfa.status(), StatusCode::FORBIDDEN);
+    let authorize = walker
+        .get(&server.url(&format!(
+            "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={APP}\
+             &scope=openid&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+             &code_challenge_method=S256"
+        )))
+        .await;
+    assert_eq!(authorize.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        authorize
+            .text()
+            .await
+            .unwrap()
+            .contains("cannot sign in to applications")
+    );
+
+    // A later link expires unused.
+    let later: Value = impersonate(&server, &admin.access, &user_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    server.advance(Duration::from_secs(3 * 60));
+    let expired = open_link(&other, &server, later["browser_url"].as_str().unwrap()).await;
+    assert_eq!(expired.status(), StatusCode::BAD_REQUEST);
+
+    // Ending it ("End it" on the banner: the logout page) ends the session the token
+    // shares; a login in the same browser has no banner.
+    let logout = walker
+        .get(&server.url("/logout"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(logout.contains(BANNER));
+    walker
+        .post(
+            &server.url("/logout"),
+            &[("csrf_token", &csrf_token(&logout))],
+        )
+        .await;
+    let token = body["access_token"].as_str().unwrap();
+    let me = server.get_as(token, "/api/v1/me").await;
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    // What the session did is the admin's, done to the user.
+    let admin_id = id_of(&server, &admin.access).await;
+    let audit: Value = server
+        .get_as(&admin.access, "/api/v1/admin/audit?event=logout")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let event = &audit["events"][0];
+    assert_eq!(event["session_id"], body["session_id"], "{audit}");
+    assert_eq!(event["actor_user_id"], admin_id.as_str());
+    assert_eq!(event["subject_user_id"], user_id.as_str());
+    walker
+        .log_in(&server.base_url, "own@example.com", PASSWORD)
+        .await;
+    let own = walker.get(&server.url("/account/sessions")).await;
+    let own = own.text().await.unwrap();
+    assert!(own.contains("Signed in as own@example.com"));
+    assert!(!own.contains(BANNER));
+    let body: Value = impersonate(&server, &admin.access, &user_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let third = PageWalker::new();
+    let opened = open_link(&third, &server, body["browser_url"].as_str().unwrap()).await;
+    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
+    let account = third.get(&server.url("/account/sessions")).await;
+    assert!(account.text().await.unwrap().contains(BANNER));
+    // Its end signs the browser out.
+    server.advance(Duration::from_secs(16 * 60));
+    let ended = third.get(&server.url("/account/sessions")).await;
+    assert_eq!(location(&ended).path(), "/login");
 }

@@ -22,6 +22,7 @@ on_both_databases!(
     the_hosted_login_asks_for_the_code_and_the_id_token_says_so,
     enrolling_ends_other_sessions_and_does_not_refresh_the_login,
     a_new_password_ends_logins_waiting_for_their_code,
+    the_account_pages_turn_mfa_on_and_off_and_mail_the_owner,
 );
 
 pub const PASSWORD: &str = "mfa password 1";
@@ -581,4 +582,149 @@ async fn a_new_password_ends_logins_waiting_for_their_code(backend: Backend) {
     let late = second_step(&server, &waiting, &code_now(&server, &user.secret)).await;
     assert_eq!(late.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(late).await, "invalid_token");
+}
+
+/// The text of a page between the first `start` and the `end` after it.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} on the page:\n{html}"))
+        + start.len();
+    let to = html[from..].find(end).expect("end marker") + from;
+    &html[from..to]
+}
+
+/// Posts a form of the hosted pages: the browser's CSRF token and `fields`.
+async fn post_form(
+    walker: &PageWalker,
+    server: &TestServer,
+    path: &str,
+    csrf: &str,
+    fields: &[(&str, &str)],
+) -> Response {
+    let mut form = vec![("csrf_token", csrf)];
+    form.extend_from_slice(fields);
+    walker.post(&server.url(path), &form).await
+}
+
+async fn the_account_pages_turn_mfa_on_and_off_and_mail_the_owner(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let email = "mp@example.com";
+    server.verified_user(email, PASSWORD).await;
+    let walker = PageWalker::new();
+    walker.log_in(&server.base_url, email, PASSWORD).await;
+    let account = walker.get(&server.url("/account/sessions")).await;
+    let account = account.text().await.unwrap();
+    assert!(
+        account.contains(r#"href="/account/mfa">Turn on"#),
+        "{account}"
+    );
+    let page = walker.get(&server.url("/account/mfa")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_token(&page.text().await.unwrap());
+
+    // Setting up shows the QR code (an SVG image) and the key in text.
+    let enrol = post_form(&walker, &server, "/account/mfa/totp", &csrf, &[]).await;
+    assert_eq!(enrol.status(), StatusCode::OK);
+    // As the browser reads the attribute (the template escapes `/`).
+    let html = enrol.text().await.unwrap().replace("&#x2f;", "/");
+    let qr = between(&html, r#"src="data:image/svg+xml;base64,"#, "\"");
+    let svg = base64::engine::general_purpose::STANDARD
+        .decode(qr)
+        .expect("base64");
+    assert!(String::from_utf8(svg).unwrap().contains("<svg"));
+    let secret = between(&html, r#"<code class="secret">"#, "<").to_owned();
+    // Nothing is on until a code of the app confirms it.
+    let me = server.log_in(email, PASSWORD).await;
+    let me: Value = server
+        .get_as(&me.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["mfa_enabled"], false);
+
+    let earlier = code_at(&secret, server.clock.now() - chrono::Duration::minutes(5)).unwrap();
+    let wrong = post_form(
+        &walker,
+        &server,
+        "/account/mfa/totp/confirm",
+        &csrf,
+        &[("code", &earlier)],
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    let wrong = wrong.text().await.unwrap();
+    assert!(wrong.contains("This code is wrong"), "{wrong}");
+    assert!(!wrong.contains(&secret), "the key is shown once");
+
+    let confirmed = post_form(
+        &walker,
+        &server,
+        "/account/mfa/totp/confirm",
+        &csrf,
+        &[("code", &code_now(&server, &secret))],
+    )
+    .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let html = confirmed.text().await.unwrap();
+    let codes: Vec<String> = html
+        .split("<li><code>")
+        .skip(1)
+        .map(|rest| rest.split('<').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{html}");
+    server
+        .mail
+        .wait_for(email, "Two-factor authentication is on")
+        .await;
+    // The login now asks for a code; a recovery code from the page is one.
+    let token = password_step(&server, email).await;
+    let recovered = second_step(&server, &token, &codes[0]).await;
+    assert_eq!(recovered.status(), StatusCode::OK);
+
+    // Turning it off needs a recent login: a stale one is asked for password and code.
+    server.advance(Duration::from_secs(16 * 60));
+    let stale = walker.get(&server.url("/account/mfa")).await;
+    assert_eq!(
+        location(&stale).as_str(),
+        server.url("/reauthenticate?next=/account/mfa")
+    );
+    let refused = post_form(&walker, &server, "/account/mfa/remove", &csrf, &[]).await;
+    assert_eq!(location(&refused).path(), "/reauthenticate");
+    let fresh = post_form(
+        &walker,
+        &server,
+        "/reauthenticate",
+        &csrf,
+        &[
+            ("password", PASSWORD),
+            ("code", &code_now(&server, &secret)),
+            ("next", "/account/mfa"),
+        ],
+    )
+    .await;
+    assert_eq!(location(&fresh).as_str(), server.url("/account/mfa"));
+    let on = walker.get(&server.url("/account/mfa")).await;
+    assert!(on.text().await.unwrap().contains("<strong>on</strong>"));
+    let regenerated = post_form(&walker, &server, "/account/mfa/recovery-codes", &csrf, &[]).await;
+    assert_eq!(regenerated.status(), StatusCode::OK);
+    let token = password_step(&server, email).await;
+    let old_code = second_step(&server, &token, &codes[1]).await;
+    assert_eq!(
+        old_code.status(),
+        StatusCode::BAD_REQUEST,
+        "a new set replaces the old codes"
+    );
+    let removed = post_form(&walker, &server, "/account/mfa/remove", &csrf, &[]).await;
+    assert_eq!(
+        location(&removed).as_str(),
+        server.url("/account/mfa?removed=1")
+    );
+    server
+        .mail
+        .wait_for(email, "Two-factor authentication is off")
+        .await;
+    let password_only = server.log_in(email, PASSWORD).await;
+    assert!(!password_only.access.is_empty());
 }

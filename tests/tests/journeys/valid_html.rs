@@ -245,6 +245,63 @@ async fn every_hosted_page_is_valid_html() {
         .await;
     assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
     save(out, "reauthenticate-wrong-password", wrong).await;
+    save(
+        out,
+        "account-email",
+        walker.get(&url("/account/email")).await,
+    )
+    .await;
+    let csrf = csrf_token(&page);
+    let taken = walker
+        .post(
+            &url("/account/email"),
+            &[("csrf_token", &csrf), ("email", "ada@example.com")],
+        )
+        .await;
+    assert_eq!(taken.status(), StatusCode::BAD_REQUEST);
+    save(out, "account-email-unchanged", taken).await;
+    save(
+        out,
+        "account-mfa-off",
+        walker.get(&url("/account/mfa")).await,
+    )
+    .await;
+    let enrol = walker
+        .post(&url("/account/mfa/totp"), &[("csrf_token", &csrf)])
+        .await
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(out.join("mfa-enrol.html"), &enrol).unwrap();
+    let secret = enrol
+        .split(r#"<code class="secret">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the key on the page")
+        .to_owned();
+    let wrong = walker
+        .post(
+            &url("/account/mfa/totp/confirm"),
+            &[("csrf_token", &csrf), ("code", "not a code")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    save(out, "mfa-enrol-wrong-code", wrong).await;
+    let code = crate::mfa::code_now(&server, &secret);
+    let codes = walker
+        .post(
+            &url("/account/mfa/totp/confirm"),
+            &[("csrf_token", &csrf), ("code", &code)],
+        )
+        .await;
+    assert_eq!(codes.status(), StatusCode::OK);
+    save(out, "recovery-codes", codes).await;
+    save(
+        out,
+        "account-mfa-on",
+        walker.get(&url("/account/mfa")).await,
+    )
+    .await;
     save(out, "logout", walker.get(&url("/logout")).await).await;
     let page = walker.get(&url("/logout")).await.text().await.unwrap();
     let signed_out = walker
@@ -270,11 +327,49 @@ async fn every_hosted_page_is_valid_html() {
     assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
     save(out, "login-mfa-wrong-code", wrong).await;
 
+    // An admin's impersonation in a browser: its link's form, and a page with the banner.
+    let found: serde_json::Value = server
+        .get_as(&admin.access, "/api/v1/admin/users?email=ada@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ada = found["users"][0]["id"].as_str().unwrap().to_owned();
+    let opened: serde_json::Value = server
+        .post_as(
+            &admin.access,
+            &format!("/api/v1/admin/users/{ada}/impersonate"),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let link = opened["browser_url"].as_str().unwrap();
+    let admin_browser = PageWalker::new();
+    let page = admin_browser.get(link).await.text().await.unwrap();
+    std::fs::write(out.join("impersonate.html"), &page).unwrap();
+    admin_browser
+        .post(
+            &url("/impersonate"),
+            &[
+                ("csrf_token", &csrf_token(&page)),
+                ("token", &gatehouse_tests::token_of(link)),
+            ],
+        )
+        .await;
+    save(
+        out,
+        "sessions-impersonated",
+        admin_browser.get(&url("/account/sessions")).await,
+    )
+    .await;
+
     let pages: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .collect();
-    assert_eq!(pages.len(), 28);
+    assert_eq!(pages.len(), 37);
     let output = tokio::process::Command::new("java")
         .arg("-jar")
         .arg(&jar)

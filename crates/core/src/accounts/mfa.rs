@@ -1,7 +1,7 @@
 //! Two-factor authentication settings of an account: enrolling an authenticator app
 //! (TOTP), confirming it with a first code, removing it, and the recovery codes. Every
 //! change is a sensitive action (a recent authentication, see
-//! [`crate::sessions::step_up`]) and is audited.
+//! [`crate::sessions::step_up`]) and is audited; turning it on or off mails the owner.
 
 use gatehouse_entity::{recovery_codes, totp_credentials, users};
 use sea_orm::sea_query::OnConflict;
@@ -11,6 +11,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::identity::totp::{FirstFactor, SecondFactor, amr_of, new_enrolment, new_recovery_codes};
+use crate::identity::types::Email;
+use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
@@ -165,7 +167,11 @@ impl Gatehouse {
             .session(principal.session_id)
             .details(serde_json::json!({ "method": "totp", "sessions_revoked": revoked }));
         audit::record(&txn, now, meta, entry).await?;
+        let notice = Mail::MfaEnabled { name: user.name };
+        self.enqueue_mail(&txn, &Email::parse(&user.email)?, notice)
+            .await?;
         self.commit_revoking(txn).await?;
+        self.wake_mail_worker();
         Ok(codes)
     }
 
@@ -202,7 +208,12 @@ impl Gatehouse {
             .session(principal.session_id)
             .details(serde_json::json!({ "method": "totp" }));
         audit::record(&txn, now, meta, entry).await?;
-        self.commit_revoking(txn).await
+        let notice = Mail::MfaDisabled { name: user.name };
+        self.enqueue_mail(&txn, &Email::parse(&user.email)?, notice)
+            .await?;
+        self.commit_revoking(txn).await?;
+        self.wake_mail_worker();
+        Ok(())
     }
 
     /// A new set of recovery codes; the old ones stop working.

@@ -33,6 +33,7 @@ use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::platform::metrics::SignupOutcome;
 use crate::platform::secrets::{new_token, token_hash};
+use crate::sessions::live::account_usable;
 use crate::sessions::{Principal, RevokeReason, revoke_user_sessions};
 use crate::{Error, Gatehouse, Result};
 
@@ -251,7 +252,7 @@ impl Gatehouse {
             .await?;
         let eligible = user
             .as_ref()
-            .filter(|u| claimed && u.email_verified_at.is_none() && u.disabled_at.is_none());
+            .filter(|u| claimed && u.email_verified_at.is_none() && account_usable(u, now));
         // The mail, or the same work without it.
         match eligible {
             Some(user) => {
@@ -289,7 +290,8 @@ impl Gatehouse {
         let claimed = self
             .claim_mail_slot(&txn, MailPurpose::ResetPassword, &email, now)
             .await?;
-        let eligible = user.as_ref().filter(|u| claimed && u.disabled_at.is_none());
+        // A disabled or banned account gets no link (and the caller the same answer).
+        let eligible = user.as_ref().filter(|u| claimed && account_usable(u, now));
         // Run for every request (matching no row when no mail goes out).
         one_time_tokens::Entity::update_many()
             .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
@@ -620,6 +622,7 @@ async fn insert_token_with_email(
         expires_at: Set(now + chrono::Duration::from_std(ttl).unwrap_or_default()),
         used_at: Set(None),
         email: Set(email.map(|e| e.as_str().to_owned())),
+        session_id: Set(None),
     }
     .insert(conn)
     .await?;

@@ -5,9 +5,12 @@
 //!
 //! Discovery documents are fetched on first use and kept; the key set is kept and
 //! fetched again when a token names a key it lacks (key rotation). No redirects are
-//! followed (the `oauth2` crate's advice against SSRF), and every request has a timeout
-//! (`federation.request_timeout`).
+//! followed (the `oauth2` crate's advice against SSRF), every request has a timeout
+//! (`federation.request_timeout`), and no answer is read past
+//! `federation.max_response_bytes` ([`ProviderHttp`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -192,19 +195,88 @@ pub struct ProviderButton {
 #[derive(Debug)]
 pub struct Providers {
     providers: Vec<Arc<Provider>>,
-    http: reqwest::Client,
+    http: ProviderHttp,
+}
+
+/// The HTTP client of the providers, for this module's fetches and the `oauth2` crate's
+/// code exchange alike: no redirects, a timeout, and an answer larger than
+/// `federation.max_response_bytes` is refused rather than read (a provider, or whatever
+/// answers in its name, cannot fill this server's memory).
+#[derive(Debug)]
+pub(crate) struct ProviderHttp {
+    client: reqwest::Client,
+    max_response_bytes: usize,
+}
+
+/// Why a request to a provider got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProviderHttpError {
+    #[error("the request failed")]
+    Request(#[from] reqwest::Error),
+    #[error("the answer is larger than federation.max_response_bytes")]
+    TooLarge,
+    #[error("the answer could not be passed on")]
+    Http(#[from] oauth2::http::Error),
+}
+
+impl ProviderHttp {
+    /// The body of `response`, unless it is (or says it is) larger than the limit.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+    ) -> std::result::Result<Vec<u8>, ProviderHttpError> {
+        let limit = self.max_response_bytes;
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit as u64)
+        {
+            return Err(ProviderHttpError::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > limit {
+                return Err(ProviderHttpError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+impl<'c> oauth2::AsyncHttpClient<'c> for ProviderHttp {
+    type Error = ProviderHttpError;
+    type Future = Pin<
+        Box<
+            dyn Future<Output = std::result::Result<oauth2::HttpResponse, Self::Error>> + Send + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.client.execute(request.try_into()?).await?;
+            let mut answer = oauth2::http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                answer = answer.header(name, value);
+            }
+            let body = self.read_capped(response).await?;
+            Ok(answer.body(body)?)
+        })
+    }
 }
 
 impl Providers {
     /// The providers of `[federation]`; `issuer` is this server's public URL (the base
     /// of every callback).
     pub fn new(settings: &FederationSettings, issuer: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("Gatehouse")
-            .build()
-            .map_err(Error::internal)?;
+        let http = ProviderHttp {
+            client: reqwest::Client::builder()
+                .timeout(settings.request_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent("Gatehouse")
+                .build()
+                .map_err(Error::internal)?,
+            max_response_bytes: settings.max_response_bytes,
+        };
         let providers = settings
             .providers
             .iter()
@@ -632,7 +704,7 @@ impl Provider {
 
     /// The endpoints: GitHub's (or the configured ones), or the discovery document of an
     /// OpenID Connect provider, fetched once (a failed fetch is tried again next time).
-    async fn endpoints(&self, http: &reqwest::Client) -> Result<&Endpoints> {
+    async fn endpoints(&self, http: &ProviderHttp) -> Result<&Endpoints> {
         self.endpoints
             .get_or_try_init(|| async {
                 match self.settings.kind {
@@ -658,7 +730,7 @@ impl Provider {
             .to_owned()
     }
 
-    async fn discover(&self, http: &reqwest::Client) -> Result<Endpoints> {
+    async fn discover(&self, http: &ProviderHttp) -> Result<Endpoints> {
         let issuer = self
             .settings
             .issuer
@@ -715,11 +787,12 @@ impl Provider {
     /// names the URL without its query and the status, never a body or a token.
     async fn fetch_json<T: serde::de::DeserializeOwned>(
         &self,
-        http: &reqwest::Client,
+        http: &ProviderHttp,
         url: &str,
         access_token: Option<&SecretString>,
     ) -> Result<T> {
         let mut request = http
+            .client
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(token) = access_token {
@@ -733,9 +806,13 @@ impl Provider {
             let status = response.status().as_u16();
             return Err(self.failed(&format!("{shown} answered {status}")));
         }
-        response
-            .json()
-            .await
+        let body = http.read_capped(response).await.map_err(|e| match e {
+            ProviderHttpError::TooLarge => self.failed(&format!(
+                "{shown} answered more than federation.max_response_bytes"
+            )),
+            _ => self.failed(&format!("{shown} answered something unreadable")),
+        })?;
+        serde_json::from_slice(&body)
             .map_err(|_| self.failed(&format!("{shown} answered something unreadable")))
     }
 }

@@ -85,6 +85,10 @@ pub enum Mail {
         name: Option<String>,
         provider: String,
     },
+    /// Two-factor authentication was turned on.
+    MfaEnabled { name: Option<String> },
+    /// Two-factor authentication was turned off.
+    MfaDisabled { name: Option<String> },
 }
 
 impl Mail {
@@ -101,6 +105,8 @@ impl Mail {
             Mail::EmailChanged { .. } => "email_changed",
             Mail::EmailChangeUndone { .. } => "email_change_undone",
             Mail::IdentityLinked { .. } => "identity_linked",
+            Mail::MfaEnabled { .. } => "mfa_enabled",
+            Mail::MfaDisabled { .. } => "mfa_disabled",
         }
     }
 
@@ -126,6 +132,12 @@ impl Mail {
             }
             Mail::IdentityLinked { provider, .. } => {
                 format!("{provider} can now sign in to your {product} account")
+            }
+            Mail::MfaEnabled { .. } => {
+                format!("Two-factor authentication is on for your {product} account")
+            }
+            Mail::MfaDisabled { .. } => {
+                format!("Two-factor authentication is off for your {product} account")
             }
         }
     }
@@ -215,6 +227,11 @@ impl Renderer {
                 }
             }
             Mail::AccountExists => context! { product => self.product, issuer => self.issuer },
+            Mail::MfaEnabled { name } | Mail::MfaDisabled { name } => context! {
+                product => self.product,
+                issuer => self.issuer,
+                name => name,
+            },
             Mail::EmailChangeRequested { name, new_email } => context! {
                 product => self.product,
                 issuer => self.issuer,
@@ -370,7 +387,7 @@ pub async fn send_test_message(
         .await
 }
 
-const TEMPLATES: [(&str, &str); 18] = [
+const TEMPLATES: [(&str, &str); 22] = [
     (
         "verify_email.txt",
         include_str!("../../templates/mail/verify_email.txt"),
@@ -418,6 +435,22 @@ const TEMPLATES: [(&str, &str); 18] = [
     (
         "email_change_requested.html",
         include_str!("../../templates/mail/email_change_requested.html"),
+    ),
+    (
+        "mfa_enabled.txt",
+        include_str!("../../templates/mail/mfa_enabled.txt"),
+    ),
+    (
+        "mfa_enabled.html",
+        include_str!("../../templates/mail/mfa_enabled.html"),
+    ),
+    (
+        "mfa_disabled.txt",
+        include_str!("../../templates/mail/mfa_disabled.txt"),
+    ),
+    (
+        "mfa_disabled.html",
+        include_str!("../../templates/mail/mfa_disabled.html"),
     ),
     (
         "identity_linked.txt",

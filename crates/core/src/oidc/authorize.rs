@@ -284,6 +284,13 @@ impl Gatehouse {
             }
             _ => return Ok(AuthorizeStep::Login(request.clone())),
         };
+        // An admin's session as the user stays on Gatehouse's own pages: an app's tokens
+        // would not say that an admin acts.
+        if user.impersonator_id.is_some() {
+            return Ok(AuthorizeStep::Refuse {
+                message: "This is an admin's session as the user: it cannot sign in to applications. End it to sign in as yourself.".to_owned(),
+            });
+        }
         // A client that asks for a second factor (`acr_values`) gets no code for a login
         // made without one (OpenID Connect Core Unmet Authentication Requirements 1.0).
         if request.require_mfa && !split(&user.amr).any(|method| method == "mfa") {

@@ -97,8 +97,8 @@ impl Gatehouse {
         for session in &app_sessions {
             revoke_session(&txn, session.id, RevokeReason::ConsentWithdrawn, now).await?;
         }
-        let entry = AuditEntry::by_user(AuditEvent::ConsentWithdrawn, principal.user_id)
-            .session(principal.session_id)
+        let entry = principal
+            .audit_entry(AuditEvent::ConsentWithdrawn)
             .details(json!({ "client_id": client_id, "sessions_ended": app_sessions.len() }));
         audit::record(&txn, now, meta, entry).await?;
         self.commit_revoking(txn).await?;

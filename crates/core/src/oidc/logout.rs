@@ -92,7 +92,12 @@ impl Gatehouse {
         if let Some(session) = sessions::Entity::find_by_id(login).one(&txn).await?
             && revoke_session(&txn, login, RevokeReason::Logout, now).await?
         {
-            let entry = AuditEntry::by_user(AuditEvent::Logout, session.user_id).session(login);
+            let entry = AuditEntry::in_session(
+                AuditEvent::Logout,
+                session.user_id,
+                login,
+                session.impersonator_id,
+            );
             audit::record(&txn, now, meta, entry).await?;
         }
         self.commit_revoking(txn).await?;

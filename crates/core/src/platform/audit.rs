@@ -169,6 +169,23 @@ impl AuditEntry {
         }
     }
 
+    /// An event a user did to their own account in `session`, or that an admin did as
+    /// them (`impersonator`, in an impersonated session): the admin is the actor.
+    pub fn in_session(
+        event: AuditEvent,
+        user: Uuid,
+        session: Uuid,
+        impersonator: Option<Uuid>,
+    ) -> Self {
+        Self {
+            event,
+            actor: Some(impersonator.unwrap_or(user)),
+            subject: Some(user),
+            session: Some(session),
+            details: None,
+        }
+    }
+
     pub fn session(mut self, session: Uuid) -> Self {
         self.session = Some(session);
         self

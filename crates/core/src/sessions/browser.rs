@@ -43,6 +43,10 @@ pub struct BrowserUser {
     /// Whether the account has two-factor authentication (proving oneself again asks
     /// for a code too).
     pub mfa_enabled: bool,
+    /// The admin who opened this login as the user (impersonation), if one did.
+    pub impersonator_id: Option<Uuid>,
+    /// When the login ends at the latest.
+    pub session_expires_at: DateTime<Utc>,
 }
 
 impl BrowserUser {
@@ -54,7 +58,7 @@ impl BrowserUser {
             role: self.role,
             // The hosted pages are Gatehouse itself.
             access: ApiAccess::FULL,
-            impersonator_id: None,
+            impersonator_id: self.impersonator_id,
         }
     }
 }
@@ -195,6 +199,8 @@ impl Gatehouse {
             auth_time: session.auth_time.unwrap_or(session.created_at),
             amr: session.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
             mfa_enabled: user.mfa_enabled_at.is_some(),
+            impersonator_id: session.impersonator_id,
+            session_expires_at: session.expires_at,
         }))
     }
 }

@@ -7,15 +7,24 @@
 //! admin write (the role as stored now, and a recent authentication of the admin) and is
 //! audited with the admin as actor; admins and disabled accounts cannot be impersonated.
 //! When the admin loses the role, or is disabled or banned, their impersonations end.
+//!
+//! The answer also holds a one-time link (`browser_url`, `auth.impersonation_link_ttl`)
+//! that puts the same session on the hosted pages of a browser, under a banner that says
+//! whose account it is. Only its hash is stored. Such a browser cannot sign in to
+//! applications (their tokens would not say that an admin acts) and, like the token,
+//! takes no sensitive action.
 
 use chrono::{DateTime, Utc};
-use gatehouse_entity::{sessions, users};
+use gatehouse_entity::{one_time_tokens, sessions, users};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::identity::types::Role;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::secrets::{new_token, token_hash};
 use crate::sessions::{Principal, RevokeReason, revoke_session};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::api_scopes::ACCOUNT_SCOPE;
@@ -57,6 +66,21 @@ pub struct ImpersonationToken {
     pub session_expires_at: DateTime<Utc>,
     /// `gatehouse:account`: never the admin API.
     pub scope: &'static str,
+    /// A one-time link (`auth.impersonation_link_ttl`) that opens this session in a
+    /// browser, on the hosted pages, under a banner.
+    pub browser_url: String,
+}
+
+/// The purpose of the one-time token behind `browser_url`.
+const BROWSER_LINK_PURPOSE: &str = "impersonation";
+
+/// An impersonated session a browser may show, from its one-time link.
+#[derive(Debug)]
+pub struct BrowserImpersonation {
+    pub session_id: Uuid,
+    /// The address of the account seen.
+    pub user_email: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Gatehouse {
@@ -114,6 +138,22 @@ impl Gatehouse {
         }
         .insert(&txn)
         .await?;
+        let (link_token, link_hash) = new_token()?;
+        let link_ttl = chrono::Duration::from_std(self.settings.auth.impersonation_link_ttl)
+            .unwrap_or_default();
+        one_time_tokens::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user.id),
+            purpose: Set(BROWSER_LINK_PURPOSE.to_owned()),
+            token_hash: Set(link_hash),
+            created_at: Set(now),
+            expires_at: Set((now + link_ttl).min(expires_at)),
+            used_at: Set(None),
+            email: Set(None),
+            session_id: Set(Some(session_id)),
+        }
+        .insert(&txn)
+        .await?;
         let entry = AuditEntry {
             event: AuditEvent::ImpersonationStarted,
             actor: Some(admin.user_id),
@@ -141,6 +181,54 @@ impl Gatehouse {
             session_id,
             session_expires_at: expires_at,
             scope: ACCOUNT_SCOPE,
+            browser_url: format!(
+                "{}/impersonate?token={}",
+                self.issuer().trim_end_matches('/'),
+                link_token.expose_secret()
+            ),
+        })
+    }
+
+    /// Uses up the one-time link of an impersonation: the session it opens in a browser,
+    /// while that session still stands. [`Error::InvalidOneTimeToken`] for a link that is
+    /// unknown, used, expired, or whose session ended.
+    pub async fn open_impersonation_link(
+        &self,
+        token: &SecretString,
+    ) -> Result<BrowserImpersonation> {
+        let now = self.clock.now();
+        let txn = self.begin_write().await?;
+        let link = one_time_tokens::Entity::find()
+            .filter(one_time_tokens::Column::TokenHash.eq(token_hash(token.expose_secret())))
+            .filter(one_time_tokens::Column::Purpose.eq(BROWSER_LINK_PURPOSE))
+            .filter(one_time_tokens::Column::UsedAt.is_null())
+            .filter(one_time_tokens::Column::ExpiresAt.gt(now))
+            .one(&txn)
+            .await?
+            .ok_or(Error::InvalidOneTimeToken)?;
+        // Single use: of two requests racing with one link, one gets the session.
+        let used = one_time_tokens::Entity::update_many()
+            .col_expr(one_time_tokens::Column::UsedAt, Expr::value(now))
+            .filter(one_time_tokens::Column::Id.eq(link.id))
+            .filter(one_time_tokens::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if used.rows_affected != 1 {
+            return Err(Error::InvalidOneTimeToken);
+        }
+        let session_id = link.session_id.ok_or(Error::InvalidOneTimeToken)?;
+        txn.commit().await?;
+        // The session as every request sees it: not revoked, expired, or its user gone
+        // or disabled.
+        let user = self
+            .login_user(session_id)
+            .await?
+            .filter(|user| user.impersonator_id.is_some() && user.user_id == link.user_id)
+            .ok_or(Error::InvalidOneTimeToken)?;
+        Ok(BrowserImpersonation {
+            session_id,
+            user_email: user.email,
+            expires_at: user.session_expires_at,
         })
     }
 }

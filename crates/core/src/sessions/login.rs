@@ -476,6 +476,7 @@ impl Gatehouse {
             expires_at: Set(now + ttl),
             used_at: Set(None),
             email: Set(None),
+            session_id: Set(None),
         }
         .insert(&txn)
         .await?;

@@ -30,6 +30,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::identity::types::Role;
+use crate::platform::audit::{AuditEntry, AuditEvent};
 use crate::tokens::api_scopes::{ADMIN_SCOPE, ApiAccess};
 use crate::{Error, Gatehouse, Result};
 
@@ -63,6 +64,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// An audit entry of what this principal did to their own account: the admin is
+    /// its actor in an impersonated session.
+    pub(crate) fn audit_entry(&self, event: AuditEvent) -> AuditEntry {
+        AuditEntry::in_session(event, self.user_id, self.session_id, self.impersonator_id)
+    }
+
     /// Admin rights: the admin role now, and a token issued for the admin API.
     pub(crate) fn require_admin(&self) -> Result<()> {
         if !self.access.admin {

@@ -8,7 +8,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::audit::{self, AuditEvent, RequestMeta};
 use crate::sessions::backchannel;
 use crate::sessions::revocations;
 use crate::sessions::{Principal, RevokeReason, SessionView};
@@ -96,8 +96,7 @@ impl Gatehouse {
         let now = self.clock.now();
         let txn = self.begin_revoking().await?;
         revoke_session(&txn, principal.session_id, RevokeReason::Logout, now).await?;
-        let entry = AuditEntry::by_user(AuditEvent::Logout, principal.user_id)
-            .session(principal.session_id);
+        let entry = principal.audit_entry(AuditEvent::Logout);
         audit::record(&txn, now, meta, entry).await?;
         self.commit_revoking(txn).await?;
         Ok(())
@@ -124,7 +123,8 @@ impl Gatehouse {
             .await?
             .ok_or(Error::NotFound("session"))?;
         if revoke_session(&txn, session.id, RevokeReason::RevokedByUser, now).await? {
-            let entry = AuditEntry::by_user(AuditEvent::SessionRevoked, principal.user_id)
+            let entry = principal
+                .audit_entry(AuditEvent::SessionRevoked)
                 .session(session.id);
             audit::record(&txn, now, meta, entry).await?;
         }
@@ -149,8 +149,8 @@ impl Gatehouse {
             now,
         )
         .await?;
-        let entry = AuditEntry::by_user(AuditEvent::SessionRevoked, principal.user_id)
-            .session(principal.session_id)
+        let entry = principal
+            .audit_entry(AuditEvent::SessionRevoked)
             .details(serde_json::json!({ "other_sessions_ended": revoked }));
         audit::record(&txn, now, meta, entry).await?;
         self.commit_revoking(txn).await?;

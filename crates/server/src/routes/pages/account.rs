@@ -1,5 +1,6 @@
 //! The account page: the user's sessions (end one, or all others), the apps they
-//! allowed (withdraw one), and deleting the account (a page that asks first).
+//! allowed (withdraw one), links to the email and two-factor pages, and deleting the
+//! account (a page that asks first).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
@@ -46,7 +47,7 @@ pub(super) async fn sessions_page(
         &pages,
         &browser,
         "sessions.html",
-        context! { notice, ..view },
+        context! { notice, mfa => user.mfa_enabled, ..view },
     )
 }
 

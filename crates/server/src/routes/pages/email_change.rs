@@ -1,19 +1,79 @@
-//! The pages behind the links of an email change: confirm the new address (the link mailed
-//! to it) and undo a change (the link mailed to the old address). As with email
-//! verification, the link fills the form and only posting it acts, so mail scanners that
-//! open links use nothing up.
+//! The pages of an email change: ask for one from the account (a sensitive action: a
+//! login older than `auth.fresh_age` proves itself again first), confirm the new address
+//! (the link mailed to it) and undo a change (the link mailed to the old address). As
+//! with email verification, a link fills the form and only posting it acts, so mail
+//! scanners that open links use nothing up.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
-use gatehouse_core::Gatehouse;
+use gatehouse_core::rate_limit::RateClass;
+use gatehouse_core::{Error, Gatehouse};
 use minijinja::context;
+use serde::Deserialize;
 
+use super::account::logged_in;
 use super::csrf::CsrfForm;
+use super::reauthenticate::ASK_FOR_EMAIL_CHANGE;
 use super::verify_email::{TokenForm, TokenQuery};
 use super::{rerender, show};
-use crate::browser::{BrowserSession, Pages};
+use crate::browser::{BrowserSession, Pages, see_other};
 use crate::error::PageError;
 use crate::extract::ClientMeta;
+use crate::rate_limit::RateLimits;
+
+#[get("/account/email")]
+pub(super) async fn change_page(
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    browser: BrowserSession,
+) -> Result<HttpResponse, PageError> {
+    let user = logged_in(&browser).await?;
+    if !gatehouse.session_is_fresh(&user.principal()).await? {
+        return Ok(see_other(ASK_FOR_EMAIL_CHANGE));
+    }
+    let view = context! { user_email => user.email };
+    show(&pages, &browser, "change_email.html", view)
+}
+
+#[derive(Deserialize)]
+pub(super) struct ChangeForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// Asks for the change: a confirmation link to the new address, a notice to the old
+/// one. The answer is the same whether or not another account has the address.
+pub(super) async fn change(
+    CsrfForm(form): CsrfForm<ChangeForm>,
+    gatehouse: web::Data<Gatehouse>,
+    pages: web::Data<Pages>,
+    browser: BrowserSession,
+    ClientMeta(meta): ClientMeta,
+    limits: RateLimits,
+) -> Result<HttpResponse, PageError> {
+    let user = logged_in(&browser).await?;
+    let requested = match limits.email(RateClass::Mail, &form.email).await {
+        Ok(()) => {
+            gatehouse
+                .request_email_change(&user.principal(), &form.email, &meta)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match requested {
+        Ok(_receipt) => pages.message(
+            StatusCode::ACCEPTED,
+            "Check your inbox",
+            "We sent a link to the new address. Your account changes to it when you open the link; until then it keeps the address it has.",
+            Some(("/account/sessions", "Back to your account")),
+        ),
+        Err(Error::ReauthenticationRequired) => Ok(see_other(ASK_FOR_EMAIL_CHANGE)),
+        Err(e) => {
+            let view = context! { user_email => user.email, email => form.email };
+            rerender(&pages, &browser, "change_email.html", e, "form", view)
+        }
+    }
+}
 
 #[get("/confirm-email")]
 pub(super) async fn confirm_page(

@@ -1,7 +1,8 @@
 //! The hosted pages, one module per page family: log in, sign up, verify email, password
-//! (forgot and reset), email change (confirm and undo), the account (sessions, apps and
-//! deletion), consent, and log out. Plain HTML
-//! forms; no script.
+//! (forgot and reset), email change (ask, confirm and undo), the account (sessions, apps
+//! and deletion), two-factor authentication, providers, step-up, an admin's
+//! impersonation (its link and banner), consent, and log out.
+//! Plain HTML forms; no script.
 //!
 //! Every form post goes through the [`csrf::CsrfForm`] extractor (403 without this
 //! browser's CSRF token), and every form route is declared once, in [`FORM_POSTS`]'s
@@ -13,8 +14,10 @@ mod consent;
 pub mod csrf;
 mod email_change;
 mod federation;
+mod impersonation;
 mod login;
 mod logout;
+mod mfa;
 mod password;
 mod reauthenticate;
 mod signup;
@@ -60,6 +63,11 @@ form_posts! {
     "/account/sessions/revoke-others" => account::revoke_other_sessions,
     "/account/apps/{client_id}/withdraw" => account::withdraw_consent,
     "/account/delete" => account::delete_account,
+    "/account/email" => email_change::change,
+    "/account/mfa/totp" => mfa::start,
+    "/account/mfa/totp/confirm" => mfa::confirm,
+    "/account/mfa/recovery-codes" => mfa::regenerate,
+    "/account/mfa/remove" => mfa::remove,
     "/account/identities/link/{provider}" => federation::link,
     "/account/identities/{id}/unlink" => federation::unlink,
     "/confirm-email" => email_change::confirm,
@@ -67,6 +75,7 @@ form_posts! {
     "/consent" => consent::answer,
     "/logout" => logout::log_out,
     "/reauthenticate" => reauthenticate::reauthenticate,
+    "/impersonate" => impersonation::open,
 }
 
 /// Registers the pages and their forms.
@@ -81,11 +90,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(password::reset_page)
         .service(account::sessions_page)
         .service(account::delete_page)
+        .service(email_change::change_page)
+        .service(mfa::page)
         .service(email_change::confirm_page)
         .service(email_change::undo_page)
         .service(consent::page)
         .service(logout::page)
-        .service(reauthenticate::page);
+        .service(reauthenticate::page)
+        .service(impersonation::page);
     configure_form_posts(cfg);
     // After `/login/mfa`: a provider's id is any other path segment.
     cfg.service(federation::start).service(federation::callback);
@@ -156,7 +168,11 @@ fn render(
     errors: Errors,
     page: Value,
 ) -> Result<HttpResponse, PageError> {
-    let page = minijinja::context! { errors => errors, ..page };
+    let page = minijinja::context! {
+        errors => errors,
+        impersonation => browser.impersonation()?,
+        ..page
+    };
     pages.render(status, template, &browser.csrf_token()?, page)
 }
 

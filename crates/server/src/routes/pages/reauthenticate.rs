@@ -1,4 +1,5 @@
-//! Step-up on the hosted pages: before a sensitive action (deleting the account) a
+//! Step-up on the hosted pages: before a sensitive action (changing the email address
+//! or two-factor authentication, linking or unlinking a provider, deleting the account) a
 //! browser whose login is older than `auth.fresh_age` proves itself again with its
 //! password (and a code when the account has two-factor authentication), then goes back
 //! to the action. `next` only ever leads to an account page of this server.
@@ -20,6 +21,10 @@ use crate::extract::ClientMeta;
 pub(super) const ASK_FOR_DELETION: &str = "/reauthenticate?next=/account/delete";
 /// The same, for an action of the account page (linking or unlinking a provider).
 pub(super) const ASK_FOR_ACCOUNT: &str = "/reauthenticate?next=/account/sessions";
+/// The same, before changing the account's email address.
+pub(super) const ASK_FOR_EMAIL_CHANGE: &str = "/reauthenticate?next=/account/email";
+/// The same, before any change to two-factor authentication.
+pub(super) const ASK_FOR_MFA: &str = "/reauthenticate?next=/account/mfa";
 
 /// `next` if it is a path of the account pages of this server, else the account page:
 /// never another host, scheme or path (no open redirect).
