@@ -306,6 +306,14 @@ impl Browser {
         }
     }
 
+    /// The value of a script run in the page (`return ...;`).
+    pub async fn script(&self, js: &str) -> Value {
+        match self.client.execute(js, vec![]).await {
+            Ok(value) => value,
+            Err(e) => self.fail(format_args!("could not run {js:?}"), e).await,
+        }
+    }
+
     /// Waits up to 10 s for an element matching `css`.
     pub async fn wait_for(&self, css: &str) {
         self.find(css).await;

@@ -5,6 +5,9 @@
 //! token of the right session. Every page is saved as a screenshot under
 //! `target/screenshots/`.
 //!
+//! A second journey sets up two-factor authentication (the QR code must render under the
+//! pages' Content-Security-Policy) and opens an admin's impersonation under its banner.
+//!
 //! SQLite only: what is under test is the browser's path through the pages, not storage.
 
 use std::time::{Duration, Instant};
@@ -281,4 +284,83 @@ async fn backchannel_logout(server: &TestServer, demo: &DemoRp, sid: &str) -> Va
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Logs `browser` in on the hosted login page.
+async fn log_in(browser: &Browser, issuer: &str, email: &str, password: &str) {
+    browser.goto(&format!("{issuer}/login")).await;
+    browser.fill("input[name=email]", email).await;
+    browser.fill("input[name=password]", password).await;
+    browser
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    assert_on(browser, issuer, "/account/sessions").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_factor_setup_and_an_admins_impersonation_in_a_browser() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let issuer = server.base_url.clone();
+    let admin = server.admin("admin@example.com").await;
+    let user = server.verified_user(EMAIL, PASSWORD).await;
+    // (Asked now: turning on two-factor authentication ends this API session.)
+    let me: Value = server
+        .get_as(&user.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // The user turns on two-factor authentication from the account page.
+    let laptop = Browser::start("browser_flow-mfa").await;
+    log_in(&laptop, &issuer, EMAIL, PASSWORD).await;
+    laptop.click("a[href='/account/mfa']").await;
+    assert_on(&laptop, &issuer, "/account/mfa").await;
+    laptop
+        .click("form[action='/account/mfa/totp'] button[type=submit]")
+        .await;
+    assert_eq!(laptop.text("h1").await, "Set up an authenticator app");
+    // The QR code is drawn: the page's Content-Security-Policy lets its image load.
+    let drawn = laptop
+        .script("return document.querySelector('img.qr-code').naturalWidth;")
+        .await;
+    assert!(drawn.as_u64().is_some_and(|width| width > 0), "{drawn}");
+    laptop.screenshot("mfa-setup").await;
+    let secret = laptop.text("code.secret").await;
+    let code = crate::mfa::code_now(&server, &secret);
+    laptop.fill("input[name=code]", &code).await;
+    laptop
+        .click("form[action='/account/mfa/totp/confirm'] button[type=submit]")
+        .await;
+    assert_eq!(laptop.text("h1").await, "Your recovery codes");
+    let codes = laptop
+        .script("return document.querySelectorAll('.recovery-codes li').length;")
+        .await;
+    assert_eq!(codes, json!(10));
+    laptop.screenshot("recovery-codes").await;
+
+    // An admin opens the user's account in their own browser, under a banner.
+    let opened: Value = server
+        .post_as(
+            &admin.access,
+            &format!(
+                "/api/v1/admin/users/{}/impersonate",
+                me["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let desk = Browser::start("browser_flow-impersonation").await;
+    desk.goto(opened["browser_url"].as_str().unwrap()).await;
+    desk.click("form[action='/impersonate'] button[type=submit]")
+        .await;
+    assert_on(&desk, &issuer, "/account/sessions").await;
+    let banner = desk.text(".impersonation-banner").await;
+    assert!(banner.contains(EMAIL), "{banner}");
+    desk.screenshot("impersonation-banner").await;
+    desk.close().await;
+    laptop.close().await;
 }

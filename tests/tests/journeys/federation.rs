@@ -29,6 +29,7 @@ on_both_databases!(
     linking_from_the_account_page_needs_step_up_and_a_free_identity,
     guessed_passwords_do_not_lock_a_known_browser_out_of_its_provider,
     another_gatehouse_as_an_openid_connect_provider,
+    an_account_without_a_password_proves_itself_at_its_provider,
 );
 
 const PASSWORD: &str = "federation password 1";
@@ -815,4 +816,50 @@ async fn answers_larger_than_the_limit_are_not_read() {
             "{spoil:?}"
         );
     }
+}
+
+async fn an_account_without_a_password_proves_itself_at_its_provider(backend: Backend) {
+    let (server, github) = with_github(backend).await;
+    github.sign_in_as(octocat("nopass@example.com", true));
+    let walker = PageWalker::new();
+    let signed_in = via_github(&server, &walker).await;
+    assert_eq!(location(&signed_in).path(), "/account/sessions");
+    server.advance(std::time::Duration::from_secs(16 * 60));
+
+    // A stale login is asked for what the account has: a provider, not a password.
+    let stale = walker.get(&server.url("/account/delete")).await;
+    let ask = location(&stale);
+    assert_eq!(ask.path(), "/reauthenticate");
+    let page = walker.get(ask.as_str()).await.text().await.unwrap();
+    assert!(
+        page.contains(r#"href="/login/github">Sign in again with GitHub"#),
+        "{page}"
+    );
+    assert!(
+        !page.contains(r#"name="password""#),
+        "no password field: {page}"
+    );
+    // A password posted anyway is refused as such, and counts as no failed login.
+    let csrf = csrf_token(&account_page(&server, &walker).await.expect("logged in"));
+    for _ in 0..3 {
+        let refused = walker
+            .post(
+                &server.url("/reauthenticate"),
+                &[("csrf_token", &csrf), ("password", "a guess a guess")],
+            )
+            .await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(refused.text().await.unwrap().contains("no password"));
+    }
+    let failures = gatehouse_entity::login_failures::Entity::find()
+        .count(server.gatehouse.db())
+        .await
+        .unwrap();
+    assert_eq!(failures, 0);
+
+    // Signing in there again is a fresh login.
+    let again = via_github(&server, &walker).await;
+    assert_eq!(location(&again).path(), "/account/sessions");
+    let fresh = walker.get(&server.url("/account/delete")).await;
+    assert_eq!(fresh.status(), StatusCode::OK);
 }

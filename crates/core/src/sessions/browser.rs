@@ -14,6 +14,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use crate::identity::hashing::has_password;
 use crate::identity::types::Role;
 use crate::platform::secrets::{new_token, token_hash};
 use crate::sessions::Principal;
@@ -43,6 +44,9 @@ pub struct BrowserUser {
     /// Whether the account has two-factor authentication (proving oneself again asks
     /// for a code too).
     pub mfa_enabled: bool,
+    /// Whether the account has a password (an account made by a provider sign-in has
+    /// none, and proves itself there).
+    pub has_password: bool,
     /// The admin who opened this login as the user (impersonation), if one did.
     pub impersonator_id: Option<Uuid>,
     /// When the login ends at the latest.
@@ -199,6 +203,7 @@ impl Gatehouse {
             auth_time: session.auth_time.unwrap_or(session.created_at),
             amr: session.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
             mfa_enabled: user.mfa_enabled_at.is_some(),
+            has_password: has_password(user),
             impersonator_id: session.impersonator_id,
             session_expires_at: session.expires_at,
         }))

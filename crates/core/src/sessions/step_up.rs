@@ -11,7 +11,7 @@ use gatehouse_entity::{sessions, users};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use secrecy::SecretString;
 
-use crate::identity::hashing::stored_password;
+use crate::identity::hashing::{has_password, stored_password};
 use crate::identity::totp::{FirstFactor, amr_of};
 use crate::identity::types::{Email, Password};
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
@@ -82,11 +82,19 @@ impl Gatehouse {
         if principal.impersonator_id.is_some() {
             return Err(Error::ImpersonatedSession);
         }
-        let password = Password::presented(password, &self.settings.password, "password")?;
         let user = users::Entity::find_by_id(principal.user_id)
             .one(&self.db)
             .await?
             .ok_or(Error::Unauthenticated)?;
+        // An account made by a provider sign-in has no password to prove: it proves
+        // itself by signing in there again (a new login is fresh). No failure counted.
+        if !has_password(&user) {
+            return Err(Error::invalid(
+                "no_password",
+                "password: this account has no password; sign in again with its provider",
+            ));
+        }
+        let password = Password::presented(password, &self.settings.password, "password")?;
         if user.mfa_enabled_at.is_some() && code.is_none() {
             return Err(Error::MfaCodeRequired);
         }

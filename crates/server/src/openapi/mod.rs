@@ -287,7 +287,11 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
             },
         ],
         "reauthenticate" => {
-            let mut errors = vec![invalid("password_too_long"), E::InvalidCurrentPassword];
+            let mut errors = vec![
+                invalid("password_too_long"),
+                invalid("no_password"),
+                E::InvalidCurrentPassword,
+            ];
             errors.extend([
                 E::MfaCodeRequired,
                 E::InvalidMfaCode,

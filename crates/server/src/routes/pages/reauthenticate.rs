@@ -47,16 +47,29 @@ struct NextQuery {
     next: Option<String>,
 }
 
+/// The page asks for the password (and a code), or, for an account without a password,
+/// offers its linked providers: a new sign-in there is a fresh login.
 #[get("/reauthenticate")]
 pub(super) async fn page(
+    gatehouse: web::Data<Gatehouse>,
     pages: web::Data<Pages>,
     browser: BrowserSession,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, PageError> {
     let user = logged_in(&browser).await?;
+    let identities = if user.has_password {
+        Vec::new()
+    } else {
+        gatehouse.linked_identities(&user.principal()).await?
+    };
     let view = context! {
         user_email => user.email,
         mfa => user.mfa_enabled,
+        has_password => user.has_password,
+        identities => identities.into_iter().map(|i| context! {
+            provider => i.provider,
+            provider_name => i.provider_name,
+        }).collect::<Vec<_>>(),
         next => safe_next(query.next.as_deref()),
     };
     show(&pages, &browser, "reauthenticate.html", view)
@@ -87,7 +100,12 @@ pub(super) async fn reauthenticate(
     {
         Ok(()) => Ok(see_other(&next)),
         Err(e) => {
-            let view = context! { user_email => user.email, mfa => user.mfa_enabled, next };
+            let view = context! {
+                user_email => user.email,
+                mfa => user.mfa_enabled,
+                has_password => user.has_password,
+                next,
+            };
             rerender(&pages, &browser, "reauthenticate.html", e, "password", view)
         }
     }
