@@ -7,7 +7,7 @@
 //! fetched again when a token names a key it lacks (key rotation). No redirects are
 //! followed (the `oauth2` crate's advice against SSRF), every request has a timeout
 //! (`federation.request_timeout`), and no answer is read past
-//! `federation.max_response_bytes` ([`ProviderHttp`]).
+//! `federation.max_response_bytes` (`ProviderHttp`).
 
 use std::future::Future;
 use std::pin::Pin;
