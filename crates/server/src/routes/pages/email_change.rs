@@ -52,14 +52,13 @@ pub(super) async fn change(
     limits: RateLimits,
 ) -> Result<HttpResponse, PageError> {
     let user = logged_in(&browser).await?;
-    let requested = match limits.email(RateClass::Mail, &form.email).await {
-        Ok(()) => {
-            gatehouse
-                .request_email_change(&user.principal(), &form.email, &meta)
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let requested = async {
+        limits.email(RateClass::Mail, &form.email).await?;
+        gatehouse
+            .request_email_change(&user.principal(), &form.email, &meta)
+            .await
+    }
+    .await;
     match requested {
         Ok(_receipt) => pages.message(
             StatusCode::ACCEPTED,

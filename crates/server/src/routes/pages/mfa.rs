@@ -89,17 +89,15 @@ pub(super) async fn confirm(
 ) -> Result<HttpResponse, PageError> {
     let user = logged_in(&browser).await?;
     let principal = user.principal();
-    let confirmed = match limits
-        .account(RateClass::Login, &principal.user_id.to_string())
-        .await
-    {
-        Ok(()) => {
-            gatehouse
-                .confirm_totp(&principal, form.code.expose_secret().trim(), &meta)
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let confirmed = async {
+        limits
+            .account(RateClass::Login, &principal.user_id.to_string())
+            .await?;
+        gatehouse
+            .confirm_totp(&principal, form.code.expose_secret().trim(), &meta)
+            .await
+    }
+    .await;
     match confirmed {
         Ok(codes) => recovery_codes(&pages, &browser, codes, true),
         Err(Error::ReauthenticationRequired) => Ok(see_other(ASK_FOR_MFA)),
