@@ -449,6 +449,11 @@ async fn unlinking_needs_step_up_and_keeps_a_way_to_sign_in(backend: Backend) {
         )
         .await;
     assert_eq!(reauthenticated.status(), StatusCode::NO_CONTENT);
+    // A browser signed in through GitHub (perhaps not the owner's) ends with the link;
+    // the password session that unlinks stays.
+    let through_github = PageWalker::new();
+    via_github(&server, &through_github).await;
+    assert!(account_page(&server, &through_github).await.is_some());
     let api = server
         .delete_as(
             &tokens.access,
@@ -457,6 +462,9 @@ async fn unlinking_needs_step_up_and_keeps_a_way_to_sign_in(backend: Backend) {
         .await;
     assert_eq!(api.status(), StatusCode::NO_CONTENT);
     assert_eq!(identities_of(&server, user.id).await, 0);
+    assert!(account_page(&server, &through_github).await.is_none());
+    let me = server.get_as(&tokens.access, "/api/v1/me").await;
+    assert_eq!(me.status(), StatusCode::OK);
 
     // Unlinked, GitHub no longer signs in to the account: with its verified address it
     // asks for the password again.

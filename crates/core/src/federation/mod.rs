@@ -21,10 +21,10 @@
 pub mod upstream;
 
 use chrono::{DateTime, Utc};
-use gatehouse_entity::{federated_identities, users};
+use gatehouse_entity::{federated_identities, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use serde::{Deserialize, Serialize};
@@ -34,8 +34,8 @@ use crate::identity::hashing::has_password;
 use crate::identity::types::Email;
 use crate::mail::Mail;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
-use crate::sessions::Principal;
 use crate::sessions::login::BrowserPasswordLogin;
+use crate::sessions::{Principal, RevokeReason, revoke_session};
 use crate::{Error, Gatehouse, Result};
 
 pub use upstream::{Callback, FederationFlow, ProviderButton, UpstreamIdentity};
@@ -84,6 +84,37 @@ fn already_linked() -> Error {
         code: "identity_already_linked",
         message: "this account at the provider is linked to another Gatehouse account".to_owned(),
     }
+}
+
+/// Ends the account's sessions that signed in through a provider (`amr` starting with
+/// `fed`), other than the caller's own login and its app sessions: after an unlink, a
+/// session the unlinked identity opened (perhaps an intruder's) must not outlive it.
+/// Sessions do not record which provider opened them, so every provider's go.
+async fn revoke_federated_sessions(
+    txn: &impl ConnectionTrait,
+    principal: &Principal,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let federated = sessions::Entity::find()
+        .filter(sessions::Column::UserId.eq(principal.user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now))
+        .filter(sessions::Column::Amr.starts_with("fed"))
+        .filter(sessions::Column::Id.ne(principal.session_id))
+        .filter(
+            Condition::any()
+                .add(sessions::Column::ParentId.is_null())
+                .add(sessions::Column::ParentId.ne(principal.session_id)),
+        )
+        .all(txn)
+        .await?;
+    let mut revoked = 0;
+    for session in federated {
+        if revoke_session(txn, session.id, RevokeReason::IdentityUnlinked, now).await? {
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
 }
 
 impl Gatehouse {
@@ -244,7 +275,7 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<()> {
         let now = self.clock.now();
-        let txn = self.begin_write().await?;
+        let txn = self.begin_revoking().await?;
         self.require_fresh(&txn, principal).await?;
         let identity = federated_identities::Entity::find_by_id(identity_id)
             .one(&txn)
@@ -272,12 +303,15 @@ impl Gatehouse {
         federated_identities::Entity::delete_by_id(identity_id)
             .exec(&txn)
             .await?;
+        let revoked = revoke_federated_sessions(&txn, principal, now).await?;
         let entry = AuditEntry::by_user(AuditEvent::IdentityUnlinked, principal.user_id)
             .session(principal.session_id)
-            .details(serde_json::json!({ "provider": identity.provider_id }));
+            .details(serde_json::json!({
+                "provider": identity.provider_id,
+                "sessions_revoked": revoked,
+            }));
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
-        Ok(())
+        self.commit_revoking(txn).await
     }
 
     async fn identity_of(

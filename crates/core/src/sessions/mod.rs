@@ -118,6 +118,7 @@ pub(crate) enum RevokeReason {
     ImpersonatorLostRights,
     EmailChangeUndone,
     AccountDeleted,
+    IdentityUnlinked,
 }
 
 impl RevokeReason {
@@ -139,6 +140,7 @@ impl RevokeReason {
             RevokeReason::ImpersonatorLostRights => "impersonator_lost_rights",
             RevokeReason::EmailChangeUndone => "email_change_undone",
             RevokeReason::AccountDeleted => "account_deleted",
+            RevokeReason::IdentityUnlinked => "identity_unlinked",
         }
     }
 }
