@@ -15,6 +15,7 @@ on_both_databases!(
     only_fresh_admins_impersonate_and_never_admins_or_themselves,
     an_impersonation_ends_when_its_admin_loses_the_role,
     the_browser_link_opens_the_session_once_under_a_banner,
+    an_admins_new_password_ends_what_they_opened,
 );
 
 const PASSWORD: &str = "impersonated password 1";
@@ -288,6 +289,12 @@ async fn the_browser_link_opens_the_session_once_under_a_banner(backend: Backend
         banner.contains("<strong>ib@example.com</strong>"),
         "{banner}"
     );
+    for link in ["/account/delete", "/account/email", "/account/mfa"] {
+        assert!(
+            !account.contains(&format!(r#"href="{link}""#)),
+            "no link to {link}"
+        );
+    }
 
     // Used once: another browser (or this one again) gets nothing from it.
     let other = PageWalker::new();
@@ -327,6 +334,22 @@ async fn the_browser_link_opens_the_session_once_under_a_banner(backend: Backend
             .await
             .unwrap()
             .contains("cannot sign in to applications")
+    );
+    // An app asking silently gets an error back, as for no login.
+    let silent = walker
+        .get(&server.url(&format!(
+            "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={APP}\
+             &scope=openid&state=s2&prompt=none\
+             &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+             &code_challenge_method=S256"
+        )))
+        .await;
+    let back = location(&silent);
+    assert!(back.as_str().starts_with(APP), "{back}");
+    assert!(
+        back.query_pairs()
+            .any(|(k, v)| k == "error" && v == "login_required"),
+        "{back}"
     );
 
     // A later link expires unused.
@@ -390,4 +413,43 @@ async fn the_browser_link_opens_the_session_once_under_a_banner(backend: Backend
     server.advance(Duration::from_secs(16 * 60));
     let ended = third.get(&server.url("/account/sessions")).await;
     assert_eq!(location(&ended).path(), "/login");
+}
+
+async fn an_admins_new_password_ends_what_they_opened(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    let user = server.verified_user("ic@example.com", PASSWORD).await;
+    let user_id = id_of(&server, &user.access).await;
+    let opened: Value = impersonate(&server, &admin.access, &user_id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = opened["access_token"].as_str().unwrap();
+    assert_eq!(
+        server.get_as(token, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
+    // Perhaps the admin's password was stolen: a new one ends the admin's other
+    // sessions, and with them the sessions they opened as others, link included.
+    let changed = server
+        .post_as(
+            &admin.access,
+            "/api/v1/password/change",
+            json!({ "current_password": "admin password 1", "new_password": "admin password 2" }),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(
+        server.get_as(token, "/api/v1/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let walker = PageWalker::new();
+    let refused = open_link(&walker, &server, opened["browser_url"].as_str().unwrap()).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    // The user's own session is not the admin's to end.
+    assert_eq!(
+        server.get_as(&user.access, "/api/v1/me").await.status(),
+        StatusCode::OK
+    );
 }

@@ -674,6 +674,20 @@ async fn the_account_pages_turn_mfa_on_and_off_and_mail_the_owner(backend: Backe
         .map(|rest| rest.split('<').next().unwrap().to_owned())
         .collect();
     assert_eq!(codes.len(), 10, "{html}");
+    // The same form sent twice (a double click): the second leads to the page that
+    // offers a new set, since the first answer's codes may never have shown.
+    let twice = post_form(
+        &walker,
+        &server,
+        "/account/mfa/totp/confirm",
+        &csrf,
+        &[("code", &code_now(&server, &secret))],
+    )
+    .await;
+    assert_eq!(
+        location(&twice).as_str(),
+        server.url("/account/mfa?already_on=1")
+    );
     server
         .mail
         .wait_for(email, "Two-factor authentication is on")
@@ -719,6 +733,11 @@ async fn the_account_pages_turn_mfa_on_and_off_and_mail_the_owner(backend: Backe
     let removed = post_form(&walker, &server, "/account/mfa/remove", &csrf, &[]).await;
     assert_eq!(
         location(&removed).as_str(),
+        server.url("/account/mfa?removed=1")
+    );
+    let twice = post_form(&walker, &server, "/account/mfa/remove", &csrf, &[]).await;
+    assert_eq!(
+        location(&twice).as_str(),
         server.url("/account/mfa?removed=1")
     );
     server

@@ -223,7 +223,9 @@ impl Gatehouse {
         meta: &RequestMeta,
     ) -> Result<RecoveryCodesView> {
         let now = self.clock.now();
-        let txn = self.begin_write().await?;
+        // Serialised with every other change of the factors (confirm, remove, another
+        // regeneration): two at once cannot leave both new sets valid.
+        let txn = self.begin_revoking().await?;
         self.require_fresh(&txn, principal).await?;
         let user = self.user_in(&txn, principal).await?;
         if user.mfa_enabled_at.is_none() {
@@ -236,7 +238,7 @@ impl Gatehouse {
         let entry = AuditEntry::by_user(AuditEvent::RecoveryCodesRegenerated, user.id)
             .session(principal.session_id);
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         Ok(codes)
     }
 

@@ -638,11 +638,14 @@ fn short(text: &str) -> String {
 
 /// The `oauth2` crate's error of a code exchange, without any secret: the provider's
 /// error code, or the kind of failure.
-fn exchange_error<RE: std::error::Error + 'static>(
-    error: &oauth2::RequestTokenError<RE, BasicErrorResponse>,
+fn exchange_error(
+    error: &oauth2::RequestTokenError<ProviderHttpError, BasicErrorResponse>,
 ) -> String {
     match error {
         oauth2::RequestTokenError::ServerResponse(answer) => short(answer.error().as_ref()),
+        oauth2::RequestTokenError::Request(ProviderHttpError::TooLarge) => {
+            "the token endpoint answered more than federation.max_response_bytes".to_owned()
+        }
         oauth2::RequestTokenError::Request(_) => "the token endpoint did not answer".to_owned(),
         oauth2::RequestTokenError::Parse(_, _) => "the token response is malformed".to_owned(),
         oauth2::RequestTokenError::Other(_) => "the token response was refused".to_owned(),

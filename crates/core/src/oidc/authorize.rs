@@ -287,6 +287,14 @@ impl Gatehouse {
         // An admin's session as the user stays on Gatehouse's own pages: an app's tokens
         // would not say that an admin acts.
         if user.impersonator_id.is_some() {
+            // An app asking silently gets an error it can act on, as for no login.
+            if request.prompt == Some(Prompt::None) {
+                return Ok(self.request_error(
+                    request,
+                    "login_required",
+                    "this browser holds an admin's session as the user, which signs in to no application",
+                ));
+            }
             return Ok(AuthorizeStep::Refuse {
                 message: "This is an admin's session as the user: it cannot sign in to applications. End it to sign in as yourself.".to_owned(),
             });

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::identity::types::Role;
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
 use crate::platform::secrets::{new_token, token_hash};
+use crate::sessions::live::account_usable;
 use crate::sessions::{Principal, RevokeReason, revoke_session};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::api_scopes::ACCOUNT_SCOPE;
@@ -99,7 +100,9 @@ impl Gatehouse {
             });
         }
         let now = self.clock.now();
-        let txn = self.begin_write().await?;
+        // Under the revocation lock: a demotion, ban or disable of the admin that commits
+        // meanwhile is seen here, or sees (and ends) this session.
+        let txn = self.begin_revoking().await?;
         self.require_admin_now(&txn, admin).await?;
         let user = users::Entity::find_by_id(user_id)
             .one(&txn)
@@ -162,7 +165,7 @@ impl Gatehouse {
             details: Some(serde_json::json!({ "expires_at": expires_at })),
         };
         audit::record(&txn, now, meta, entry).await?;
-        txn.commit().await?;
+        self.commit_revoking(txn).await?;
         let grant = TokenGrant {
             subject: user.id.to_string(),
             client_id: API_CLIENT_ID.to_owned(),
@@ -223,8 +226,18 @@ impl Gatehouse {
         let user = self
             .login_user(session_id)
             .await?
-            .filter(|user| user.impersonator_id.is_some() && user.user_id == link.user_id)
+            .filter(|user| user.user_id == link.user_id)
             .ok_or(Error::InvalidOneTimeToken)?;
+        // The admin who opened it is still one, and may still sign in.
+        let impersonator = match user.impersonator_id {
+            Some(id) => users::Entity::find_by_id(id).one(&self.db).await?,
+            None => None,
+        };
+        if !impersonator.is_some_and(|admin| {
+            Role::from_stored(&admin.role) == Role::Admin && account_usable(&admin, now)
+        }) {
+            return Err(Error::InvalidOneTimeToken);
+        }
         Ok(BrowserImpersonation {
             session_id,
             user_email: user.email,

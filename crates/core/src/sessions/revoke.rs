@@ -61,7 +61,9 @@ async fn revoke_one_session(
     Ok(true)
 }
 
-/// Revokes every live session of a user, except `keep`; returns how many.
+/// Revokes every live session of a user, except `keep`, and those the user opened as
+/// others (an admin's impersonations: they end with the admin's own sessions, after a
+/// password change or reset, say); returns how many.
 pub(crate) async fn revoke_user_sessions(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
@@ -70,7 +72,11 @@ pub(crate) async fn revoke_user_sessions(
     now: DateTime<Utc>,
 ) -> Result<u64> {
     let mut live = sessions::Entity::find()
-        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(
+            sea_orm::Condition::any()
+                .add(sessions::Column::UserId.eq(user_id))
+                .add(sessions::Column::ImpersonatorId.eq(user_id)),
+        )
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::ExpiresAt.gt(now));
     if let Some(keep) = keep {

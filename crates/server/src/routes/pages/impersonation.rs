@@ -1,6 +1,7 @@
 //! An admin's impersonation in a browser: the one-time link the impersonation answered
 //! (`/impersonate?token=`) fills a form, and posting it puts the impersonated session on
-//! this browser, under a banner on every page (see `layout.html`). As with the mailed
+//! this browser, under a banner on every page rendered with the browser's state (see
+//! `layout.html` and `render`). As with the mailed
 //! links, opening the link uses nothing up.
 
 use actix_web::{HttpResponse, get, web};

@@ -23,10 +23,19 @@ use crate::rate_limit::RateLimits;
 
 /// The two-factor page, saying that it was turned off.
 const REMOVED_NOTICE: &str = "/account/mfa?removed=1";
+/// The two-factor page after a confirmation that found it on already (the same form sent
+/// twice: the first answer, with the codes, never showed).
+const ALREADY_ON_NOTICE: &str = "/account/mfa?already_on=1";
 
 #[derive(Deserialize)]
 pub(super) struct MfaQuery {
     removed: Option<String>,
+    already_on: Option<String>,
+}
+
+/// Whether `error` is the conflict `code`.
+fn is_conflict(error: &Error, code: &str) -> bool {
+    matches!(error, Error::Conflict { code: c, .. } if *c == code)
 }
 
 #[get("/account/mfa")]
@@ -40,10 +49,13 @@ pub(super) async fn page(
     if !gatehouse.session_is_fresh(&user.principal()).await? {
         return Ok(see_other(ASK_FOR_MFA));
     }
-    let notice = query
-        .removed
-        .as_ref()
-        .map(|_| "Two-factor authentication is off: your password alone signs you in.");
+    let notice = match (&query.removed, &query.already_on) {
+        (Some(_), _) => Some("Two-factor authentication is off: your password alone signs you in."),
+        (None, Some(_)) => Some(
+            "Two-factor authentication is on. If you did not see your recovery codes, make a new set now.",
+        ),
+        (None, None) => None,
+    };
     let view = context! { user_email => user.email, mfa => user.mfa_enabled, notice };
     show(&pages, &browser, "mfa.html", view)
 }
@@ -101,6 +113,7 @@ pub(super) async fn confirm(
     match confirmed {
         Ok(codes) => recovery_codes(&pages, &browser, codes, true),
         Err(Error::ReauthenticationRequired) => Ok(see_other(ASK_FOR_MFA)),
+        Err(e) if is_conflict(&e, "mfa_already_enabled") => Ok(see_other(ALREADY_ON_NOTICE)),
         Err(e) => rerender(&pages, &browser, "mfa_enrol.html", e, "code", context! {}),
     }
 }
@@ -133,7 +146,9 @@ pub(super) async fn remove(
 ) -> Result<HttpResponse, PageError> {
     let user = logged_in(&browser).await?;
     match gatehouse.remove_totp(&user.principal(), &meta).await {
+        // Sent twice, the second finds it off already: the same answer.
         Ok(()) => Ok(see_other(REMOVED_NOTICE)),
+        Err(e) if is_conflict(&e, "mfa_not_enabled") => Ok(see_other(REMOVED_NOTICE)),
         Err(Error::ReauthenticationRequired) => Ok(see_other(ASK_FOR_MFA)),
         Err(e) => Err(e.into()),
     }
