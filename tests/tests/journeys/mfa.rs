@@ -23,6 +23,7 @@ on_both_databases!(
     enrolling_ends_other_sessions_and_does_not_refresh_the_login,
     a_new_password_ends_logins_waiting_for_their_code,
     the_account_pages_turn_mfa_on_and_off_and_mail_the_owner,
+    an_admin_turns_off_a_second_factor_the_owner_cannot_use,
 );
 
 pub const PASSWORD: &str = "mfa password 1";
@@ -746,4 +747,65 @@ async fn the_account_pages_turn_mfa_on_and_off_and_mail_the_owner(backend: Backe
         .await;
     let password_only = server.log_in(email, PASSWORD).await;
     assert!(!password_only.access.is_empty());
+}
+
+async fn an_admin_turns_off_a_second_factor_the_owner_cannot_use(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin("root@example.com").await;
+    // Someone with the password set up a second factor the owner does not have.
+    let intruder = enrolled_user(&server, "mq@example.com").await;
+    let me: Value = server
+        .get_as(&intruder.tokens.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/admin/users/{}/mfa", me["id"].as_str().unwrap());
+    let user = server.verified_user("mr@example.com", PASSWORD).await;
+    let not_admin = server.delete_as(&user.access, &path).await;
+    assert_eq!(not_admin.status(), StatusCode::FORBIDDEN);
+
+    let removed = server.delete_as(&admin.access, &path).await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    // Every session of the account ends (the intruder's too), the owner is told, and the
+    // password alone signs in again.
+    let ended = server.get_as(&intruder.tokens.access, "/api/v1/me").await;
+    assert_eq!(ended.status(), StatusCode::UNAUTHORIZED);
+    server
+        .mail
+        .wait_for("mq@example.com", "Two-factor authentication is off")
+        .await;
+    let tokens = server.log_in("mq@example.com", PASSWORD).await;
+    assert!(!tokens.access.is_empty());
+    let audit: Value = server
+        .get_as(&admin.access, "/api/v1/admin/audit?event=mfa_disabled")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["events"][0]["subject_user_id"], me["id"]);
+    assert_ne!(
+        audit["events"][0]["actor_user_id"], me["id"],
+        "the admin acted"
+    );
+
+    let again = server.delete_as(&admin.access, &path).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(again).await, "mfa_not_enabled");
+    let admin_me: Value = server
+        .get_as(&admin.access, "/api/v1/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own = server
+        .delete_as(
+            &admin.access,
+            &format!(
+                "/api/v1/admin/users/{}/mfa",
+                admin_me["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(error_code(own).await, "cannot_modify_self");
 }

@@ -182,31 +182,64 @@ impl Gatehouse {
         let txn = self.begin_revoking().await?;
         self.require_fresh(&txn, principal).await?;
         let user = self.user_in(&txn, principal).await?;
-        totp_credentials::Entity::delete_by_id(user.id)
-            .exec(&txn)
-            .await?;
-        recovery_codes::Entity::delete_many()
-            .filter(recovery_codes::Column::UserId.eq(user.id))
-            .exec(&txn)
-            .await?;
-        if user.mfa_enabled_at.is_none() {
+        if !clear_second_factors(&txn, &user, now).await? {
             txn.commit().await?;
             return Err(conflict(
                 "mfa_not_enabled",
                 "two-factor authentication is not on",
             ));
         }
-        users::ActiveModel {
-            id: Set(user.id),
-            mfa_enabled_at: Set(None),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .update(&txn)
-        .await?;
         let entry = AuditEntry::by_user(AuditEvent::MfaDisabled, user.id)
             .session(principal.session_id)
             .details(serde_json::json!({ "method": "totp" }));
+        audit::record(&txn, now, meta, entry).await?;
+        let notice = Mail::MfaDisabled { name: user.name };
+        self.enqueue_mail(&txn, &Email::parse(&user.email)?, notice)
+            .await?;
+        self.commit_revoking(txn).await?;
+        self.wake_mail_worker();
+        Ok(())
+    }
+
+    /// An admin turns a user's two-factor authentication off (a lost phone without its
+    /// recovery codes, or a second factor an intruder set up with a stolen password):
+    /// the credential and codes go, every session of the account ends, and the owner is
+    /// mailed. An admin write (step-up); not for the admin's own account.
+    pub async fn admin_remove_mfa(
+        &self,
+        admin: &Principal,
+        user_id: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        admin.require_admin()?;
+        if user_id == admin.user_id {
+            return Err(conflict(
+                "cannot_modify_self",
+                "use DELETE /api/v1/mfa/totp for your own account",
+            ));
+        }
+        let now = self.clock.now();
+        let txn = self.begin_revoking().await?;
+        self.require_admin_now(&txn, admin).await?;
+        let user = users::Entity::find_by_id(user_id)
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        if !clear_second_factors(&txn, &user, now).await? {
+            return Err(conflict(
+                "mfa_not_enabled",
+                "two-factor authentication is not on for this account",
+            ));
+        }
+        let revoked =
+            revoke_user_sessions(&txn, user.id, None, RevokeReason::RevokedByAdmin, now).await?;
+        let entry = AuditEntry {
+            event: AuditEvent::MfaDisabled,
+            actor: Some(admin.user_id),
+            subject: Some(user.id),
+            session: None,
+            details: Some(serde_json::json!({ "method": "totp", "sessions_revoked": revoked })),
+        };
         audit::record(&txn, now, meta, entry).await?;
         let notice = Mail::MfaDisabled { name: user.name };
         self.enqueue_mail(&txn, &Email::parse(&user.email)?, notice)
@@ -279,4 +312,32 @@ impl Gatehouse {
                 .collect(),
         })
     }
+}
+
+/// Removes the account's TOTP credential (confirmed or pending) and recovery codes, and
+/// marks two-factor authentication off; whether it was on.
+async fn clear_second_factors(
+    conn: &impl ConnectionTrait,
+    user: &users::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool> {
+    totp_credentials::Entity::delete_by_id(user.id)
+        .exec(conn)
+        .await?;
+    recovery_codes::Entity::delete_many()
+        .filter(recovery_codes::Column::UserId.eq(user.id))
+        .exec(conn)
+        .await?;
+    if user.mfa_enabled_at.is_none() {
+        return Ok(false);
+    }
+    users::ActiveModel {
+        id: Set(user.id),
+        mfa_enabled_at: Set(None),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .update(conn)
+    .await?;
+    Ok(true)
 }

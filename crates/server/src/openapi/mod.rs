@@ -76,6 +76,7 @@ pub mod bodies;
         admin::clear_login_lock,
         admin::ban_user,
         admin::unban_user,
+        admin::remove_user_mfa,
         admin::user_sessions,
         admin::revoke_user_sessions,
         admin::impersonate,
@@ -365,6 +366,12 @@ pub fn endpoint_errors(operation_id: &str) -> Option<Vec<CoreError>> {
             fresh(),
         ],
         "admin_unban_user" => vec![not_found(), fresh()],
+        "admin_remove_user_mfa" => vec![
+            not_found(),
+            fresh(),
+            conflict("cannot_modify_self"),
+            conflict("mfa_not_enabled"),
+        ],
         "admin_impersonate" => vec![
             not_found(),
             fresh(),

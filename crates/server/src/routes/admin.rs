@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(clear_login_lock)
             .service(ban_user)
             .service(unban_user)
+            .service(remove_user_mfa)
             .service(user_sessions)
             .service(revoke_user_sessions)
             .service(impersonate)
@@ -283,6 +284,26 @@ async fn unban_user(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(gatehouse.admin_unban_user(&admin, *id, &meta).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}/mfa",
+    operation_id = "admin_remove_user_mfa",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 204, description = "Two-factor authentication is off for the account, every session of it ended, the owner mailed (audited as `mfa_disabled` with the admin as actor)")),
+)]
+#[delete("/users/{id}/mfa")]
+async fn remove_user_mfa(
+    gatehouse: web::Data<Gatehouse>,
+    AdminCaller(admin): AdminCaller,
+    ClientMeta(meta): ClientMeta,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    gatehouse.admin_remove_mfa(&admin, *id, &meta).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(
