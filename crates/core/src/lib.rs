@@ -77,6 +77,8 @@ pub struct Gatehouse {
     live_sessions: Arc<sessions::live::LiveSessions>,
     /// OAuth clients as read within the last `read_cache.ttl`.
     known_clients: Arc<oauth::clients::KnownClients>,
+    /// Refresh-token rotations, written in groups on `writer`.
+    rotations: Arc<sessions::refresh::Rotations>,
     keyed: Arc<platform::secrets::KeyedHashes>,
     /// Seals and opens TOTP secrets (a key derived from the master key for them alone).
     mfa_key: Arc<platform::secrets::SealingKey>,
@@ -90,6 +92,9 @@ pub struct Gatehouse {
 impl Gatehouse {
     /// Builds the service from its collaborators. Signing keys are loaded (or created on
     /// first start) by [`tokens::keys::KeyRing::load_or_create`] beforehand.
+    ///
+    /// Call it within a Tokio runtime: it starts the task that writes refresh-token
+    /// rotations on it.
     pub fn new(
         db: platform::db::Database,
         clock: Arc<dyn Clock>,
@@ -106,9 +111,15 @@ impl Gatehouse {
         metrics.count_statements(&mut writer, "writes");
         let providers =
             federation::upstream::Providers::new(&settings.federation, &settings.issuer)?;
+        let rotations = sessions::refresh::Rotations::start(
+            writer.clone(),
+            sessions::refresh::ROTATIONS_PER_GROUP,
+            sessions::refresh::ROTATIONS_QUEUED,
+        );
         Ok(Self {
             db: reads,
             writer,
+            rotations: Arc::new(rotations),
             clock,
             hasher,
             mailer,

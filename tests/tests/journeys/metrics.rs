@@ -641,9 +641,10 @@ impl<'a> Statements<'a> {
 /// Token checks in one try of a cached path: few, so that a try fits in the cache's TTL
 /// even on a busy machine.
 const CACHED_CHECKS: usize = 3;
-/// Refresh: one joined read of token, session and user, one of the client, then the write
-/// transaction's claim, next token and session touch.
-const REFRESH_STATEMENTS: f64 = 5.0;
+/// Refresh, in its group's write transaction: one joined read of token, session and
+/// user, the session touch, the claim and the next token (the client's row is read within
+/// `read_cache.ttl`).
+const REFRESH_STATEMENTS: f64 = 4.0;
 /// Password login: the account and its lock and device reads, then one write transaction
 /// (session, refresh token, device token, audit entry, lock bookkeeping).
 const LOGIN_STATEMENTS: f64 = 10.0;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gatehouse_tests::{Backend, TestServer, error_code, on_both_databases};
+use gatehouse_tests::{Backend, FAST_HASHING, TestServer, error_code, on_both_databases};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -13,6 +13,8 @@ on_both_databases!(
     access_token_expires_and_tampering_is_refused,
     refresh_rotates_and_old_token_works_only_within_grace,
     concurrent_refreshes_of_one_token_all_succeed_within_grace,
+    concurrent_refreshes_of_many_sessions_each_rotate_their_own,
+    without_a_grace_a_token_presented_twice_at_once_ends_the_session,
     idle_and_absolute_session_limits_end_refresh,
 );
 
@@ -185,6 +187,116 @@ async fn concurrent_refreshes_of_one_token_all_succeed_within_grace(backend: Bac
     assert_eq!(
         server.get_as(&tokens.access, "/api/v1/me").await.status(),
         StatusCode::OK
+    );
+}
+
+/// Refreshes queued at the same moment are written together (one transaction): each
+/// still rotates its own session's token, and reuse detection ends only the session whose
+/// old token comes back.
+async fn concurrent_refreshes_of_many_sessions_each_rotate_their_own(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut sessions = vec![
+        server
+            .verified_user("pa@example.com", "pa password 1")
+            .await,
+    ];
+    for _ in 1..8 {
+        sessions.push(server.log_in("pa@example.com", "pa password 1").await);
+    }
+    let refresh = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .post("/api/v1/token/refresh", json!({ "refresh_token": token }))
+                .await
+        }
+    };
+    // Every session's token twice at once (a retry, a second tab): 16 rotations at once.
+    let attempts = sessions
+        .iter()
+        .flat_map(|tokens| [tokens, tokens])
+        .map(|tokens| refresh(tokens.refresh.clone()));
+    let mut rotated = Vec::new();
+    for (i, response) in futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(response.status(), StatusCode::OK);
+        let tokens = gatehouse_tests::Tokens::from(response.json::<Value>().await.unwrap());
+        assert_eq!(
+            tokens.session_id,
+            sessions[i / 2].session_id,
+            "an answer is for the session whose token was presented"
+        );
+        rotated.push(tokens);
+    }
+    let distinct: std::collections::HashSet<_> = rotated.iter().map(|t| &t.refresh).collect();
+    assert_eq!(
+        distinct.len(),
+        16,
+        "every answer has a refresh token of its own"
+    );
+
+    // After the grace, the first session's old token comes back: that session ends, and
+    // only that one.
+    server.advance(Duration::from_secs(11));
+    let reuse = refresh(sessions[0].refresh.clone()).await;
+    assert_eq!(reuse.status(), StatusCode::UNAUTHORIZED);
+    for tokens in &rotated[..2] {
+        let ended = refresh(tokens.refresh.clone()).await;
+        assert_eq!(
+            ended.status(),
+            StatusCode::UNAUTHORIZED,
+            "the session ended"
+        );
+    }
+    for tokens in rotated[2..].iter().step_by(2) {
+        let next = refresh(tokens.refresh.clone()).await;
+        assert_eq!(next.status(), StatusCode::OK, "other sessions stand");
+    }
+}
+
+/// With `tokens.refresh_reuse_grace = "0s"` there is no second chance: of two refreshes of
+/// one token at once (written in one group, which gives both one claim time), one rotates
+/// it and the other is reuse, which ends the session.
+async fn without_a_grace_a_token_presented_twice_at_once_ends_the_session(backend: Backend) {
+    let no_grace = "[tokens]\nrefresh_reuse_grace = \"0s\"\n";
+    let server = TestServer::start_with(backend, &[FAST_HASHING, no_grace]).await;
+    let tokens = server
+        .verified_user("qa@example.com", "qa password 1")
+        .await;
+    let attempts = (0..2).map(|_| {
+        server.post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": tokens.refresh }),
+        )
+    });
+    let mut rotated = Vec::new();
+    let mut refused = 0;
+    for response in futures_util::future::join_all(attempts).await {
+        match response.status() {
+            StatusCode::OK => rotated.push(gatehouse_tests::Tokens::from(
+                response.json::<Value>().await.unwrap(),
+            )),
+            StatusCode::UNAUTHORIZED => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((rotated.len(), refused), (1, 1), "one rotation, one reuse");
+    let next = server
+        .post(
+            "/api/v1/token/refresh",
+            json!({ "refresh_token": rotated[0].refresh }),
+        )
+        .await;
+    assert_eq!(next.status(), StatusCode::UNAUTHORIZED, "the session ended");
+    assert_eq!(
+        server
+            .get_as(&rotated[0].access, "/api/v1/me")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
     );
 }
 

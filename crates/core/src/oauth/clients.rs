@@ -661,7 +661,10 @@ impl Gatehouse {
     }
 
     /// A client's row, from [`KnownClients`] when it was read within `read_cache.ttl`.
-    async fn known_client(&self, client_id: &str) -> Result<Option<Arc<clients::Model>>> {
+    pub(crate) async fn known_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Arc<clients::Model>>> {
         if let Some(client) = self.known_clients.get(client_id) {
             return Ok(Some(client));
         }

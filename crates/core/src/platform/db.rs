@@ -5,7 +5,10 @@
 //! write at a time, so on SQLite every write goes through one connection of its own and
 //! queues for it, instead of several pooled connections fighting over the file's lock.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use sea_orm::{
     ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -148,4 +151,225 @@ fn sqlite_file(url: &str) -> Option<&str> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// A kind of write that is written in groups ([`GroupCommit`]): all the writes queued
+/// at one moment, in one transaction and as few statements as the kind can manage.
+pub(crate) trait GroupedWrite: Send + Sized + 'static {
+    type Output: Send + 'static;
+
+    /// Writes `group` in `txn` and answers each of its writes, in order. Whatever it
+    /// answers "no" to (an outcome in `Output`, not an error) must leave nothing
+    /// half-done: only an error rolls the group back, and it fails all of it.
+    fn write_group(
+        group: Vec<Self>,
+        txn: &DatabaseTransaction,
+    ) -> impl Future<Output = Result<Vec<Self::Output>>> + Send + '_;
+}
+
+/// Group commit: writes of one kind queue here, and one task writes whatever is queued
+/// each time it is free (at most `max_group` writes) in one transaction of the writer,
+/// then answers each. At a trickle that is one write per transaction and no added wait;
+/// under load the group shares its statements, its `BEGIN` and its `COMMIT`, and the
+/// writer is never held by a request task waiting for its turn on a busy thread.
+///
+/// A write's answer comes after its group's commit. When the group fails (a statement,
+/// the commit), it is rolled back and every write of it fails (503 when the database is
+/// unreachable).
+pub(crate) struct GroupCommit<W: GroupedWrite> {
+    queue: tokio::sync::mpsc::Sender<Queued<W>>,
+}
+
+struct Queued<W: GroupedWrite> {
+    write: W,
+    answer: Answer<W::Output>,
+}
+
+type Answer<O> = tokio::sync::oneshot::Sender<Result<O>>;
+
+impl<W: GroupedWrite> GroupCommit<W> {
+    /// Starts the task that writes the groups, on the current Tokio runtime; it ends once
+    /// this value is dropped. `queued` bounds the writes waiting: beyond it, callers wait
+    /// to queue.
+    pub(crate) fn start(writer: DatabaseConnection, max_group: usize, queued: usize) -> Self {
+        let (queue, waiting) = tokio::sync::mpsc::channel(queued.max(1));
+        tokio::spawn(write_groups(writer, waiting, max_group.max(1)));
+        Self { queue }
+    }
+
+    /// Queues `write` and answers once its group is committed.
+    pub(crate) async fn write(&self, write: W) -> Result<W::Output> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Queued { write, answer })
+            .await
+            .map_err(|_| Error::internal("the group commit task has stopped"))?;
+        answered
+            .await
+            .map_err(|_| Error::internal("the group commit task dropped a write"))?
+    }
+}
+
+async fn write_groups<W: GroupedWrite>(
+    writer: DatabaseConnection,
+    mut waiting: tokio::sync::mpsc::Receiver<Queued<W>>,
+    max_group: usize,
+) {
+    let mut queued = Vec::with_capacity(max_group);
+    while waiting.recv_many(&mut queued, max_group).await > 0 {
+        // A caller that stopped waiting (its client went away) is not written for: before,
+        // dropping its transaction rolled it back, and its retry finds nothing changed.
+        let (group, answers): (Vec<W>, Vec<Answer<W::Output>>) = queued
+            .drain(..)
+            .filter(|q| !q.answer.is_closed())
+            .map(|q| (q.write, q.answer))
+            .unzip();
+        if group.is_empty() {
+            continue;
+        }
+        // A panic fails its group, not the task, which goes on with the next group.
+        let written = AssertUnwindSafe(write_group(&writer, group))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("a group write panicked")));
+        match written {
+            Ok(outputs) if outputs.len() == answers.len() => {
+                for (output, answer) in outputs.into_iter().zip(answers) {
+                    // A caller that stopped waiting (its client went away) is no error.
+                    let _ = answer.send(Ok(output));
+                }
+            }
+            Ok(_) => fail_group(Error::internal("a group was answered in part"), answers),
+            Err(e) => fail_group(e, answers),
+        }
+    }
+}
+
+async fn write_group<W: GroupedWrite>(
+    writer: &DatabaseConnection,
+    group: Vec<W>,
+) -> Result<Vec<W::Output>> {
+    let txn = begin_write(writer).await?;
+    // On an error, dropping the transaction rolls it back.
+    let outputs = W::write_group(group, &txn).await?;
+    txn.commit().await?;
+    Ok(outputs)
+}
+
+/// Answers the first write of a failed group with `error`, and the others with an error
+/// of the same kind.
+fn fail_group<O>(error: Error, answers: Vec<Answer<O>>) {
+    let sibling = || match &error {
+        Error::Unavailable { reason, .. } => Error::Unavailable {
+            reason,
+            source: None,
+        },
+        _ => Error::internal("another write of the same group failed"),
+    };
+    let mut answers = answers.into_iter();
+    let first = answers.next();
+    for answer in answers {
+        let _ = answer.send(Err(sibling()));
+    }
+    if let Some(answer) = first {
+        let _ = answer.send(Err(error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::*;
+
+    /// Inserts its number into `t`, whose numbers are unique.
+    struct Insert(i64);
+
+    impl GroupedWrite for Insert {
+        type Output = i64;
+
+        async fn write_group(group: Vec<Self>, txn: &DatabaseTransaction) -> Result<Vec<i64>> {
+            let mut numbers = Vec::new();
+            for Insert(n) in group {
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    "INSERT INTO t (n) VALUES (?)",
+                    [n.into()],
+                ))
+                .await?;
+                numbers.push(n);
+            }
+            Ok(numbers)
+        }
+    }
+
+    async fn table() -> DatabaseConnection {
+        // One connection: an in-memory database is one per connection.
+        let mut options = ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1);
+        let db = sea_orm::Database::connect(options).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        db
+    }
+
+    async fn numbers(db: &DatabaseConnection) -> Vec<i64> {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT n FROM t ORDER BY n",
+            ))
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.try_get("", "n").unwrap()).collect()
+    }
+
+    // On this single-threaded runtime the writes below are all queued before the group
+    // commit task first runs, so they form one group.
+
+    #[tokio::test]
+    async fn writes_queued_together_commit_together() {
+        let db = table().await;
+        let group = GroupCommit::start(db.clone(), 64, 64);
+        let (a, b, c) = tokio::join!(
+            group.write(Insert(1)),
+            group.write(Insert(2)),
+            group.write(Insert(3))
+        );
+        assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (1, 2, 3));
+        assert_eq!(numbers(&db).await, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_its_whole_group_and_leaves_nothing_written() {
+        let db = table().await;
+        let group = GroupCommit::start(db.clone(), 64, 64);
+        group.write(Insert(7)).await.unwrap();
+        let (before, failing, after) = tokio::join!(
+            group.write(Insert(1)),
+            group.write(Insert(7)),
+            group.write(Insert(2))
+        );
+        assert!(before.is_err() && failing.is_err() && after.is_err());
+        assert_eq!(numbers(&db).await, [7], "the group is rolled back");
+        assert_eq!(group.write(Insert(2)).await.unwrap(), 2, "the next group");
+        assert_eq!(numbers(&db).await, [2, 7]);
+    }
+
+    #[tokio::test]
+    async fn a_group_is_at_most_max_group_writes() {
+        let db = table().await;
+        let group = GroupCommit::start(db.clone(), 2, 64);
+        // The failing write is third: it shares its group with the fourth only.
+        let (first, second, failing, fourth) = tokio::join!(
+            group.write(Insert(1)),
+            group.write(Insert(2)),
+            group.write(Insert(1)),
+            group.write(Insert(4))
+        );
+        assert!(first.is_ok() && second.is_ok());
+        assert!(failing.is_err() && fourth.is_err());
+        assert_eq!(numbers(&db).await, [1, 2]);
+    }
 }

@@ -35,6 +35,22 @@ pub(crate) fn banned_now(user: &users::Model, now: DateTime<Utc>) -> bool {
     user.banned_at.is_some() && user.banned_until.is_none_or(|until| until > now)
 }
 
+/// Whether `session` still stands at `now`: not revoked, expired, or idle for longer than
+/// `idle_timeout`.
+pub(crate) fn session_stands(
+    session: &sessions::Model,
+    now: DateTime<Utc>,
+    idle_timeout: std::time::Duration,
+) -> bool {
+    let idle = chrono::Duration::from_std(idle_timeout).unwrap_or(chrono::Duration::MAX);
+    session.revoked_at.is_none()
+        && session.expires_at > now
+        && session
+            .last_seen_at
+            .checked_add_signed(idle)
+            .is_none_or(|limit| limit > now)
+}
+
 /// Whether `user`'s sessions may be used at `now`: the account is neither disabled nor
 /// banned. Banning revokes the sessions; this also refuses one a racing login opened.
 pub(crate) fn account_usable(user: &users::Model, now: DateTime<Utc>) -> bool {
@@ -109,14 +125,7 @@ impl Gatehouse {
     }
 
     pub(crate) fn session_is_live(&self, session: &sessions::Model, now: DateTime<Utc>) -> bool {
-        let idle = chrono::Duration::from_std(self.settings.sessions.idle_timeout)
-            .unwrap_or(chrono::Duration::MAX);
-        session.revoked_at.is_none()
-            && session.expires_at > now
-            && session
-                .last_seen_at
-                .checked_add_signed(idle)
-                .is_none_or(|limit| limit > now)
+        session_stands(session, now, self.settings.sessions.idle_timeout)
     }
 
     /// A session that still stands (not revoked, expired or idle) and its usable user

@@ -3,15 +3,23 @@
 //! ends the whole session.
 
 use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use gatehouse_entity::{clients, refresh_tokens, sessions, users};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    Set,
+};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::platform::audit::{self, AuditEntry, AuditEvent, RequestMeta};
+use crate::platform::db::{GroupCommit, GroupedWrite};
 use crate::platform::secrets::{new_token, token_hash};
-use crate::sessions::live::account_usable;
+use crate::sessions::live::{account_usable, session_stands};
+use crate::sessions::revocations::lock_feed_shared;
 use crate::sessions::{RevokeReason, TokenPair, revoke_session};
 use crate::tokens::access::TokenGrant;
 use crate::tokens::audience::{still_allowed, token_audience};
@@ -52,93 +60,35 @@ impl Gatehouse {
         client_id: &str,
         meta: &RequestMeta,
     ) -> Result<TokenPair> {
-        let hash = token_hash(refresh_token);
         let now = self.clock.now();
-        // What only reads comes first, on the read pool: the writer is held for the three
-        // statements below only (on SQLite every other write waits for it meanwhile).
-        // Read here, the rows may change before the transaction; what matters is decided
-        // again inside it: whether this call rotates the token (the claim) and whether the
-        // session still stands (the conditional touch; disabling an account, resetting its
-        // password or deleting its client revokes or deletes its sessions and tokens).
-        let Some((token, Some(session), Some(user))) = refresh_tokens::Entity::find()
-            .filter(refresh_tokens::Column::TokenHash.eq(&hash))
-            .find_also_related(sessions::Entity)
-            .and_also_related(users::Entity)
-            .one(&self.db)
+        let client = self
+            .known_client(client_id)
             .await?
+            .ok_or(Error::InvalidRefreshToken)?;
+        let rotation = Rotation {
+            token_hash: token_hash(refresh_token),
+            client: Arc::clone(&client),
+            now,
+            idle_timeout: self.settings.sessions.idle_timeout,
+            last_token_expires_at: self.access_token_expiry(now),
+        };
+        let token_hash = rotation.token_hash.clone();
+        let Some(Rotated {
+            session,
+            user,
+            scope,
+            next,
+        }) = self.rotations.write(rotation).await?
         else {
             return Err(Error::InvalidRefreshToken);
         };
-        if token.client_id != client_id
-            || !self.session_is_live(&session, now)
-            || !account_usable(&user, now)
-        {
-            return Err(Error::InvalidRefreshToken);
-        }
-        let client = clients::Entity::find_by_id(token.client_id.as_str())
-            .one(&self.db)
-            .await?
-            .ok_or(Error::InvalidRefreshToken)?;
-        let scope = still_allowed(&client, token.scope.as_deref());
-
-        let txn = self.begin_write().await?;
-        // Claim the token: concurrent refreshes of one token queue on this write, and
-        // exactly one of them sees it unrotated.
-        let claimed = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(now))
-            .filter(refresh_tokens::Column::TokenHash.eq(&hash))
-            .filter(refresh_tokens::Column::RotatedAt.is_null())
-            .exec(&txn)
-            .await?
-            .rows_affected
-            == 1;
-        if !claimed {
-            // Rotated already (or deleted since the read): when, as the transaction sees it.
-            let rotated_at = refresh_tokens::Entity::find()
-                .filter(refresh_tokens::Column::TokenHash.eq(&hash))
-                .one(&txn)
-                .await?
-                .ok_or(Error::InvalidRefreshToken)?
-                .rotated_at
-                .unwrap_or(now);
-            let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace)
-                .unwrap_or_default();
-            if now - rotated_at > grace {
-                revoke_session(&txn, session.id, RevokeReason::RefreshTokenReuse, now).await?;
-                let entry = AuditEntry {
-                    event: AuditEvent::RefreshTokenReused,
-                    actor: None,
-                    subject: Some(session.user_id),
-                    session: Some(session.id),
-                    details: None,
-                };
-                audit::record(&txn, now, meta, entry).await?;
-                self.commit_revoking(txn).await?;
-                tracing::warn!(session_id = %session.id, "refresh token reused after rotation; session revoked");
-                return Err(Error::InvalidRefreshToken);
+        let refresh_token = match next {
+            NextToken::Issued(token) => token,
+            NextToken::AlreadyRotated => {
+                self.rotate_again(&token_hash, &session, &client.id, scope.clone(), now, meta)
+                    .await?
             }
-        }
-        let refresh_token =
-            insert_refresh_token(&txn, session.id, &client.id, scope.clone(), now).await?;
-        // Only a session that still stands is touched; one revoked since the read is not,
-        // and the whole transaction (the claim too) is rolled back.
-        let touched = sessions::Entity::update_many()
-            .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
-            .col_expr(
-                sessions::Column::LastTokenExpiresAt,
-                Expr::value(self.access_token_expiry(now)),
-            )
-            .filter(sessions::Column::Id.eq(session.id))
-            .filter(sessions::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?
-            .rows_affected
-            == 1;
-        if !touched {
-            txn.rollback().await?;
-            return Err(Error::InvalidRefreshToken);
-        }
-        txn.commit().await?;
+        };
         let grant = TokenGrant {
             subject: user.id.to_string(),
             audience: token_audience(&client, &self.settings.tokens.default_audience),
@@ -167,6 +117,54 @@ impl Gatehouse {
         Ok(pair)
     }
 
+    /// A refresh token presented again after its rotation: within
+    /// `tokens.refresh_reuse_grace` of it (a retried request, a second tab) it is
+    /// exchanged again; later it is taken as stolen, and the whole session is revoked.
+    async fn rotate_again(
+        &self,
+        token_hash: &str,
+        session: &sessions::Model,
+        client_id: &str,
+        scope: Option<String>,
+        now: DateTime<Utc>,
+        meta: &RequestMeta,
+    ) -> Result<SecretString> {
+        let txn = self.begin_write().await?;
+        // When it was rotated, as the transaction sees it (gone: deleted since the read).
+        let rotated_at = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
+            .one(&txn)
+            .await?
+            .ok_or(Error::InvalidRefreshToken)?
+            .rotated_at
+            .unwrap_or(now);
+        let grace = chrono::Duration::from_std(self.settings.tokens.refresh_reuse_grace)
+            .unwrap_or_default();
+        // Without a grace, any second presentation is reuse (two presentations in one group
+        // share a claim time).
+        if grace.is_zero() || now - rotated_at > grace {
+            revoke_session(&txn, session.id, RevokeReason::RefreshTokenReuse, now).await?;
+            let entry = AuditEntry {
+                event: AuditEvent::RefreshTokenReused,
+                actor: None,
+                subject: Some(session.user_id),
+                session: Some(session.id),
+                details: None,
+            };
+            audit::record(&txn, now, meta, entry).await?;
+            self.commit_revoking(txn).await?;
+            tracing::warn!(session_id = %session.id, "refresh token reused after rotation; session revoked");
+            return Err(Error::InvalidRefreshToken);
+        }
+        let expiry = self.access_token_expiry(now);
+        if !touch_session(&txn, session.id, now, expiry).await? {
+            return Err(Error::InvalidRefreshToken);
+        }
+        let token = insert_refresh_token(&txn, session.id, client_id, scope, now).await?;
+        txn.commit().await?;
+        Ok(token)
+    }
+
     pub(crate) async fn token_pair(
         &self,
         grant: TokenGrant,
@@ -188,4 +186,193 @@ impl Gatehouse {
             id_token: None,
         })
     }
+}
+
+/// How many rotations one transaction writes at most.
+pub(crate) const ROTATIONS_PER_GROUP: usize = 64;
+
+/// How many rotations may wait for the writer; beyond them, requests wait to queue.
+pub(crate) const ROTATIONS_QUEUED: usize = 1024;
+
+/// One rotation, written with the rotations queued beside it ([`GroupCommit`]). The
+/// token is read inside the write, on the writer: on SQLite its cache holds the rows every
+/// rotation reads, which a read connection would have to read again after each commit.
+pub(crate) struct Rotation {
+    token_hash: String,
+    /// The client that presents the token.
+    client: Arc<clients::Model>,
+    now: DateTime<Utc>,
+    idle_timeout: std::time::Duration,
+    last_token_expires_at: DateTime<Utc>,
+}
+
+/// A rotation of a token that is valid: its session and user, the scope the next token
+/// keeps, and the next token.
+pub(crate) struct Rotated {
+    session: sessions::Model,
+    user: users::Model,
+    scope: Option<String>,
+    next: NextToken,
+}
+
+pub(crate) enum NextToken {
+    Issued(SecretString),
+    /// Rotated already (or deleted since): only the session's last use is recorded, and
+    /// [`Gatehouse::rotate_again`] decides.
+    AlreadyRotated,
+}
+
+/// The rotations' group commit.
+pub(crate) type Rotations = GroupCommit<Rotation>;
+
+impl GroupedWrite for Rotation {
+    /// `None`: an unknown token, another client's, a session that no longer stands or an
+    /// account that may not sign in; nothing is written for it.
+    type Output = Option<Rotated>;
+
+    /// Four statements for the whole group: read its tokens (with their sessions and
+    /// users), touch the sessions that still stand, claim the tokens, insert the next
+    /// ones. Of rotations of one token (a retry, a second tab), in one group or in
+    /// several, exactly one claims it; the others are [`NextToken::AlreadyRotated`].
+    async fn write_group(
+        group: Vec<Rotation>,
+        txn: &DatabaseTransaction,
+    ) -> Result<Vec<Option<Rotated>>> {
+        let Some(now) = group.iter().map(|r| r.now).max() else {
+            return Ok(Vec::new());
+        };
+        let last_token_expires_at = group
+            .iter()
+            .map(|r| r.last_token_expires_at)
+            .max()
+            .unwrap_or(now);
+        // Before any row lock: a revocation of several sessions (a new password, a ban)
+        // locks them one by one, and this group locks many at once.
+        lock_feed_shared(txn).await?;
+        let hashes: HashSet<&str> = group.iter().map(|r| r.token_hash.as_str()).collect();
+        let mut found = HashMap::new();
+        for (token, session, user) in refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.is_in(hashes))
+            .find_also_related(sessions::Entity)
+            .and_also_related(users::Entity)
+            .all(txn)
+            .await?
+        {
+            if let (Some(session), Some(user)) = (session, user) {
+                found.insert(token.token_hash.clone(), (token, session, user));
+            }
+        }
+        let valid: Vec<Option<&(refresh_tokens::Model, sessions::Model, users::Model)>> = group
+            .iter()
+            .map(|rotation| {
+                found
+                    .get(&rotation.token_hash)
+                    .filter(|(token, session, user)| {
+                        token.client_id == rotation.client.id
+                            && session_stands(session, rotation.now, rotation.idle_timeout)
+                            && account_usable(user, rotation.now)
+                    })
+            })
+            .collect();
+        // On PostgreSQL another instance may revoke a session between the read and the
+        // writes (SQLite's one writer excludes it): only sessions that still stand are
+        // touched, and only their tokens claimed.
+        let sessions: HashSet<Uuid> = valid.iter().flatten().map(|(_, s, _)| s.id).collect();
+        let touched: HashSet<Uuid> = if sessions.is_empty() {
+            HashSet::new()
+        } else {
+            sessions::Entity::update_many()
+                .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
+                .col_expr(
+                    sessions::Column::LastTokenExpiresAt,
+                    Expr::value(last_token_expires_at),
+                )
+                .filter(sessions::Column::Id.is_in(sessions))
+                .filter(sessions::Column::RevokedAt.is_null())
+                .exec_with_returning(txn)
+                .await?
+                .into_iter()
+                .map(|session| session.id)
+                .collect()
+        };
+        let claimable: HashSet<&str> = valid
+            .iter()
+            .flatten()
+            .filter(|(_, session, _)| touched.contains(&session.id))
+            .map(|(token, _, _)| token.token_hash.as_str())
+            .collect();
+        let mut claimed: HashSet<String> = if claimable.is_empty() {
+            HashSet::new()
+        } else {
+            refresh_tokens::Entity::update_many()
+                .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(now))
+                .filter(refresh_tokens::Column::TokenHash.is_in(claimable))
+                .filter(refresh_tokens::Column::RotatedAt.is_null())
+                .exec_with_returning(txn)
+                .await?
+                .into_iter()
+                .map(|token| token.token_hash)
+                .collect()
+        };
+        let mut next_tokens = Vec::new();
+        let mut answers = Vec::with_capacity(group.len());
+        for (rotation, valid) in group.iter().zip(valid) {
+            let Some((token, session, user)) =
+                valid.filter(|(_, session, _)| touched.contains(&session.id))
+            else {
+                answers.push(None);
+                continue;
+            };
+            let scope = still_allowed(&rotation.client, token.scope.as_deref());
+            // The first rotation of a token in the group takes the claim.
+            let next = if claimed.remove(&token.token_hash) {
+                let (secret, hash) = new_token()?;
+                next_tokens.push(refresh_tokens::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    session_id: Set(session.id),
+                    client_id: Set(rotation.client.id.clone()),
+                    scope: Set(scope.clone()),
+                    token_hash: Set(hash),
+                    created_at: Set(rotation.now),
+                    rotated_at: Set(None),
+                });
+                NextToken::Issued(secret)
+            } else {
+                NextToken::AlreadyRotated
+            };
+            answers.push(Some(Rotated {
+                session: session.clone(),
+                user: user.clone(),
+                scope,
+                next,
+            }));
+        }
+        if !next_tokens.is_empty() {
+            refresh_tokens::Entity::insert_many(next_tokens)
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(answers)
+    }
+}
+
+/// Records a rotation's use of the session, if it still stands.
+async fn touch_session(
+    conn: &impl ConnectionTrait,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+    last_token_expires_at: DateTime<Utc>,
+) -> Result<bool> {
+    Ok(sessions::Entity::update_many()
+        .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
+        .col_expr(
+            sessions::Column::LastTokenExpiresAt,
+            Expr::value(last_token_expires_at),
+        )
+        .filter(sessions::Column::Id.eq(session_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
 }

@@ -140,6 +140,17 @@ pub(crate) async fn lock_feed(conn: &impl ConnectionTrait) -> Result<()> {
     Ok(())
 }
 
+/// [`lock_feed`] shared, for a transaction that locks many sessions without revoking any
+/// (a group of refresh rotations): it waits for the revocations in progress, and they for
+/// it, before either takes a row lock, so the two can never wait on each other's rows.
+pub(crate) async fn lock_feed_shared(conn: &impl ConnectionTrait) -> Result<()> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock_shared({FEED_LOCK})"))
+            .await?;
+    }
+    Ok(())
+}
+
 impl Gatehouse {
     /// Begins a transaction that may revoke sessions, holding the feed lock from the start.
     pub(crate) async fn begin_revoking(&self) -> Result<DatabaseTransaction> {
