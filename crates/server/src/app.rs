@@ -182,9 +182,13 @@ pub fn http_server(
             .wrap(actix_web::middleware::from_fn(crate::metrics::record))
     })
     .shutdown_timeout(config.server.shutdown_timeout.as_secs());
-    if config.server.workers > 0 {
-        server = server.workers(config.server.workers);
-    }
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        workers => workers,
+    };
+    // The limit is per worker: each takes its share of the total (at least one).
+    let per_worker = (config.server.max_connections / workers).max(1);
+    server = server.workers(workers).max_connections(per_worker);
     Ok(server.listen(listener)?.run())
 }
 

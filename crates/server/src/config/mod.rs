@@ -229,6 +229,9 @@ impl Config {
                 "pages.logo_url: `{logo}` must be an https:// URL or a path on this server"
             ));
         }
+        if self.server.max_connections < 1 {
+            problems.push("server.max_connections: must be at least 1".to_owned());
+        }
         problems.extend(crate::request_limits::problems(&self.server));
         problems.extend(lockout_problems(self));
         problems.extend(crate::client_ip::problems(

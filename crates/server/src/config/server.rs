@@ -13,6 +13,9 @@ use serde::Deserialize;
 pub struct ServerSettings {
     pub bind: SocketAddr,
     pub workers: usize,
+    /// Open connections at most, over all workers; beyond it the listener stops
+    /// accepting and new connections wait in the kernel's queue.
+    pub max_connections: usize,
     pub max_body_bytes: usize,
     /// The boolean `server.trusted_proxies` replaced; refused with a message naming it.
     #[serde(default)]
