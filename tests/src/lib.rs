@@ -351,6 +351,23 @@ poll_interval = "50ms"
             .expect("request")
     }
 
+    /// Exchanges a refresh token (`POST /api/v1/token/refresh`).
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post(
+            "/api/v1/token/refresh",
+            serde_json::json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
+    /// Exchanges the refresh tokens all at once, answers in their order.
+    pub async fn refresh_at_once<'a>(
+        &self,
+        refresh_tokens: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Response> {
+        futures_util::future::join_all(refresh_tokens.into_iter().map(|t| self.refresh(t))).await
+    }
+
     /// POSTs a JSON body with a Bearer token.
     pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Response {
         self.http

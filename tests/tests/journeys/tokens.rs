@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_tests::{Backend, FAST_HASHING, TestServer, error_code, on_both_databases};
 use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -174,13 +175,7 @@ async fn concurrent_refreshes_of_one_token_all_succeed_within_grace(backend: Bac
     let tokens = server
         .verified_user("na@example.com", "na password 1")
         .await;
-    let attempts = (0..5).map(|_| {
-        server.post(
-            "/api/v1/token/refresh",
-            json!({ "refresh_token": tokens.refresh }),
-        )
-    });
-    let responses = futures_util::future::join_all(attempts).await;
+    let responses = server.refresh_at_once([tokens.refresh.as_str(); 5]).await;
     for response in responses {
         assert_eq!(response.status(), StatusCode::OK);
     }
@@ -203,21 +198,13 @@ async fn concurrent_refreshes_of_many_sessions_each_rotate_their_own(backend: Ba
     for _ in 1..8 {
         sessions.push(server.log_in("pa@example.com", "pa password 1").await);
     }
-    let refresh = |token: String| {
-        let server = &server;
-        async move {
-            server
-                .post("/api/v1/token/refresh", json!({ "refresh_token": token }))
-                .await
-        }
-    };
     // Every session's token twice at once (a retry, a second tab): 16 rotations at once.
     let attempts = sessions
         .iter()
-        .flat_map(|tokens| [tokens, tokens])
-        .map(|tokens| refresh(tokens.refresh.clone()));
+        .flat_map(|tokens| [tokens.refresh.as_str(); 2]);
     let mut rotated = Vec::new();
-    for (i, response) in futures_util::future::join_all(attempts)
+    for (i, response) in server
+        .refresh_at_once(attempts)
         .await
         .into_iter()
         .enumerate()
@@ -241,10 +228,10 @@ async fn concurrent_refreshes_of_many_sessions_each_rotate_their_own(backend: Ba
     // After the grace, the first session's old token comes back: that session ends, and
     // only that one.
     server.advance(Duration::from_secs(11));
-    let reuse = refresh(sessions[0].refresh.clone()).await;
+    let reuse = server.refresh(&sessions[0].refresh).await;
     assert_eq!(reuse.status(), StatusCode::UNAUTHORIZED);
     for tokens in &rotated[..2] {
-        let ended = refresh(tokens.refresh.clone()).await;
+        let ended = server.refresh(&tokens.refresh).await;
         assert_eq!(
             ended.status(),
             StatusCode::UNAUTHORIZED,
@@ -252,7 +239,7 @@ async fn concurrent_refreshes_of_many_sessions_each_rotate_their_own(backend: Ba
         );
     }
     for tokens in rotated[2..].iter().step_by(2) {
-        let next = refresh(tokens.refresh.clone()).await;
+        let next = server.refresh(&tokens.refresh).await;
         assert_eq!(next.status(), StatusCode::OK, "other sessions stand");
     }
 }
@@ -266,15 +253,9 @@ async fn without_a_grace_a_token_presented_twice_at_once_ends_the_session(backen
     let tokens = server
         .verified_user("qa@example.com", "qa password 1")
         .await;
-    let attempts = (0..2).map(|_| {
-        server.post(
-            "/api/v1/token/refresh",
-            json!({ "refresh_token": tokens.refresh }),
-        )
-    });
     let mut rotated = Vec::new();
     let mut refused = 0;
-    for response in futures_util::future::join_all(attempts).await {
+    for response in server.refresh_at_once([tokens.refresh.as_str(); 2]).await {
         match response.status() {
             StatusCode::OK => rotated.push(gatehouse_tests::Tokens::from(
                 response.json::<Value>().await.unwrap(),
@@ -284,12 +265,7 @@ async fn without_a_grace_a_token_presented_twice_at_once_ends_the_session(backen
         }
     }
     assert_eq!((rotated.len(), refused), (1, 1), "one rotation, one reuse");
-    let next = server
-        .post(
-            "/api/v1/token/refresh",
-            json!({ "refresh_token": rotated[0].refresh }),
-        )
-        .await;
+    let next = server.refresh(&rotated[0].refresh).await;
     assert_eq!(next.status(), StatusCode::UNAUTHORIZED, "the session ended");
     assert_eq!(
         server
@@ -300,24 +276,62 @@ async fn without_a_grace_a_token_presented_twice_at_once_ends_the_session(backen
     );
 }
 
+/// On PostgreSQL a group of rotations takes the revocation feed's lock, shared, before
+/// any row lock: while a revocation holds it (exclusively, from its first statement) the
+/// refresh waits, instead of locking sessions the revocation is about to lock one by one,
+/// which could deadlock the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_waits_for_a_revocation_in_progress_on_postgres() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let server = TestServer::start(backend).await;
+    let tokens = server
+        .verified_user("ra@example.com", "ra password 1")
+        .await;
+    let db = server.gatehouse.db_writer();
+    let revocation = db.begin().await.unwrap();
+    // The key of the revocation feed's advisory lock ("gatehous").
+    revocation
+        .execute_unprepared("SELECT pg_advisory_xact_lock(7449363237540164979)")
+        .await
+        .unwrap();
+    let refresh = server.refresh(&tokens.refresh);
+    tokio::pin!(refresh);
+    let waiting_for_the_lock = || async {
+        db.query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT 1 AS waiting FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE d.datname = current_database() AND l.locktype = 'advisory' \
+             AND NOT l.granted",
+        ))
+        .await
+        .unwrap()
+        .is_some()
+    };
+    loop {
+        tokio::select! {
+            biased;
+            response = &mut refresh => {
+                panic!("the refresh went past a revocation in progress: {}", response.status())
+            }
+            waiting = waiting_for_the_lock() => if waiting { break },
+        }
+    }
+    revocation.commit().await.unwrap();
+    assert_eq!(refresh.await.status(), StatusCode::OK);
+}
+
 async fn idle_and_absolute_session_limits_end_refresh(backend: Backend) {
     let server = TestServer::start(backend).await;
     let busy = server
         .verified_user("oa@example.com", "oa password 1")
         .await;
     let forgotten = server.log_in("oa@example.com", "oa password 1").await;
-    let refresh = |token: String| {
-        let server = &server;
-        async move {
-            server
-                .post("/api/v1/token/refresh", json!({ "refresh_token": token }))
-                .await
-        }
-    };
 
     // Day 6: both sessions are within the 7-day idle timeout; only `busy` is used.
     server.advance(Duration::from_secs(6 * 24 * 3600));
-    let response = refresh(busy.refresh.clone()).await;
+    let response = server.refresh(&busy.refresh).await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut busy_refresh =
         gatehouse_tests::Tokens::from(response.json::<Value>().await.unwrap()).refresh;
@@ -325,7 +339,7 @@ async fn idle_and_absolute_session_limits_end_refresh(backend: Backend) {
     // Day 12: `forgotten` was idle for 12 days.
     server.advance(Duration::from_secs(6 * 24 * 3600));
     assert_eq!(
-        refresh(forgotten.refresh).await.status(),
+        server.refresh(&forgotten.refresh).await.status(),
         StatusCode::UNAUTHORIZED
     );
 
@@ -334,14 +348,14 @@ async fn idle_and_absolute_session_limits_end_refresh(backend: Backend) {
         if day != 12 {
             server.advance(Duration::from_secs(6 * 24 * 3600));
         }
-        let response = refresh(busy_refresh).await;
+        let response = server.refresh(&busy_refresh).await;
         assert_eq!(response.status(), StatusCode::OK, "day {day}");
         busy_refresh =
             gatehouse_tests::Tokens::from(response.json::<Value>().await.unwrap()).refresh;
     }
     server.advance(Duration::from_secs(6 * 24 * 3600));
     assert_eq!(
-        refresh(busy_refresh).await.status(),
+        server.refresh(&busy_refresh).await.status(),
         StatusCode::UNAUTHORIZED,
         "day 30"
     );

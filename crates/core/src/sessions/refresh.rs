@@ -157,7 +157,8 @@ impl Gatehouse {
             return Err(Error::InvalidRefreshToken);
         }
         let expiry = self.access_token_expiry(now);
-        if !touch_session(&txn, session.id, now, expiry).await? {
+        let touched = touch_sessions(&txn, HashSet::from([session.id]), now, expiry).await?;
+        if touched.is_empty() {
             return Err(Error::InvalidRefreshToken);
         }
         let token = insert_refresh_token(&txn, session.id, client_id, scope, now).await?;
@@ -278,23 +279,7 @@ impl GroupedWrite for Rotation {
         // writes (SQLite's one writer excludes it): only sessions that still stand are
         // touched, and only their tokens claimed.
         let sessions: HashSet<Uuid> = valid.iter().flatten().map(|(_, s, _)| s.id).collect();
-        let touched: HashSet<Uuid> = if sessions.is_empty() {
-            HashSet::new()
-        } else {
-            sessions::Entity::update_many()
-                .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
-                .col_expr(
-                    sessions::Column::LastTokenExpiresAt,
-                    Expr::value(last_token_expires_at),
-                )
-                .filter(sessions::Column::Id.is_in(sessions))
-                .filter(sessions::Column::RevokedAt.is_null())
-                .exec_with_returning(txn)
-                .await?
-                .into_iter()
-                .map(|session| session.id)
-                .collect()
-        };
+        let touched = touch_sessions(txn, sessions, now, last_token_expires_at).await?;
         let claimable: HashSet<&str> = valid
             .iter()
             .flatten()
@@ -356,23 +341,28 @@ impl GroupedWrite for Rotation {
     }
 }
 
-/// Records a rotation's use of the session, if it still stands.
-async fn touch_session(
+/// Records rotations' use of their sessions, of those that still stand: the ones
+/// returned.
+async fn touch_sessions(
     conn: &impl ConnectionTrait,
-    session_id: Uuid,
+    session_ids: HashSet<Uuid>,
     now: DateTime<Utc>,
     last_token_expires_at: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<HashSet<Uuid>> {
+    if session_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
     Ok(sessions::Entity::update_many()
         .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
         .col_expr(
             sessions::Column::LastTokenExpiresAt,
             Expr::value(last_token_expires_at),
         )
-        .filter(sessions::Column::Id.eq(session_id))
+        .filter(sessions::Column::Id.is_in(session_ids))
         .filter(sessions::Column::RevokedAt.is_null())
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?
-        .rows_affected
-        == 1)
+        .into_iter()
+        .map(|session| session.id)
+        .collect())
 }
