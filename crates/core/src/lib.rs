@@ -87,6 +87,9 @@ pub struct Gatehouse {
     settings: Arc<CoreSettings>,
     rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
     metrics: Arc<platform::metrics::Metrics>,
+    /// Keeps the database's own work (the SQLite checkpoints) going while the service
+    /// lives; `db` and `writer` are its connections, counted by `metrics`.
+    _database: platform::db::Database,
 }
 
 impl Gatehouse {
@@ -139,6 +142,7 @@ impl Gatehouse {
             settings: Arc::new(settings),
             rate_limiter: None,
             metrics,
+            _database: db,
         })
     }
 

@@ -91,6 +91,7 @@ pub fn database_options(config: &Config) -> DatabaseOptions {
         url: config.database.url.clone(),
         max_connections: config.database.max_connections,
         connect_timeout: config.database.connect_timeout,
+        sqlite_checkpoint_interval: config.database.sqlite_checkpoint_interval,
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use sea_orm::{
-    ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
@@ -26,6 +26,11 @@ pub const SQLITE_WRITERS: u32 = 1;
 /// command line writing while the server runs, a second server on the same file) before
 /// the statement fails with "database is locked".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The writer checkpoints itself only once the log holds this many pages (64 MiB of
+/// 4 KiB pages), should the checkpoints of [`Checkpoints`] fall behind (a reader holding
+/// an old snapshot) or stop.
+const SQLITE_WRITER_CHECKPOINT_PAGES: u32 = 16_384;
 
 /// The database as Gatehouse uses it: connections for reads, and the connections that
 /// every write (every transaction, every single-statement insert, update or delete) goes
@@ -46,6 +51,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Database {
     reads: DatabaseConnection,
     writes: DatabaseConnection,
+    /// On a SQLite file, the task that checkpoints the log; it ends with the last clone.
+    _checkpoints: Option<std::sync::Arc<Checkpoints>>,
 }
 
 impl Database {
@@ -85,6 +92,11 @@ pub struct DatabaseOptions {
     pub url: String,
     pub max_connections: u32,
     pub connect_timeout: Duration,
+    /// How often a connection of its own copies the SQLite write-ahead log into the
+    /// database file (a passive checkpoint: it never waits for the writer nor makes it
+    /// wait), so that the writer does not: a checkpoint on commit writes and syncs both
+    /// files, which held the writer, and every write queued behind it, for 10 ms and more.
+    pub sqlite_checkpoint_interval: Duration,
 }
 
 /// Opens the database: on SQLite a file (its folder created first) with one writer
@@ -100,24 +112,86 @@ pub async fn connect(options: &DatabaseOptions) -> Result<Database> {
     }
     let sqlite = DbBackend::Sqlite.is_prefix_of(&options.url);
     if !sqlite || file.is_none() {
-        let pool = open(options, options.max_connections, false).await?;
+        let pool = open(options, options.max_connections, Role::ReadWrite).await?;
         return Ok(Database {
             reads: pool.clone(),
             writes: pool,
+            _checkpoints: None,
         });
     }
     // The writer first: it creates the file and puts it in WAL mode, which read-only
     // connections cannot do.
-    let writes = open(options, SQLITE_WRITERS, false).await?;
-    let reads = open(options, options.max_connections, true).await?;
-    Ok(Database { reads, writes })
+    let writes = open(options, SQLITE_WRITERS, Role::Writer).await?;
+    let reads = open(options, options.max_connections, Role::ReadOnly).await?;
+    let checkpoints = Checkpoints::start(
+        open(options, 1, Role::ReadWrite).await?,
+        options.sqlite_checkpoint_interval,
+    );
+    Ok(Database {
+        reads,
+        writes,
+        _checkpoints: Some(std::sync::Arc::new(checkpoints)),
+    })
+}
+
+/// What a pool of SQLite connections is for (PostgreSQL ignores it).
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// Read-only connections.
+    ReadOnly,
+    /// The writer: it leaves checkpoints to [`Checkpoints`].
+    Writer,
+    ReadWrite,
+}
+
+/// Passive checkpoints of a SQLite log every
+/// [`DatabaseOptions::sqlite_checkpoint_interval`], on a connection of their own, off the
+/// writer's path.
+#[derive(Debug)]
+struct Checkpoints(tokio::task::JoinHandle<()>);
+
+impl Checkpoints {
+    fn start(connection: DatabaseConnection, interval: Duration) -> Self {
+        Self(tokio::spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Warned once until a checkpoint succeeds again, not on every tick.
+            let mut failing = false;
+            loop {
+                every.tick().await;
+                match connection
+                    .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                    .await
+                {
+                    Ok(_) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "checkpointing the SQLite log failed");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn open(
     options: &DatabaseOptions,
     max_connections: u32,
-    read_only: bool,
+    role: Role,
 ) -> Result<DatabaseConnection> {
+    let read_only = role == Role::ReadOnly;
+    let writer_checkpoint_pages = match role {
+        Role::Writer => SQLITE_WRITER_CHECKPOINT_PAGES,
+        // SQLite's default.
+        Role::ReadOnly | Role::ReadWrite => 1000,
+    };
     let mut connect = ConnectOptions::new(options.url.clone());
     connect
         .max_connections(max_connections)
@@ -136,6 +210,7 @@ async fn open(
                 .foreign_keys(true)
                 .create_if_missing(!read_only)
                 .read_only(read_only)
+                .pragma("wal_autocheckpoint", writer_checkpoint_pages.to_string())
         });
     sea_orm::Database::connect(connect)
         .await

@@ -96,6 +96,8 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sqlite_checkpoint_interval: Duration,
 }
 
 /// `[secrets]`
@@ -231,6 +233,10 @@ impl Config {
         }
         if self.server.max_connections < 1 {
             problems.push("server.max_connections: must be at least 1".to_owned());
+        }
+        if self.database.sqlite_checkpoint_interval.is_zero() {
+            problems
+                .push("database.sqlite_checkpoint_interval: must be longer than zero".to_owned());
         }
         problems.extend(crate::request_limits::problems(&self.server));
         problems.extend(lockout_problems(self));
@@ -541,6 +547,16 @@ mod tests {
         assert!(error.contains("read_cache.ttl"), "{error}");
         let off = "[read_cache]\nttl = \"0s\"\n";
         assert!(Config::load_with(None, &[off]).is_ok());
+    }
+
+    #[test]
+    fn a_zero_checkpoint_interval_is_refused_naming_the_setting() {
+        let zero = "[database]\nsqlite_checkpoint_interval = \"0s\"\n";
+        let error = Config::load_with(None, &[zero]).unwrap_err().to_string();
+        assert!(
+            error.contains("database.sqlite_checkpoint_interval"),
+            "{error}"
+        );
     }
 
     #[test]
