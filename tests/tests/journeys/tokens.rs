@@ -278,7 +278,7 @@ async fn without_a_grace_a_token_presented_twice_at_once_ends_the_session(backen
 
 /// On PostgreSQL a group of rotations takes the revocation feed's lock, shared, before
 /// any row lock: while a revocation holds it (exclusively, from its first statement) the
-/// refresh waits, instead of locking sessions the revocation is about to lock one by one,
+/// refresh waits for it, before touching the rows the revocation holds, instead of locking sessions the revocation is about to lock one by one,
 /// which could deadlock the two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_waits_for_a_revocation_in_progress_on_postgres() {
@@ -290,34 +290,53 @@ async fn a_refresh_waits_for_a_revocation_in_progress_on_postgres() {
         .verified_user("ra@example.com", "ra password 1")
         .await;
     let db = server.gatehouse.db_writer();
+    // A revocation in progress: the feed's advisory lock (key "gatehous"), then the row of
+    // the session it ends.
     let revocation = db.begin().await.unwrap();
-    // The key of the revocation feed's advisory lock ("gatehous").
     revocation
         .execute_unprepared("SELECT pg_advisory_xact_lock(7449363237540164979)")
         .await
         .unwrap();
+    revocation
+        .execute_unprepared(&format!(
+            "SELECT id FROM sessions WHERE id = '{}' FOR UPDATE",
+            tokens.session_id
+        ))
+        .await
+        .unwrap();
     let refresh = server.refresh(&tokens.refresh);
     tokio::pin!(refresh);
-    let waiting_for_the_lock = || async {
+    // The refresh waits for the feed's lock, shared (the key's two halves), not for the
+    // session's row: had it locked the row first, it would wait there instead.
+    let waiting_for_the_feed = || async {
         db.query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT 1 AS waiting FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
              WHERE d.datname = current_database() AND l.locktype = 'advisory' \
-             AND NOT l.granted",
+             AND l.classid = 1734440037 AND l.objid = 1752135027 \
+             AND l.mode = 'ShareLock' AND NOT l.granted",
         ))
         .await
         .unwrap()
         .is_some()
     };
-    loop {
-        tokio::select! {
-            biased;
-            response = &mut refresh => {
-                panic!("the refresh went past a revocation in progress: {}", response.status())
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            tokio::select! {
+                biased;
+                response = &mut refresh => {
+                    panic!("the refresh went past a revocation in progress: {}", response.status())
+                }
+                waiting = waiting_for_the_feed() => if waiting { break },
             }
-            waiting = waiting_for_the_lock() => if waiting { break },
+            tokio::task::yield_now().await;
         }
-    }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the refresh never waited for the feed's lock"
+    );
     revocation.commit().await.unwrap();
     assert_eq!(refresh.await.status(), StatusCode::OK);
 }

@@ -93,8 +93,8 @@ pub struct DatabaseOptions {
     pub max_connections: u32,
     pub connect_timeout: Duration,
     /// How often a connection of its own copies the SQLite write-ahead log into the
-    /// database file (a passive checkpoint: it never waits for the writer nor makes it
-    /// wait), so that the writer does not: a checkpoint on commit writes and syncs both
+    /// database file (a passive checkpoint: it never holds the write lock), so that the
+    /// writer does not: a checkpoint on commit writes and syncs both
     /// files, which held the writer, and every write queued behind it, for 10 ms and more.
     pub sqlite_checkpoint_interval: Duration,
 }
@@ -141,6 +141,8 @@ enum Role {
     ReadOnly,
     /// The writer: it leaves checkpoints to [`Checkpoints`].
     Writer,
+    /// Connections that read and write: PostgreSQL's pool, an in-memory SQLite database,
+    /// and the connection of [`Checkpoints`].
     ReadWrite,
 }
 
@@ -153,7 +155,8 @@ struct Checkpoints(tokio::task::JoinHandle<()>);
 impl Checkpoints {
     fn start(connection: DatabaseConnection, interval: Duration) -> Self {
         Self(tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
+            // The configuration refuses zero, for which `interval` would panic.
+            let mut every = tokio::time::interval(interval.max(Duration::from_millis(1)));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Warned once until a checkpoint succeeds again, not on every tick.
             let mut failing = false;
@@ -187,11 +190,6 @@ async fn open(
     role: Role,
 ) -> Result<DatabaseConnection> {
     let read_only = role == Role::ReadOnly;
-    let writer_checkpoint_pages = match role {
-        Role::Writer => SQLITE_WRITER_CHECKPOINT_PAGES,
-        // SQLite's default.
-        Role::ReadOnly | Role::ReadWrite => 1000,
-    };
     let mut connect = ConnectOptions::new(options.url.clone());
     connect
         .max_connections(max_connections)
@@ -204,13 +202,20 @@ async fn open(
         // before each use.
         .test_before_acquire(!DbBackend::Sqlite.is_prefix_of(&options.url))
         .map_sqlx_sqlite_opts(move |o| {
+            let o = if role == Role::Writer {
+                o.pragma(
+                    "wal_autocheckpoint",
+                    SQLITE_WRITER_CHECKPOINT_PAGES.to_string(),
+                )
+            } else {
+                o
+            };
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .create_if_missing(!read_only)
                 .read_only(read_only)
-                .pragma("wal_autocheckpoint", writer_checkpoint_pages.to_string())
         });
     sea_orm::Database::connect(connect)
         .await
